@@ -1,0 +1,33 @@
+"""The Connection and Credential API: pydantic models, the one source of truth for
+the CRD schema, the operator's checks and `connectors validate`."""
+
+from .common import API_VERSION, GROUP, VERSION, Condition, LocalObjectReference
+from .connection import (
+    DEFAULT_PORTS,
+    DEFAULT_SCHEDULE,
+    ConnectionSpec,
+    ConnectionStatus,
+    Endpoint,
+    LastTransfer,
+    Remote,
+    is_platform_initiated,
+)
+from .credential import CredentialSpec, CredentialStatus
+
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_PORTS",
+    "DEFAULT_SCHEDULE",
+    "GROUP",
+    "VERSION",
+    "Condition",
+    "ConnectionSpec",
+    "ConnectionStatus",
+    "CredentialSpec",
+    "CredentialStatus",
+    "Endpoint",
+    "LastTransfer",
+    "LocalObjectReference",
+    "Remote",
+    "is_platform_initiated",
+]

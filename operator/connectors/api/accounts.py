@@ -1,0 +1,122 @@
+"""The account table: how the operator tells a listener who may log in.
+
+The operator writes one Secret per namespace and protocol, named
+`connectors-accounts-<protocol>`, whose key `accounts.json` holds an
+AccountTable. The listener reads it from the mounted file and reloads it when
+it changes. Passwords are stored as salted scrypt hashes, never in plain text.
+
+Version 1 of the format:
+
+    {"version": 1, "accounts": [{"username": "acme", "connection": "acme-conversions",
+      "direction": "Inbound", "home": "acme-conversions",
+      "permissions": ["upload", "list", "readReceipts"],
+      "filenamePattern": "conversions_*.csv",
+      "passwordHash": "$scrypt$ln=14,r=8,p=1$<salt>$<hash>",
+      "authorizedKeys": ["ssh-ed25519 AAAA... partner"], "suspended": false}]}
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .common import Model
+
+FORMAT_VERSION = 1
+SECRET_KEY = "accounts.json"
+Protocol = Literal["sftp", "ftp", "smtp"]
+Permission = Literal["upload", "list", "download", "readReceipts"]
+
+# scrypt cost: 2**14 iterations, r=8, p=1 (about 16 MiB and tens of ms per check):
+# cheap for one login, expensive for an offline guesser.
+_LOG_N, _R, _P = 14, 8, 1
+
+
+def secret_name(protocol: str) -> str:
+    return f"connectors-accounts-{protocol}"
+
+
+def permissions_for(direction: str) -> list[Permission]:
+    """Inbound: upload, list, read back receipt_/result_ files; never delete.
+    Outbound: list and download only."""
+    if direction == "Inbound":
+        return ["upload", "list", "readReceipts"]
+    return ["list", "download"]
+
+
+class Account(Model):
+    """One partner login on a listener: one Connection."""
+
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    connection: str
+    direction: Literal["Inbound", "Outbound"]
+    home: str
+    """The landing area, relative to the listener's data root."""
+    permissions: list[Permission]
+    filename_pattern: str | None = None
+    password_hash: str | None = None
+    authorized_keys: list[str] = []
+    suspended: bool = False
+
+
+class AccountTable(Model):
+    version: Literal[1] = FORMAT_VERSION
+    accounts: list[Account] = []
+
+    def by_username(self) -> dict[str, Account]:
+        return {a.username: a for a in self.accounts}
+
+    def render(self) -> str:
+        # Sorted, so that an unchanged table renders to the same bytes and the
+        # operator can skip an update that would change nothing.
+        ordered = sorted(self.accounts, key=lambda a: a.username)
+        return AccountTable(accounts=ordered).model_dump_json(by_alias=True, indent=1)
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> AccountTable:
+        return cls.model_validate_json(text)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """A salted scrypt hash in the `$scrypt$ln=..,r=..,p=..$salt$hash` form."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=2**_LOG_N, r=_R, p=_P, maxmem=64 * 1024 * 1024, dklen=32
+    )
+    return f"$scrypt$ln={_LOG_N},r={_R},p={_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str | None) -> bool:
+    """True when `password` matches the hash; False for a malformed or absent hash."""
+    if not encoded:
+        return False
+    try:
+        _, scheme, params, salt, digest = encoded.split("$")
+        if scheme != "scrypt":
+            return False
+        values = dict(item.split("=") for item in params.split(","))
+        computed = hashlib.scrypt(
+            password.encode(),
+            salt=_unb64(salt),
+            n=2 ** int(values["ln"]),
+            r=int(values["r"]),
+            p=int(values["p"]),
+            maxmem=64 * 1024 * 1024,
+            dklen=len(_unb64(digest)),
+        )
+    except (ValueError, KeyError):
+        return False
+    return hmac.compare_digest(computed, _unb64(digest))

@@ -1,0 +1,278 @@
+"""The Connection resource: one exchange of batch files with a partner."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import ConfigDict, Field
+
+from .common import Condition, LocalObjectReference, Model
+from .rules import Rule
+
+Direction = Literal["Inbound", "Outbound"]
+DataType = Literal[
+    "Conversions",
+    "Clicks",
+    "ProductCatalog",
+    "Audiences",
+    "Identities",
+    "CardLinkedTransactions",
+    "Reports",
+]
+Method = Literal["SFTP", "FTP", "Email"]
+Methodology = Literal["Push", "Pull"]
+Tls = Literal["None", "Explicit", "Implicit", "IMAPS", "STARTTLS"]
+
+# `*` and `?` are the only wildcards; no path separators, no character classes.
+FILENAME_PATTERN = r"^[^/\\\[\]]+$"
+# A DNS name, an IPv4 address (which the DNS form also matches) or an IPv6 address.
+HOST_PATTERN = (
+    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+    r"|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*)$"
+)
+# Five cron fields, or one of the @ shorthands. Field ranges are checked by the operator.
+SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|\S+( +\S+){4})$"
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+DEFAULT_SCHEDULE = "*/15 * * * *"
+DEFAULT_PORTS = {"SFTP": 22, "FTP": 21}
+
+_PLATFORM_INITIATED = "((self.direction == 'Inbound') == (self.methodology == 'Pull'))"
+
+
+def is_platform_initiated(direction: str, methodology: str) -> bool:
+    """Inbound+Pull and Outbound+Push: the platform connects to the partner."""
+    return (direction == "Inbound") == (methodology == "Pull")
+
+
+def _platform(s: ConnectionSpec) -> bool:
+    return is_platform_initiated(s.direction, s.methodology)
+
+
+def _outbound_email(s: ConnectionSpec) -> bool:
+    return s.method == "Email" and s.direction == "Outbound"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        ".dataType",
+        "self.dataType != 'Reports' || self.direction == 'Outbound'",
+        "dataType Reports flows from the platform to the partner: set direction: Outbound",
+        lambda s: s.data_type != "Reports" or s.direction == "Outbound",
+    ),
+    Rule(
+        ".methodology",
+        "!(self.method == 'Email' && self.direction == 'Outbound' && self.methodology == 'Pull')",
+        "Email with direction Outbound and methodology Pull has no meaning (a partner cannot "
+        "pull from a mailbox the platform sends to): use methodology: Push",
+        lambda s: not (_outbound_email(s) and s.methodology == "Pull"),
+    ),
+    Rule(
+        ".filenamePattern",
+        "self.method != 'Email' || has(self.filenamePattern)",
+        "filenamePattern is required when method is Email: every attachment must match it, "
+        "for example 'audiences_*.csv'",
+        lambda s: s.method != "Email" or s.filename_pattern is not None,
+    ),
+    Rule(
+        ".remote",
+        f"has(self.remote) || !{_PLATFORM_INITIATED}",
+        "remote is required when the platform starts the transfer (Inbound+Pull or "
+        "Outbound+Push): set remote.host, and remote.folder for SFTP and FTP",
+        lambda s: s.remote is not None or not _platform(s),
+    ),
+    Rule(
+        ".remote",
+        f"!has(self.remote) || {_PLATFORM_INITIATED}",
+        "remote is only for transfers the platform starts (Inbound+Pull, Outbound+Push); "
+        "with Inbound+Push or Outbound+Pull the partner connects to the listener: remove remote",
+        lambda s: s.remote is None or _platform(s),
+    ),
+    Rule(
+        ".schedule",
+        f"!has(self.schedule) || {_PLATFORM_INITIATED}",
+        "schedule is only for transfers the platform starts (Inbound+Pull, Outbound+Push): "
+        "remove it",
+        lambda s: s.schedule is None or _platform(s),
+    ),
+    Rule(
+        ".remote.host",
+        "!has(self.remote) || has(self.remote.host) "
+        "|| (self.method == 'Email' && self.direction == 'Outbound')",
+        "remote.host is required: the partner server's DNS name or IP address",
+        lambda s: s.remote is None or s.remote.host is not None or _outbound_email(s),
+    ),
+    Rule(
+        ".remote.folder",
+        "self.method == 'Email' || !has(self.remote) "
+        "|| (has(self.remote.folder) && self.remote.folder.startsWith('/'))",
+        "remote.folder must be an absolute path on the partner's server, such as /outgoing, "
+        "for SFTP and FTP",
+        lambda s: s.method == "Email"
+        or s.remote is None
+        or (s.remote.folder is not None and s.remote.folder.startswith("/")),
+    ),
+    Rule(
+        ".remote.hostKeys",
+        "self.method != 'SFTP' || !has(self.remote) "
+        "|| (has(self.remote.hostKeys) && size(self.remote.hostKeys) > 0)",
+        "remote.hostKeys needs at least one trusted host key for SFTP (the platform never "
+        "trusts an unknown host); read it with: ssh-keyscan -t ed25519 HOST",
+        lambda s: s.method != "SFTP" or s.remote is None or bool(s.remote.host_keys),
+    ),
+    Rule(
+        ".remote.hostKeys",
+        "self.method == 'SFTP' || !has(self.remote) || !has(self.remote.hostKeys)",
+        "remote.hostKeys applies only to SFTP: remove it",
+        lambda s: s.method == "SFTP" or s.remote is None or s.remote.host_keys is None,
+    ),
+    Rule(
+        ".remote.tls",
+        "!has(self.remote) || !has(self.remote.tls) "
+        "|| (self.method == 'FTP' && self.remote.tls in ['None', 'Explicit', 'Implicit']) "
+        "|| (self.method == 'Email' && self.remote.tls in ['IMAPS', 'STARTTLS'])",
+        "remote.tls must be None, Explicit or Implicit for FTP, IMAPS or STARTTLS for Email, "
+        "and is not used for SFTP",
+        lambda s: s.remote is None
+        or s.remote.tls is None
+        or (s.method == "FTP" and s.remote.tls in ("None", "Explicit", "Implicit"))
+        or (s.method == "Email" and s.remote.tls in ("IMAPS", "STARTTLS")),
+    ),
+    Rule(
+        ".remote.recipients",
+        "!has(self.remote) || !(self.method == 'Email' && self.direction == 'Outbound') "
+        "|| (has(self.remote.recipients) && size(self.remote.recipients) > 0)",
+        "remote.recipients needs at least one address for Outbound Email",
+        lambda s: s.remote is None or not _outbound_email(s) or bool(s.remote.recipients),
+    ),
+    Rule(
+        ".remote.recipients",
+        "!has(self.remote) || !has(self.remote.recipients) "
+        "|| (self.method == 'Email' && self.direction == 'Outbound')",
+        "remote.recipients applies only to Outbound Email: remove it",
+        lambda s: s.remote is None or s.remote.recipients is None or _outbound_email(s),
+    ),
+)
+
+
+class Remote(Model):
+    """The partner's server, for transfers the platform starts."""
+
+    host: Annotated[str, Field(max_length=253, pattern=HOST_PATTERN)] | None = None
+    """The partner server's DNS name or IP address. Not used for Outbound Email, which
+    goes through the platform's SMTP relay."""
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """TCP port; defaults to 22 for SFTP, 21 for FTP (990 with Implicit TLS), 993 for
+    IMAPS and 143 for IMAP with STARTTLS."""
+    folder: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """SFTP and FTP: the absolute folder on the partner's server, such as
+    /home/partner/outgoing. Email: the mailbox to read, default INBOX."""
+    host_keys: Annotated[list[Annotated[str, Field(max_length=8192)]], Field(max_length=16)] | None = None
+    """SFTP: the server's trusted host public keys ("ssh-ed25519 AAAA..."), at least one.
+    The platform refuses any server whose key is not listed."""
+    tls: Tls | None = None
+    """FTP: None, Explicit (AUTH TLS) or Implicit; default None. Email (IMAP): IMAPS or
+    STARTTLS; default IMAPS."""
+    insecure_skip_tls_verify: bool = False
+    """FTP and Email: accept a server certificate that does not verify. Only for test
+    servers; the certificate is verified by default."""
+    recipients: Annotated[
+        list[Annotated[str, Field(max_length=254, pattern=EMAIL_PATTERN)]], Field(max_length=32)
+    ] | None = None
+    """Outbound Email: the addresses that receive each file, at least one."""
+    delete_after_transfer: bool = False
+    """Inbound Pull: delete each file on the partner's server after it has landed and
+    been recorded. Default false: files stay, and the ledger keeps them from being
+    fetched twice."""
+
+
+class ConnectionSpec(Model):
+    """One exchange of batch files with a partner.
+
+    Direction says which way data flows; methodology says who starts a transfer.
+    Inbound+Push and Outbound+Pull: the partner connects to the platform's listener.
+    Inbound+Pull and Outbound+Push: the platform connects to the partner on a schedule.
+    """
+
+    model_config = ConfigDict(
+        **Model.model_config,
+        json_schema_extra={"x-kubernetes-validations": [r.as_cel() for r in RULES]},
+    )
+    rules: ClassVar[tuple[Rule, ...]] = RULES
+
+    display_name: Annotated[str, Field(max_length=128)] | None = None
+    """A name for people, shown in events and receipts."""
+    direction: Direction
+    """Inbound: the partner gives data to the platform. Outbound: the platform gives
+    data to the partner."""
+    data_type: DataType
+    """What the files hold. Reports are Outbound only."""
+    method: Method
+    """How files travel: SFTP, FTP or Email."""
+    methodology: Methodology
+    """Who starts a transfer. Push: the sender. Pull: the receiver."""
+    credential_ref: LocalObjectReference
+    """The Credential in this namespace that the partner logs in with, or that the
+    platform logs in to the partner with."""
+    filename_pattern: Annotated[str, Field(min_length=1, max_length=255, pattern=FILENAME_PATTERN)] | None = None
+    """Which files belong to this Connection: wildcards `*` (any run of characters) and
+    `?` (one character), no path separators. Required for Email."""
+    remote: Remote | None = None
+    """The partner's server. Required when the platform starts the transfer
+    (Inbound+Pull, Outbound+Push), refused otherwise."""
+    schedule: Annotated[str, Field(max_length=64, pattern=SCHEDULE_PATTERN)] | None = None
+    """Cron schedule of the transfer job (platform-initiated only); default every 15
+    minutes, "*/15 * * * *"."""
+    suspend: bool = False
+    """Stop scheduling transfers (platform-initiated) or refuse logins (partner-initiated)
+    without deleting anything."""
+
+    @property
+    def platform_initiated(self) -> bool:
+        return is_platform_initiated(self.direction, self.methodology)
+
+
+class Endpoint(Model):
+    """Where the partner connects, for transfers the partner starts."""
+
+    protocol: str | None = None
+    """sftp, ftp or smtp."""
+    host: str | None = None
+    """The listener Service's DNS name."""
+    port: int | None = None
+    """The listener's port."""
+    username: str | None = None
+    """The login name."""
+    address: str | None = None
+    """Email: the address to send files to."""
+
+
+class LastTransfer(Model):
+    """The most recent transfer."""
+
+    time: str | None = None
+    """When it finished (RFC 3339)."""
+    files: int | None = None
+    """Files transferred."""
+    bytes: int | None = None
+    """Bytes transferred."""
+    skipped: int | None = None
+    """Files skipped: already transferred, or not matching filenamePattern."""
+    failed: int | None = None
+    """Files that failed."""
+    outcome: Literal["Succeeded", "Failed"] | None = None
+    """Succeeded or Failed."""
+    message: Annotated[str, Field(max_length=2048)] | None = None
+    """What happened, when it did not go well."""
+
+
+class ConnectionStatus(Model):
+    """What the operator made of the Connection."""
+
+    observed_generation: int | None = None
+    """The metadata.generation the operator last acted on."""
+    conditions: list[Condition] | None = None
+    """Validated, CredentialReady, WorkloadReady and Ready."""
+    endpoint: Endpoint | None = None
+    """Where the partner connects (partner-initiated only)."""
+    last_transfer: LastTransfer | None = None
+    """The most recent transfer."""

@@ -1,0 +1,39 @@
+"""The `connectors` command.
+
+Each subcommand lives in its own module, which exposes `add_arguments(parser)`
+and `run(args) -> int`; they are imported only when chosen, so that
+`connectors validate` in a CI pipeline does not load kopf or paramiko.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "run": ("connectors.controller.main", "run the operator"),
+    "validate": ("connectors.validate", "check Connection and Credential manifests offline"),
+    "crds": ("connectors.api.crd", "write the CustomResourceDefinitions generated from the models"),
+    "listen": ("connectors.transfer.listen", "run a listener: sftp, ftp or smtp"),
+    "transfer": ("connectors.transfer.job", "run one transfer of a platform-initiated Connection"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="connectors", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(handler=module.run)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

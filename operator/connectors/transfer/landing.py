@@ -1,0 +1,170 @@
+"""The landing area: where files arrive, safely, and what the platform writes back.
+
+Layout on the namespace's data volume, for a Connection named NAME:
+
+    <root>/NAME/                  the partner's home; inbound files land here
+    <root>/NAME/receipt_<f>.txt   written when file <f> has landed
+    <root>/NAME/result_<f>...     written by downstream processing
+    <root>/NAME/outbox/           outbound files waiting to be sent (Outbound Push)
+    <root>/NAME/sent/             outbound files already sent
+    <root>/NAME/.connectors/      internal: the ledger and temporary files
+
+A file becomes visible under its real name only by rename(2) from a temporary
+name in the same folder after fsync, so downstream processing never sees half a
+file, and a crash leaves only a temporary file that the next start removes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import hashlib
+import json
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+RESERVED_PREFIXES = ("receipt_", "result_")
+INTERNAL_DIR = ".connectors"
+TEMP_PREFIX = ".upload-"
+TEMP_SUFFIX = ".part"
+
+
+def is_reserved(name: str) -> bool:
+    """Receipts and results are written by the platform and never ingested."""
+    return name.startswith(RESERVED_PREFIXES)
+
+
+def is_hidden(name: str) -> bool:
+    """Internal and temporary entries, never shown to partners."""
+    return name.startswith(".")
+
+
+def matches_pattern(name: str, pattern: str | None) -> bool:
+    """`*` is any run of characters, `?` one character; no other wildcards.
+
+    fnmatch would also read `[...]` as a character class; the API refuses
+    brackets in patterns, and escaping them here keeps the two in agreement.
+    """
+    if pattern is None:
+        return True
+    escaped = pattern.replace("[", "[[]")
+    return fnmatch.fnmatchcase(name, escaped)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    trace_id: str
+    name: str
+    size: int
+    sha256: str
+    received_at: str
+    connection: str
+
+    def render(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+class LandingArea:
+    """One Connection's folder on the data volume."""
+
+    def __init__(self, root: Path, connection: str) -> None:
+        self.connection = connection
+        self.home = root / connection
+        self.internal = self.home / INTERNAL_DIR
+
+    def ensure(self) -> None:
+        for path in (self.home, self.internal):
+            path.mkdir(mode=0o750, parents=True, exist_ok=True)
+
+    @property
+    def outbox(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def sent(self) -> Path:
+        return self.home / "sent"
+
+    def temp_path(self, name: str, folder: Path | None = None) -> Path:
+        """A hidden temporary name in the same folder as the final name, so the
+        final rename stays on one filesystem and is atomic."""
+        folder = folder or self.home
+        return folder / f"{TEMP_PREFIX}{secrets.token_hex(6)}.{name[:100]}{TEMP_SUFFIX}"
+
+    def remove_stale_temporaries(self) -> int:
+        """Removes temporary files a crash left behind; returns how many."""
+        removed = 0
+        if not self.home.is_dir():
+            return 0
+        for entry in self.home.iterdir():
+            if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
+                entry.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def commit(self, temp: Path, name: str, folder: Path | None = None) -> Path:
+        """fsync the temporary file, rename it into place, fsync the folder."""
+        final = (folder or self.home) / name
+        with temp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, final)
+        fsync_dir(final.parent)
+        return final
+
+    def land_stream(self, name: str, source: BinaryIO, chunk: int = 1 << 20) -> Receipt:
+        """Copies `source` to a temporary file, then lands it and writes its receipt."""
+        self.ensure()
+        temp = self.temp_path(name)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with temp.open("wb") as out:
+                while block := source.read(chunk):
+                    out.write(block)
+                    digest.update(block)
+                    size += len(block)
+            self.commit(temp, name)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return self.write_receipt(name, size, digest.hexdigest())
+
+    def write_receipt(self, name: str, size: int, sha256: str) -> Receipt:
+        receipt = Receipt(
+            trace_id=str(uuid.uuid4()),
+            name=name,
+            size=size,
+            sha256=sha256,
+            received_at=now_rfc3339(),
+            connection=self.connection,
+        )
+        temp = self.temp_path(f"receipt_{name}.txt")
+        temp.write_text(receipt.render())
+        self.commit(temp, f"receipt_{name}.txt")
+        return receipt
+
+    def landed_files(self) -> Iterator[Path]:
+        """Files that have landed: not hidden, not receipts or results, not folders."""
+        if not self.home.is_dir():
+            return
+        for entry in sorted(self.home.iterdir()):
+            if entry.is_file() and not is_hidden(entry.name) and not is_reserved(entry.name):
+                yield entry
