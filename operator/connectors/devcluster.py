@@ -13,6 +13,7 @@ enforced. There is no kubelet and no scheduler: pods stay Pending.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -215,7 +216,8 @@ def _wait_ready(server: str, pki: Path, pids: dict[str, int], workdir: Path,
                 log_tail = (workdir / f"{name}.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{name} exited during start-up; its log ends:\n{log_tail}")
         try:
-            with urllib.request.urlopen(f"{server}/readyz", context=context, timeout=5) as r:
+            url = f"{server}/readyz"  # always https://127.0.0.1:<port>, built above
+            with urllib.request.urlopen(url, context=context, timeout=5) as r:  # noqa: S310
                 if r.status == 200:
                     return
         except OSError as error:
@@ -322,14 +324,10 @@ def _kill_all(pids: dict[str, int]) -> None:
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if _alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
 
 def stop(workdir: Path = DEFAULT_DIR) -> None:

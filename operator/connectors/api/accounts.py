@@ -60,13 +60,13 @@ class Account(Model):
     permissions: list[Permission]
     filename_pattern: str | None = None
     password_hash: str | None = None
-    authorized_keys: list[str] = []
+    authorized_keys: list[str] = Field(default_factory=list)
     suspended: bool = False
 
 
 class AccountTable(Model):
     version: Literal[1] = FORMAT_VERSION
-    accounts: list[Account] = []
+    accounts: list[Account] = Field(default_factory=list)
 
     def by_username(self) -> dict[str, Account]:
         return {a.username: a for a in self.accounts}

@@ -28,6 +28,8 @@ class Model(BaseModel):
         extra="forbid",
         use_attribute_docstrings=True,
         frozen=True,
+        # Kubernetes does not coerce types ("yes" is not a boolean), and neither do we.
+        strict=True,
     )
 
 

@@ -166,7 +166,9 @@ class Remote(Model):
     folder: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     """SFTP and FTP: the absolute folder on the partner's server, such as
     /home/partner/outgoing. Email: the mailbox to read, default INBOX."""
-    host_keys: Annotated[list[Annotated[str, Field(max_length=8192)]], Field(max_length=16)] | None = None
+    host_keys: (
+        Annotated[list[Annotated[str, Field(max_length=8192)]], Field(max_length=16)] | None
+    ) = None
     """SFTP: the server's trusted host public keys ("ssh-ed25519 AAAA..."), at least one.
     The platform refuses any server whose key is not listed."""
     tls: Tls | None = None
@@ -213,7 +215,9 @@ class ConnectionSpec(Model):
     credential_ref: LocalObjectReference
     """The Credential in this namespace that the partner logs in with, or that the
     platform logs in to the partner with."""
-    filename_pattern: Annotated[str, Field(min_length=1, max_length=255, pattern=FILENAME_PATTERN)] | None = None
+    filename_pattern: (
+        Annotated[str, Field(min_length=1, max_length=255, pattern=FILENAME_PATTERN)] | None
+    ) = None
     """Which files belong to this Connection: wildcards `*` (any run of characters) and
     `?` (one character), no path separators. Required for Email."""
     remote: Remote | None = None
@@ -244,6 +248,9 @@ class Endpoint(Model):
     """The login name."""
     address: str | None = None
     """Email: the address to send files to."""
+    host_key_fingerprint: str | None = None
+    """SFTP: the listener's host key fingerprint (SHA256), for the partner to check on
+    first connection. It stays the same across restarts."""
 
 
 class LastTransfer(Model):

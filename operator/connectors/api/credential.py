@@ -25,7 +25,8 @@ KEY_TYPES = (
     "sk-ssh-ed25519@openssh.com",
     "sk-ecdsa-sha2-nistp256@openssh.com",
 )
-_KEY_LINE = "(" + "|".join(re.escape(t) for t in KEY_TYPES) + r") AAAA[A-Za-z0-9+/]+={0,3}( [^\n]*)?"
+_KEY_TYPE = "(" + "|".join(re.escape(t) for t in KEY_TYPES) + ")"
+_KEY_LINE = _KEY_TYPE + r" AAAA[A-Za-z0-9+/]+={0,3}( [^\n]*)?"
 AUTHORIZED_KEYS_PATTERN = rf"^\s*{_KEY_LINE}(\s*\n\s*{_KEY_LINE})*\s*$"
 
 RULES: tuple[Rule, ...] = (

@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+CONTROLPLANE_DIR ?= /tmp/connectors-controlplane
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: help install deps controlplane-build controlplane controlplane-down demo demo-down test lint crds
+
+help:
+	@echo "make demo                 local control plane, CRDs, operator, examples; then kubectl get/describe"
+	@echo "make test                 every test (lint, types, unit, integration against a real control plane)"
+	@echo "make controlplane         start etcd + kube-apiserver + kube-controller-manager; prints KUBECONFIG=..."
+	@echo "make controlplane-down    stop them and remove their data"
+	@echo "make crds                 regenerate crds/ from the models"
+
+# Debian packages the tests use as real peers, and the Python package with its test extras.
+deps:
+	./hack/install-deps.sh
+
+install:
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+
+controlplane-build:
+	./hack/controlplane/build.sh
+
+controlplane: install controlplane-build
+	$(PYTHON) -m connectors.devcluster up --dir $(CONTROLPLANE_DIR)
+
+controlplane-down:
+	$(PYTHON) -m connectors.devcluster down --dir $(CONTROLPLANE_DIR)
+
+crds: install
+	connectors crds
+
+lint: install
+	ruff check operator tests bench
+	mypy
+
+test: deps install controlplane-build lint
+	./hack/run-tests.sh
+
+demo: deps install controlplane-build
+	./hack/demo.sh
+
+demo-down:
+	./hack/demo.sh down

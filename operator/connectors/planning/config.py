@@ -1,0 +1,54 @@
+"""The operator's configuration: everything a plan needs besides the resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MANAGED_BY = "connectors-operator"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_CONNECTION = "connectors.dev/connection"
+LABEL_CREDENTIAL = "connectors.dev/credential"
+LABEL_LISTENER = "connectors.dev/listener"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+ANNOTATION_ROTATE = "connectors.dev/rotate"
+ANNOTATION_ROTATED_FOR = "connectors.dev/rotated-for"
+
+PROTOCOLS = ("sftp", "ftp", "smtp")
+
+
+@dataclass(frozen=True)
+class ListenerPorts:
+    """Container port and Service port of one listener protocol."""
+
+    container: int
+    service: int
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    image: str = "ghcr.io/connectors-dev/connectors:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    # The namespace's data volume: a PersistentVolumeClaim the operator ensures.
+    data_claim: str = "connectors-data"
+    data_size: str = "10Gi"
+    data_storage_class: str | None = None
+    # Inbound Email Push: each Connection receives at <connection>@<email_domain>.
+    email_domain: str = "connectors.local"
+    ports: dict[str, ListenerPorts] = field(default_factory=lambda: {
+        "sftp": ListenerPorts(2022, 22),
+        "ftp": ListenerPorts(2121, 21),
+        "smtp": ListenerPorts(2525, 25),
+    })
+    # FTP passive data ports: the Service exposes each one, so the listener must
+    # never hand out a port outside this range.
+    ftp_passive_ports: tuple[int, int] = (30100, 30104)
+    ftp_masquerade_address: str | None = None
+    listener_service_type: str = "ClusterIP"
+    listener_service_account: str = "connectors-listener"
+    # Outbound Email Push: the platform's relay.
+    smtp_relay: str | None = None
+    smtp_from: str | None = None
+    cpu_request: str = "50m"
+    memory_request: str = "64Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "256Mi"

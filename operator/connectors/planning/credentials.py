@@ -1,0 +1,147 @@
+"""Pure planning for Credentials: keys, fingerprints and the Secrets the operator owns."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ed25519, rsa
+
+from ..api.credential import CredentialSpec
+from .config import (
+    ANNOTATION_ROTATED_FOR,
+    LABEL_COMPONENT,
+    LABEL_CREDENTIAL,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+)
+
+MIN_RSA_BITS = 2048
+
+
+def username_for(name: str, spec: CredentialSpec) -> str:
+    return spec.username or name
+
+
+def secret_name_for(name: str, spec: CredentialSpec) -> str:
+    """The Secret that holds the credential: the user's, or ours named after the Credential."""
+    return spec.secret_ref.name if spec.secret_ref else f"{name}-credential"
+
+
+def needs_generated_secret(spec: CredentialSpec) -> bool:
+    """Passwords and key pairs the operator makes; partners' keys and issued secrets it doesn't."""
+    return spec.secret_ref is None and spec.public_key is None
+
+
+def expected_secret_key(spec: CredentialSpec) -> str:
+    return "password" if spec.type == "Password" else "ssh-privatekey"
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    fingerprints: list[str]
+    problems: list[str]
+
+
+def fingerprint(blob: bytes) -> str:
+    """The SHA256 form `ssh-keygen -l` prints."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def check_authorized_keys(text: str) -> KeyCheck:
+    """Parses every line with a real key parser; refuses DSA, short RSA and garbage."""
+    fingerprints: list[str] = []
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        try:
+            blob = base64.b64decode(fields[1], validate=True) if len(fields) > 1 else b""
+        except binascii.Error:
+            blob = b""
+        if fields[0].startswith("sk-") and blob:
+            # Security-key types: cryptography cannot load them, but their blob
+            # is still the key's identity, and the CRD pattern checked the type.
+            fingerprints.append(fingerprint(blob))
+            continue
+        try:
+            key = serialization.load_ssh_public_key(" ".join(fields[:2]).encode())
+        except (ValueError, IndexError, TypeError, NotImplementedError):
+            problems.append(f"publicKey line {number}: not an OpenSSH public key")
+            continue
+        if isinstance(key, dsa.DSAPublicKey):
+            problems.append(f"publicKey line {number}: DSA keys are refused; use ed25519")
+        elif isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            problems.append(
+                f"publicKey line {number}: RSA key of {key.key_size} bits; at least "
+                f"{MIN_RSA_BITS} are needed (ed25519 is better)"
+            )
+        else:
+            fingerprints.append(fingerprint(blob))
+    if not fingerprints and not problems:
+        problems.append("publicKey holds no key")
+    return KeyCheck(fingerprints, problems)
+
+
+def new_password() -> str:
+    """32 URL-safe characters: 192 bits from the OS's CSPRNG."""
+    return secrets.token_urlsafe(24)
+
+
+def new_key_pair(comment: str) -> tuple[str, str]:
+    """An ed25519 key pair: (private key in OpenSSH PEM, public key line)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    return private, f"{public} {comment}"
+
+
+def public_key_of(private_pem: str) -> str:
+    key = serialization.load_ssh_private_key(private_pem.encode(), password=None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+
+
+def generated_secret(
+    name: str, spec: CredentialSpec, namespace: str, rotated_for: str, owner: dict[str, Any]
+) -> dict[str, Any]:
+    """The Secret the operator owns for a generated password or key pair, with fresh values."""
+    username = username_for(name, spec)
+    if spec.type == "Password":
+        secret_type = "kubernetes.io/basic-auth"
+        data = {"username": username, "password": new_password()}
+    else:
+        secret_type = "kubernetes.io/ssh-auth"
+        private, public = new_key_pair(f"{username}@{namespace}")
+        data = {"username": username, "ssh-privatekey": private, "ssh-publickey": public}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": secret_type,
+        "metadata": {
+            "name": secret_name_for(name, spec),
+            "namespace": namespace,
+            "labels": {
+                LABEL_MANAGED_BY: MANAGED_BY,
+                LABEL_CREDENTIAL: name,
+                LABEL_COMPONENT: "credential",
+            },
+            "annotations": {ANNOTATION_ROTATED_FOR: rotated_for},
+            "ownerReferences": [owner],
+        },
+        "stringData": data,
+    }

@@ -1,0 +1,258 @@
+"""Pure planning for listeners: one Deployment and Service per namespace and protocol.
+
+Every partner-initiated Connection of a namespace becomes one account in the
+listener of its protocol. The listener's objects are owned by every Connection
+that has an account in it, so the garbage collector removes the listener with
+the last one, even while the operator is down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.accounts import Account, AccountTable, permissions_for, secret_name
+from ..api.common import API_VERSION
+from ..api.connection import ConnectionSpec
+from .config import LABEL_LISTENER, OperatorConfig
+from .objects import (
+    base_labels,
+    container_security_context,
+    data_volume,
+    pod_security_context,
+    resources,
+    tmp_volume,
+)
+
+PROTOCOL_OF_METHOD = {"SFTP": "sftp", "FTP": "ftp", "Email": "smtp"}
+HOST_KEY_SECRET = "connectors-sftp-hostkey"
+HOST_KEY_FILE = "ssh_host_ed25519_key"
+ACCOUNTS_DIR = "/etc/connectors/accounts"
+HOST_KEY_DIR = "/etc/connectors/hostkey"
+
+
+def protocol_of(spec: ConnectionSpec) -> str:
+    return PROTOCOL_OF_METHOD[spec.method]
+
+
+def listener_name(protocol: str) -> str:
+    return f"connectors-{protocol}"
+
+
+def listener_labels(protocol: str) -> dict[str, str]:
+    return {**base_labels("listener"), LABEL_LISTENER: protocol}
+
+
+@dataclass(frozen=True)
+class AccountSource:
+    """What one Connection contributes to its listener's account table."""
+
+    connection: str
+    uid: str
+    spec: ConnectionSpec
+    username: str
+    password_hash: str | None
+    authorized_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AccountPlan:
+    table: AccountTable
+    owners: list[AccountSource]
+    # Connection name -> why it has no account (a username another Connection holds).
+    conflicts: dict[str, str]
+
+
+def plan_accounts(sources: list[AccountSource]) -> AccountPlan:
+    """One account per Connection; a username already taken is refused, oldest name wins."""
+    taken: dict[str, str] = {}
+    accounts: list[Account] = []
+    owners: list[AccountSource] = []
+    conflicts: dict[str, str] = {}
+    for source in sorted(sources, key=lambda s: s.connection):
+        holder = taken.get(source.username)
+        if holder is not None:
+            conflicts[source.connection] = (
+                f"username {source.username} is already used by Connection {holder} on the "
+                f"same listener: give this Connection a Credential with another username"
+            )
+            continue
+        taken[source.username] = source.connection
+        owners.append(source)
+        accounts.append(Account(
+            username=source.username,
+            connection=source.connection,
+            direction=source.spec.direction,
+            home=source.connection,
+            permissions=permissions_for(source.spec.direction),
+            filename_pattern=source.spec.filename_pattern,
+            password_hash=source.password_hash,
+            authorized_keys=list(source.authorized_keys),
+            suspended=source.spec.suspend,
+        ))
+    return AccountPlan(AccountTable(accounts=accounts), owners, conflicts)
+
+
+def _owner_references(owners: list[AccountSource]) -> list[dict[str, Any]]:
+    # Many owners, none the controller: the object lives while any of them does.
+    return [
+        {"apiVersion": API_VERSION, "kind": "Connection", "name": o.connection, "uid": o.uid,
+         "controller": False, "blockOwnerDeletion": False}
+        for o in owners
+    ]
+
+
+def account_secret(namespace: str, protocol: str, plan: AccountPlan) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": secret_name(protocol),
+            "namespace": namespace,
+            "labels": listener_labels(protocol),
+            "ownerReferences": _owner_references(plan.owners),
+        },
+        "stringData": {"accounts.json": plan.table.render()},
+    }
+
+
+def host_key_secret(namespace: str, private_pem: str, public_line: str) -> dict[str, Any]:
+    """The SFTP host key, generated once per namespace and never owned by a Connection:
+    partners pin it, so it must outlive every Connection and every listener restart."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": HOST_KEY_SECRET,
+            "namespace": namespace,
+            "labels": listener_labels("sftp"),
+        },
+        "stringData": {HOST_KEY_FILE: private_pem, f"{HOST_KEY_FILE}.pub": public_line},
+    }
+
+
+def _listener_args(protocol: str, config: OperatorConfig) -> tuple[list[str], list[dict[str, Any]]]:
+    port = config.ports[protocol].container
+    env: list[dict[str, Any]] = [
+        {"name": "CONNECTORS_NAMESPACE",
+         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "CONNECTORS_LISTEN_PORT", "value": str(port)},
+        {"name": "CONNECTORS_ACCOUNTS_FILE", "value": f"{ACCOUNTS_DIR}/accounts.json"},
+        {"name": "CONNECTORS_DATA_ROOT", "value": "/data"},
+    ]
+    if protocol == "sftp":
+        env.append({"name": "CONNECTORS_HOST_KEY_FILE", "value": f"{HOST_KEY_DIR}/{HOST_KEY_FILE}"})
+    if protocol == "ftp":
+        low, high = config.ftp_passive_ports
+        env.append({"name": "CONNECTORS_PASSIVE_PORTS", "value": f"{low}-{high}"})
+        if config.ftp_masquerade_address:
+            env.append({"name": "CONNECTORS_MASQUERADE_ADDRESS",
+                        "value": config.ftp_masquerade_address})
+    if protocol == "smtp":
+        env.append({"name": "CONNECTORS_EMAIL_DOMAIN", "value": config.email_domain})
+    return ["listen", protocol], env
+
+
+def _container_ports(protocol: str, config: OperatorConfig) -> list[dict[str, Any]]:
+    ports = [{"name": protocol, "containerPort": config.ports[protocol].container,
+              "protocol": "TCP"}]
+    if protocol == "ftp":
+        low, high = config.ftp_passive_ports
+        ports += [{"name": f"pasv-{p}", "containerPort": p, "protocol": "TCP"}
+                  for p in range(low, high + 1)]
+    return ports
+
+
+def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
+                        plan: AccountPlan) -> dict[str, Any]:
+    name = listener_name(protocol)
+    labels = listener_labels(protocol)
+    args, env = _listener_args(protocol, config)
+    port = config.ports[protocol].container
+    volumes: list[dict[str, Any]] = [
+        {"name": "accounts", "secret": {"secretName": secret_name(protocol), "defaultMode": 0o440}},
+        data_volume(config),
+        tmp_volume(),
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "accounts", "mountPath": ACCOUNTS_DIR, "readOnly": True},
+        {"name": "data", "mountPath": "/data"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if protocol == "sftp":
+        volumes.append({"name": "hostkey",
+                        "secret": {"secretName": HOST_KEY_SECRET, "defaultMode": 0o440}})
+        mounts.append({"name": "hostkey", "mountPath": HOST_KEY_DIR, "readOnly": True})
+    probe = {"tcpSocket": {"port": port}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                     "ownerReferences": _owner_references(plan.owners)},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": config.listener_service_account,
+                    "securityContext": pod_security_context(),
+                    "volumes": volumes,
+                    "containers": [{
+                        "name": "listener",
+                        "image": config.image,
+                        "imagePullPolicy": config.image_pull_policy,
+                        "args": args,
+                        "env": env,
+                        "ports": _container_ports(protocol, config),
+                        "volumeMounts": mounts,
+                        "securityContext": container_security_context(),
+                        "resources": resources(config),
+                        "readinessProbe": {**probe, "periodSeconds": 10},
+                        "livenessProbe": {**probe, "initialDelaySeconds": 10,
+                                          "periodSeconds": 20, "failureThreshold": 3},
+                    }],
+                },
+            },
+        },
+    }
+
+
+def listener_service(namespace: str, protocol: str, config: OperatorConfig,
+                     plan: AccountPlan) -> dict[str, Any]:
+    ports = [{"name": protocol, "port": config.ports[protocol].service,
+              "targetPort": config.ports[protocol].container, "protocol": "TCP"}]
+    if protocol == "ftp":
+        # Each passive port by itself: a Service has no port ranges, and a data
+        # connection to a port it does not expose would hang.
+        low, high = config.ftp_passive_ports
+        ports += [{"name": f"pasv-{p}", "port": p, "targetPort": p, "protocol": "TCP"}
+                  for p in range(low, high + 1)]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": listener_name(protocol), "namespace": namespace,
+                     "labels": listener_labels(protocol),
+                     "ownerReferences": _owner_references(plan.owners)},
+        "spec": {"type": config.listener_service_type, "selector": listener_labels(protocol),
+                 "ports": ports},
+    }
+
+
+def endpoint(namespace: str, connection: str, spec: ConnectionSpec, username: str,
+             config: OperatorConfig, host_key_fingerprint: str | None) -> dict[str, Any]:
+    """Where the partner connects and as whom; for Email, the address to send to."""
+    protocol = protocol_of(spec)
+    result: dict[str, Any] = {
+        "protocol": protocol,
+        "host": f"{listener_name(protocol)}.{namespace}.svc",
+        "port": config.ports[protocol].service,
+        "username": username,
+    }
+    if protocol == "smtp":
+        result["address"] = f"{connection}@{config.email_domain}"
+    if protocol == "sftp" and host_key_fingerprint:
+        result["hostKeyFingerprint"] = host_key_fingerprint
+    return result

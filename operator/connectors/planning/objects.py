@@ -1,0 +1,93 @@
+"""Building blocks shared by every child object: names, labels, owners, hardened pods."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ..api.common import API_VERSION
+from .config import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, OperatorConfig
+
+RUN_AS = 10001
+
+
+def child_name(prefix: str, name: str, limit: int = 63) -> str:
+    """`prefix-name`, shortened with a stable hash when it would pass `limit`.
+
+    CronJob names may hold at most 52 characters (the Job controller appends a
+    suffix), so a long Connection name needs a short, still-unique child name.
+    """
+    full = f"{prefix}-{name}"
+    if len(full) <= limit:
+        return full
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{full[: limit - 9].rstrip('-')}-{digest}"
+
+
+def owner_reference(kind: str, body: dict[str, Any], controller: bool = True) -> dict[str, Any]:
+    """An ownerReference, so the garbage collector removes the child with its owner."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": body["metadata"]["name"],
+        "uid": body["metadata"]["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": controller,
+    }
+
+
+def base_labels(component: str) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPONENT: component}
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+    }
+
+
+def resources(config: OperatorConfig) -> dict[str, Any]:
+    return {
+        "requests": {"cpu": config.cpu_request, "memory": config.memory_request},
+        "limits": {"cpu": config.cpu_limit, "memory": config.memory_limit},
+    }
+
+
+def data_volume(config: OperatorConfig) -> dict[str, Any]:
+    return {"name": "data", "persistentVolumeClaim": {"claimName": config.data_claim}}
+
+
+def tmp_volume() -> dict[str, Any]:
+    # The root filesystem is read-only; Python and paramiko still want a /tmp.
+    return {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}
+
+
+def data_claim(namespace: str, config: OperatorConfig) -> dict[str, Any]:
+    """The namespace's data volume. Not owned by any Connection: files outlive them."""
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": config.data_size}},
+    }
+    if config.data_storage_class:
+        spec["storageClassName"] = config.data_storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": config.data_claim, "namespace": namespace,
+                     "labels": base_labels("data")},
+        "spec": spec,
+    }

@@ -1,0 +1,77 @@
+"""Fixtures shared by every test: the real control plane and a kubectl for it.
+
+By default the session starts its own etcd, kube-apiserver and
+kube-controller-manager on free loopback ports (connectors.devcluster) and stops
+them at the end. Set CONNECTORS_TEST_KUBECONFIG to run the tests against an
+existing cluster instead (for example a kind cluster made from kind-config.yaml);
+nothing ever touches the cluster of your own KUBECONFIG unless you say so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from connectors import devcluster
+
+
+@dataclass
+class Cluster:
+    kubeconfig: str
+    kubectl_path: str
+
+    def api_client(self) -> client.ApiClient:
+        return config.new_client_from_config(config_file=self.kubeconfig)
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                kubeconfig: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "KUBECONFIG": kubeconfig or self.kubeconfig}
+        return subprocess.run([self.kubectl_path, *args], env=env, check=check, text=True,
+                              capture_output=True, input=input, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    external = os.environ.get("CONNECTORS_TEST_KUBECONFIG")
+    if external:
+        kubectl = shutil.which("kubectl")
+        if not kubectl:
+            pytest.skip("CONNECTORS_TEST_KUBECONFIG is set but kubectl is not on PATH")
+        yield Cluster(external, kubectl)
+        return
+    binaries = devcluster.build_binaries()
+    workdir = Path(tempfile.mkdtemp(prefix="connectors-test-cp-"))
+    plane = devcluster.up(workdir)
+    try:
+        yield Cluster(plane.kubeconfig, str(binaries / "kubectl"))
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace per test, so tests never see each other's objects."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    api = client.CoreV1Api(cluster.api_client())
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    api.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> Cluster:
+    """The CRDs from crds/, installed and established."""
+    repo = Path(__file__).resolve().parents[1]
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(repo / "crds"))
+    for crd in ("connections.connectors.dev", "credentials.connectors.dev"):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    return cluster
