@@ -1,0 +1,86 @@
+"""What the transfer job needs from a protocol client, and how failures are
+told apart: a transient failure (the network, a dropped session) is retried
+with a fresh connection; a permanent one (login refused, host key not
+trusted) is not; a file error concerns one file and the run goes on."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    size: int
+    mtime: int
+    """Seconds since the epoch, as the server reports it."""
+
+
+class TransferError(Exception):
+    """Base of the errors the job reports; messages never hold a secret."""
+
+
+class PermanentError(TransferError):
+    """Retrying cannot help: wrong password, untrusted host key, bad folder."""
+
+
+class TransientError(TransferError):
+    """The connection failed; a new one may succeed."""
+
+
+class FileError(TransferError):
+    """One file failed (permission denied, vanished); the others go on."""
+
+
+class PullWorker(Protocol):
+    def fetch(self, file: RemoteFile, sink: BinaryIO) -> None: ...
+
+    def delete(self, file: RemoteFile) -> None: ...
+
+
+class PullClient(Protocol):
+    parallelism: int
+
+    def list_files(self) -> list[RemoteFile]: ...
+
+    def worker(self) -> contextlib.AbstractContextManager[PullWorker]: ...
+
+    def close(self) -> None: ...
+
+
+class PushClient(Protocol):
+    def remote_size(self, name: str) -> int | None: ...
+
+    def upload(self, name: str, source: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def is_tls_verification_error(exc: BaseException) -> bool:
+    return isinstance(exc, ssl.SSLCertVerificationError)
+
+
+def tls_context(insecure: bool) -> ssl.SSLContext:
+    """Verified against the system CAs (SSL_CERT_FILE overrides them) unless
+    the user explicitly turned verification off for a test server."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@contextlib.contextmanager
+def closing_on_error(client: PullClient | PushClient) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.close()
+        raise

@@ -1,0 +1,228 @@
+"""The SFTP transfer job against OpenSSH sshd on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from transfer_servers import CuttingProxy, Job, Sshd, SystemUser, put_remote
+
+
+def spec(
+    port: int, folder: Path, host_key: str, pattern: str = "*.csv", **remote: Any
+) -> dict[str, Any]:
+    return {
+        "direction": "Inbound",
+        "dataType": "Conversions",
+        "method": "SFTP",
+        "methodology": "Pull",
+        "credentialRef": {"name": "partner-a"},
+        "filenamePattern": pattern,
+        "remote": {
+            "host": "127.0.0.1", "port": port, "folder": str(folder), "hostKeys": [host_key],
+            **remote,
+        },
+    }
+
+
+def setup(job: Job, sshd: Sshd, user: SystemUser, folder: Path, port: int | None = None,
+          **remote: Any) -> None:
+    port = port or sshd.port
+    job.configure(spec(port, folder, sshd.host_key_line, **remote),
+                  [f"[127.0.0.1]:{port} {sshd.host_key_line}"])
+    job.credential(user.name, password=user.password)
+
+
+def ledger(job: Job) -> list[dict[str, Any]]:
+    path = job.home / ".connectors" / "ledger.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_pull_fetches_each_matching_file_once(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    put_remote(remote_dir, "a.csv", b"alpha\n")
+    put_remote(remote_dir, "b.csv", b"beta\n" * 1000)
+    put_remote(remote_dir, "notes.txt", b"not ours")
+    put_remote(remote_dir, "receipt_a.csv", b"reserved")
+    (remote_dir / "sub.csv").mkdir()
+    setup(job, sshd, system_user, remote_dir)
+
+    first = job.run()
+    assert first.code == 0, first.stderr
+    assert job.landed() == {"a.csv": b"alpha\n", "b.csv": b"beta\n" * 1000}
+    assert first.summary["files"] == 2
+    assert first.summary["bytes"] == 6 + 5000
+    assert first.summary["outcome"] == "Succeeded"
+    assert job.receipts() == ["receipt_a.csv.txt", "receipt_b.csv.txt"]
+    assert {e["name"] for e in ledger(job)} == {"a.csv", "b.csv"}
+    assert (remote_dir / "a.csv").exists(), "files stay on the remote by default"
+
+    second = job.run()
+    assert second.code == 0, second.stderr
+    assert second.summary["files"] == 0
+    assert len(ledger(job)) == 2
+
+    put_remote(remote_dir, "c.csv", b"gamma")
+    third = job.run()
+    assert third.code == 0, third.stderr
+    assert third.summary["files"] == 1
+    assert job.landed()["c.csv"] == b"gamma"
+    assert sorted(e["name"] for e in ledger(job)) == ["a.csv", "b.csv", "c.csv"]
+    assert job.temporaries() == []
+
+
+def test_private_key_login_and_delete_after_transfer(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    put_remote(remote_dir, "a.csv", b"x" * 100_000)
+    setup(job, sshd, system_user, remote_dir, deleteAfterTransfer=True)
+    job.credential(system_user.name, key=sshd.client_key)
+
+    result = job.run()
+    assert result.code == 0, result.stderr
+    assert job.landed() == {"a.csv": b"x" * 100_000}
+    assert not (remote_dir / "a.csv").exists()
+
+
+def test_unknown_host_key_is_refused_and_shown(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    put_remote(remote_dir, "a.csv", b"alpha")
+    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    job.configure(spec(sshd.port, remote_dir, other), [f"[127.0.0.1]:{sshd.port} {other}"])
+    job.credential(system_user.name, password=system_user.password)
+
+    result = job.run("--retries", "2")
+    assert result.code != 0
+    assert result.summary["outcome"] == "Failed"
+    assert sshd.host_key_line in result.summary["message"], "shows the key it saw, to pin"
+    assert job.landed() == {}
+
+
+def test_empty_known_hosts_refuses(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    put_remote(remote_dir, "a.csv", b"alpha")
+    setup(job, sshd, system_user, remote_dir)
+    (job.root / "known_hosts").write_text("")
+
+    result = job.run()
+    assert result.code != 0
+    assert sshd.host_key_line in result.summary["message"]
+    assert job.landed() == {}
+
+
+def test_wrong_password_is_a_clear_error_without_the_secret(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    put_remote(remote_dir, "a.csv", b"alpha")
+    setup(job, sshd, system_user, remote_dir)
+    wrong = "wrong-" + system_user.password
+    job.credential(system_user.name, password=wrong)
+
+    result = job.run()
+    assert result.code != 0
+    assert "authentication" in result.summary["message"]
+    assert wrong not in result.stdout + result.stderr
+    assert job.landed() == {}
+
+
+def test_dropped_connection_lands_nothing_and_next_run_completes(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    big = os.urandom(24 * 1024 * 1024)
+    put_remote(remote_dir, "big.csv", big)
+    proxy = CuttingProxy(sshd.port, limit=8 * 1024 * 1024)
+    try:
+        setup(job, sshd, system_user, remote_dir, port=proxy.port)
+        cut = job.run("--retries", "0")
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert cut.code != 0
+    assert cut.summary["outcome"] == "Failed"
+    assert job.landed() == {}
+    assert job.temporaries() == []
+
+    setup(job, sshd, system_user, remote_dir)
+    done = job.run()
+    assert done.code == 0, done.stderr
+    assert job.landed() == {"big.csv": big}
+    assert job.run().summary["files"] == 0
+    assert len(ledger(job)) == 1
+
+
+def test_retry_after_a_drop_completes_in_the_same_run(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    data = os.urandom(6 * 1024 * 1024)
+    put_remote(remote_dir, "a.csv", data)
+    proxy = CuttingProxy(sshd.port, limit=2 * 1024 * 1024)
+    try:
+        setup(job, sshd, system_user, remote_dir, port=proxy.port)
+        result = job.run("--retries", "2")
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert result.code == 0, result.stderr
+    assert job.landed() == {"a.csv": data}
+    assert "retrying" in result.stderr
+
+
+def test_landed_but_unrecorded_file_is_recorded_not_fetched_again(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    """The job died after the rename and before the ledger write."""
+    put_remote(remote_dir, "a.csv", b"alpha")
+    setup(job, sshd, system_user, remote_dir)
+    assert job.run().code == 0
+    (job.home / ".connectors" / "ledger.jsonl").unlink()
+    landed_inode = (job.home / "a.csv").stat().st_ino
+
+    again = job.run()
+    assert again.code == 0, again.stderr
+    assert (job.home / "a.csv").stat().st_ino == landed_inode, "not downloaded again"
+    assert [e["note"] for e in ledger(job)] == ["recovered"]
+
+
+def push_spec(port: int, folder: Path, host_key: str) -> dict[str, Any]:
+    return {
+        "direction": "Outbound",
+        "dataType": "Reports",
+        "method": "SFTP",
+        "methodology": "Push",
+        "credentialRef": {"name": "partner-a"},
+        "remote": {"host": "127.0.0.1", "port": port, "folder": str(folder),
+                   "hostKeys": [host_key]},
+    }
+
+
+def test_push_delivers_each_file_once(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    job.configure(push_spec(sshd.port, remote_dir, sshd.host_key_line),
+                  [f"[127.0.0.1]:{sshd.port} {sshd.host_key_line}"])
+    job.credential(system_user.name, password=system_user.password)
+    outbox = job.home / "outbox"
+    outbox.mkdir(parents=True)
+    (outbox / "report-1.csv").write_bytes(b"one" * 1000)
+    (outbox / "report-2.csv").write_bytes(os.urandom(3 * 1024 * 1024))
+    expected = {p.name: p.read_bytes() for p in outbox.iterdir()}
+
+    first = job.run()
+    assert first.code == 0, first.stderr
+    assert first.summary["files"] == 2
+    assert {p.name: p.read_bytes() for p in remote_dir.iterdir()} == expected
+    assert list(outbox.iterdir()) == []
+    assert sorted(p.name for p in (job.home / "sent").iterdir()) == sorted(expected)
+
+    # The partner consumes the files; a second run must not send them again.
+    for path in remote_dir.iterdir():
+        path.unlink()
+    second = job.run()
+    assert second.code == 0, second.stderr
+    assert second.summary["files"] == 0
+    assert list(remote_dir.iterdir()) == []

@@ -1,0 +1,329 @@
+"""Real servers on loopback for the transfer job tests: OpenSSH sshd, vsftpd and
+dovecot from Debian packages, each with its own configuration in a temporary
+folder, and a local system user to log in as. A server whose binary is
+missing skips its tests with the reason."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STARTUP_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def need(binary: str) -> str:
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    if path is None:
+        pytest.skip(f"{binary} is not installed (Debian package needed)")
+    return path
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(20)
+
+
+@dataclass
+class SystemUser:
+    name: str
+    password: str
+    home: Path
+
+
+@pytest.fixture(scope="session")
+def system_user() -> Iterator[SystemUser]:
+    """A local account for sshd and vsftpd (both authenticate system users)."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a test system user needs root")
+    need("useradd")
+    name = f"cxt{secrets.token_hex(3)}"
+    password = "pw-" + secrets.token_urlsafe(12)
+    base = Path(tempfile.mkdtemp(prefix="cx-home-", dir="/tmp"))
+    base.chmod(0o755)
+    home = base / name
+    subprocess.run(
+        ["useradd", "--home-dir", str(home), "--create-home", "--shell", "/bin/sh", name],
+        check=True,
+    )
+    subprocess.run(["chpasswd"], input=f"{name}:{password}\n".encode(), check=True)
+    try:
+        yield SystemUser(name, password, home)
+    finally:
+        subprocess.run(["userdel", "--force", name], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def remote_dir(system_user: SystemUser) -> Iterator[Path]:
+    """An empty folder on the 'partner' side owned by the test user."""
+    folder = system_user.home / f"out-{secrets.token_hex(4)}"
+    folder.mkdir()
+    entry = pwd.getpwnam(system_user.name)
+    os.chown(folder, entry.pw_uid, entry.pw_gid)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def put_remote(folder: Path, name: str, data: bytes, mtime: int = 1_700_000_000) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    path.chmod(0o644)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+# ---- sshd -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Sshd:
+    port: int
+    host_key_line: str
+    """'ssh-ed25519 AAAA...' of the server."""
+    process: subprocess.Popen[bytes]
+    client_key: Path
+    """A private key the test user authorized."""
+
+
+@pytest.fixture(scope="session")
+def sshd(system_user: SystemUser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    binary = need("sshd")
+    need("ssh-keygen")
+    work = tmp_path_factory.mktemp("sshd")
+    host_key = work / "host_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+    client_key = work / "client_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client_key)], check=True
+    )
+    keys_dir = Path(tempfile.mkdtemp(prefix="cx-keys-", dir="/tmp"))
+    keys_dir.chmod(0o755)
+    authorized = keys_dir / "authorized_keys"
+    authorized.write_text(Path(f"{client_key}.pub").read_text())
+    authorized.chmod(0o644)
+    port = free_port()
+    config = work / "sshd_config"
+    config.write_text(
+        f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {host_key}
+PidFile {work}/sshd.pid
+UsePAM no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AuthorizedKeysFile {authorized}
+StrictModes no
+AllowUsers {system_user.name}
+Subsystem sftp internal-sftp
+ForceCommand internal-sftp
+MaxStartups 50
+MaxSessions 50
+LogLevel ERROR
+"""
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)])
+    try:
+        wait_for_port(port, process)
+        line = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
+        yield Sshd(port, line, process, client_key)
+    finally:
+        stop(process)
+        shutil.rmtree(keys_dir, ignore_errors=True)
+
+
+# ---- running the job ------------------------------------------------------------------------
+
+
+@dataclass
+class JobResult:
+    code: int
+    summary: dict[str, Any]
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Job:
+    """The transfer job of one Connection, run as the CronJob pod would: the
+    `connectors transfer` command with its mounted files in a temp folder."""
+
+    root: Path
+    name: str = "partner-a"
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data_root(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def home(self) -> Path:
+        return self.data_root / self.name
+
+    @property
+    def credential_dir(self) -> Path:
+        return self.root / "credential"
+
+    def configure(self, spec: dict[str, Any], known_hosts: list[str] | None = None) -> None:
+        (self.root / "connection").mkdir(parents=True, exist_ok=True)
+        (self.root / "connection.json").write_text(
+            json.dumps({"name": self.name, "namespace": "test", "spec": spec})
+        )
+        (self.root / "known_hosts").write_text("".join(f"{line}\n" for line in known_hosts or []))
+
+    def credential(
+        self, username: str, password: str | None = None, key: Path | None = None
+    ) -> None:
+        shutil.rmtree(self.credential_dir, ignore_errors=True)
+        self.credential_dir.mkdir(parents=True)
+        (self.credential_dir / "username").write_text(username)
+        if password is not None:
+            (self.credential_dir / "password").write_text(password)
+        if key is not None:
+            shutil.copy(key, self.credential_dir / "ssh-privatekey")
+
+    def run(self, *extra: str, timeout: float = 600) -> JobResult:
+        termination = self.root / "termination-log"
+        termination.write_text("")
+        command = [
+            sys.executable, "-m", "connectors.cli", "transfer",
+            "--connection", self.name,
+            "--config", str(self.root / "connection.json"),
+            "--known-hosts", str(self.root / "known_hosts"),
+            "--credential-dir", str(self.credential_dir),
+            "--data-root", str(self.data_root),
+            "--termination-log", str(termination),
+            "--backoff", "0.2",
+            *extra,
+        ]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, **self.env},
+        )
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        assert lines, f"no summary on stdout; stderr:\n{done.stderr}"
+        summary = json.loads(lines[-1])
+        assert json.loads(termination.read_text()) == summary
+        return JobResult(done.returncode, summary, done.stdout, done.stderr)
+
+    def landed(self) -> dict[str, bytes]:
+        if not self.home.is_dir():
+            return {}
+        return {
+            p.name: p.read_bytes()
+            for p in self.home.iterdir()
+            if p.is_file() and not p.name.startswith((".", "receipt_", "result_"))
+        }
+
+    def receipts(self) -> list[str]:
+        return sorted(p.name for p in self.home.glob("receipt_*"))
+
+    def temporaries(self) -> list[Path]:
+        return [p for p in self.home.rglob(".upload-*")]
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Job:
+    return Job(tmp_path)
+
+
+# ---- a TCP proxy that cuts the connection ---------------------------------------------------
+
+
+class CuttingProxy:
+    """Forwards 127.0.0.1:port to a server, and cuts the first `cut_connections`
+    connections once `limit` bytes came back from the server: a server that
+    drops the session halfway through a file."""
+
+    def __init__(self, target_port: int, limit: int, cut_connections: int = 1) -> None:
+        self.target_port = target_port
+        self.limit = limit
+        self.cuts_left = cut_connections
+        self.cuts = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            cut = self.cuts_left > 0
+            self.cuts_left -= 1
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            pair = (client, server)
+            threading.Thread(target=self._pump, args=(client, server, None, pair), daemon=True).start()
+            limit = self.limit if cut else None
+            threading.Thread(target=self._pump, args=(server, client, limit, pair), daemon=True).start()
+
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, limit: int | None,
+        pair: tuple[socket.socket, socket.socket],
+    ) -> None:
+        moved = 0
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+                moved += len(data)
+                if limit is not None and moved >= limit:
+                    self.cuts += 1
+                    break
+        except OSError:
+            pass
+        for sock in pair:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
