@@ -21,17 +21,23 @@ def spec(
         "credentialRef": {"name": "partner-a"},
         "filenamePattern": pattern,
         "remote": {
-            "host": "127.0.0.1", "port": port, "folder": str(folder), "hostKeys": [host_key],
+            "host": "127.0.0.1",
+            "port": port,
+            "folder": str(folder),
+            "hostKeys": [host_key],
             **remote,
         },
     }
 
 
-def setup(job: Job, sshd: Sshd, user: SystemUser, folder: Path, port: int | None = None,
-          **remote: Any) -> None:
+def setup(
+    job: Job, sshd: Sshd, user: SystemUser, folder: Path, port: int | None = None, **remote: Any
+) -> None:
     port = port or sshd.port
-    job.configure(spec(port, folder, sshd.host_key_line, **remote),
-                  [f"[127.0.0.1]:{port} {sshd.host_key_line}"])
+    job.configure(
+        spec(port, folder, sshd.host_key_line, **remote),
+        [f"[127.0.0.1]:{port} {sshd.host_key_line}"],
+    )
     job.credential(user.name, password=user.password)
 
 
@@ -195,16 +201,22 @@ def push_spec(port: int, folder: Path, host_key: str) -> dict[str, Any]:
         "method": "SFTP",
         "methodology": "Push",
         "credentialRef": {"name": "partner-a"},
-        "remote": {"host": "127.0.0.1", "port": port, "folder": str(folder),
-                   "hostKeys": [host_key]},
+        "remote": {
+            "host": "127.0.0.1",
+            "port": port,
+            "folder": str(folder),
+            "hostKeys": [host_key],
+        },
     }
 
 
 def test_push_delivers_each_file_once(
     job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
 ) -> None:
-    job.configure(push_spec(sshd.port, remote_dir, sshd.host_key_line),
-                  [f"[127.0.0.1]:{sshd.port} {sshd.host_key_line}"])
+    job.configure(
+        push_spec(sshd.port, remote_dir, sshd.host_key_line),
+        [f"[127.0.0.1]:{sshd.port} {sshd.host_key_line}"],
+    )
     job.credential(system_user.name, password=system_user.password)
     outbox = job.home / "outbox"
     outbox.mkdir(parents=True)

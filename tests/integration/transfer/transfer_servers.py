@@ -223,29 +223,53 @@ class Job:
         if key is not None:
             shutil.copy(key, self.credential_dir / "ssh-privatekey")
 
-    def run(self, *extra: str, timeout: float = 600) -> JobResult:
-        termination = self.root / "termination-log"
-        termination.write_text("")
-        command = [
-            sys.executable, "-m", "connectors.cli", "transfer",
-            "--connection", self.name,
-            "--config", str(self.root / "connection.json"),
-            "--known-hosts", str(self.root / "known_hosts"),
-            "--credential-dir", str(self.credential_dir),
-            "--data-root", str(self.data_root),
-            "--termination-log", str(termination),
-            "--backoff", "0.2",
+    def command(self, *extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "connectors.cli",
+            "transfer",
+            "--connection",
+            self.name,
+            "--config",
+            str(self.root / "connection.json"),
+            "--known-hosts",
+            str(self.root / "known_hosts"),
+            "--credential-dir",
+            str(self.credential_dir),
+            "--data-root",
+            str(self.data_root),
+            "--termination-log",
+            str(self.root / "termination-log"),
+            "--backoff",
+            "0.2",
             *extra,
         ]
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout,
+
+    def start(self, *extra: str) -> subprocess.Popen[str]:
+        (self.root / "termination-log").write_text("")
+        return subprocess.Popen(
+            self.command(*extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, **self.env},
         )
-        lines = [line for line in done.stdout.splitlines() if line.strip()]
-        assert lines, f"no summary on stdout; stderr:\n{done.stderr}"
+
+    def finish(self, process: subprocess.Popen[str], timeout: float = 600) -> JobResult:
+        stdout, stderr = process.communicate(timeout=timeout)
+        return self.result(process.returncode, stdout, stderr)
+
+    def run(self, *extra: str, timeout: float = 600) -> JobResult:
+        return self.finish(self.start(*extra), timeout)
+
+    def result(self, code: int, stdout: str, stderr: str) -> JobResult:
+        termination = self.root / "termination-log"
+        lines = [line for line in stdout.splitlines() if line.strip()]
+        assert lines, f"no summary on stdout; stderr:\n{stderr}"
         summary = json.loads(lines[-1])
         assert json.loads(termination.read_text()) == summary
-        return JobResult(done.returncode, summary, done.stdout, done.stderr)
+        return JobResult(code, summary, stdout, stderr)
 
     def landed(self) -> dict[str, bytes]:
         if not self.home.is_dir():
@@ -283,12 +307,12 @@ class CuttingProxy:
         self.cuts = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
+        self.listener.settimeout(0.2)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
     def _accept(self) -> None:
-        self.listener.settimeout(0.2)
         while not self._stop.is_set():
             try:
                 client, _ = self.listener.accept()
@@ -300,12 +324,19 @@ class CuttingProxy:
             self.cuts_left -= 1
             server = socket.create_connection(("127.0.0.1", self.target_port))
             pair = (client, server)
-            threading.Thread(target=self._pump, args=(client, server, None, pair), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(client, server, None, pair), daemon=True
+            ).start()
             limit = self.limit if cut else None
-            threading.Thread(target=self._pump, args=(server, client, limit, pair), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(server, client, limit, pair), daemon=True
+            ).start()
 
     def _pump(
-        self, source: socket.socket, sink: socket.socket, limit: int | None,
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        limit: int | None,
         pair: tuple[socket.socket, socket.socket],
     ) -> None:
         moved = 0
@@ -327,3 +358,173 @@ class CuttingProxy:
     def close(self) -> None:
         self._stop.set()
         self.listener.close()
+
+
+# ---- TLS certificate ------------------------------------------------------------------------
+
+
+@dataclass
+class Certificate:
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A self-signed certificate for 127.0.0.1, made with `cryptography`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    work = tmp_path_factory.mktemp("tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = work / "cert.pem"
+    key_path = work / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return Certificate(cert_path, key_path)
+
+
+# ---- vsftpd ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Vsftpd:
+    port: int
+    tls: str
+    """None, Explicit or Implicit."""
+    process: subprocess.Popen[bytes]
+
+
+def start_vsftpd(work: Path, tls: str, cert: Certificate) -> Vsftpd:
+    binary = need("vsftpd")
+    port = free_port()
+    pasv = free_port()
+    Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
+    lines = [
+        "listen=YES",
+        "listen_ipv6=NO",
+        "listen_address=127.0.0.1",
+        f"listen_port={port}",
+        "background=NO",
+        "anonymous_enable=NO",
+        "local_enable=YES",
+        "write_enable=YES",
+        "local_umask=022",
+        "pasv_enable=YES",
+        f"pasv_min_port={pasv}",
+        f"pasv_max_port={pasv + 20}",
+        "seccomp_sandbox=NO",
+        "isolate=NO",
+        "isolate_network=NO",
+        "secure_chroot_dir=/var/run/vsftpd/empty",
+        "pam_service_name=vsftpd",
+        "xferlog_enable=NO",
+        "dirmessage_enable=NO",
+        f"vsftpd_log_file={work}/vsftpd.log",
+        "max_per_ip=50",
+    ]
+    if tls != "None":
+        lines += [
+            "ssl_enable=YES",
+            f"rsa_cert_file={cert.cert}",
+            f"rsa_private_key_file={cert.key}",
+            "force_local_logins_ssl=YES",
+            "force_local_data_ssl=YES",
+            # The strict setting, as many partners run it: the client must
+            # resume the control connection's TLS session on data connections.
+            "require_ssl_reuse=YES",
+            "ssl_ciphers=HIGH",
+        ]
+    if tls == "Implicit":
+        lines.append("implicit_ssl=YES")
+    config = work / f"vsftpd-{tls}.conf"
+    config.write_text("\n".join(lines) + "\n")
+    config.chmod(0o600)
+    process = subprocess.Popen([binary, str(config)])
+    wait_for_port(port, process)
+    return Vsftpd(port, tls, process)
+
+
+@pytest.fixture(scope="session", params=["None", "Explicit", "Implicit"])
+def vsftpd(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    certificate: Certificate,
+) -> Iterator[Vsftpd]:
+    server = start_vsftpd(tmp_path_factory.mktemp("vsftpd"), request.param, certificate)
+    try:
+        yield server
+    finally:
+        stop(server.process)
+
+
+def descendants(pid: int) -> list[int]:
+    """Processes below `pid` (a server's per-session processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def kill_sessions_mid_transfer(server_pid: int, landing: Path, timeout: float = 120) -> bool:
+    """Waits until a download has started writing its temporary file, freezes
+    the server's session processes (SIGSTOP, so the transfer cannot finish
+    meanwhile on a fast loopback), then kills them."""
+    import signal
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        partial = [p for p in landing.glob(".upload-*") if p.stat().st_size > 0]
+        if partial:
+            sessions = descendants(server_pid)
+            for pid in sessions:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            for pid in sessions:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return bool(sessions)
+        time.sleep(0.005)
+    return False
