@@ -1,0 +1,82 @@
+"""The account table, read from a mounted Secret and reloaded when it changes.
+
+Kubernetes updates a Secret volume by swapping a `..data` symlink, so inotify on
+the file itself misses updates; polling the content every few seconds is simple
+and always right. Sessions already open keep the Account they logged in with;
+the new table applies to the next login. A table that fails to parse is
+ignored and the last good one stays in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from connectors.api.accounts import Account, AccountTable
+
+log = logging.getLogger(__name__)
+
+
+class AccountsFile:
+    def __init__(self, path: Path, poll_seconds: float = 2.0) -> None:
+        self.path = path
+        self.poll_seconds = poll_seconds
+        self._raw: bytes | None = None
+        self._accounts: dict[str, Account] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.reload()
+
+    def reload(self) -> bool:
+        """Reads the file; True when a new table took effect."""
+        try:
+            raw = self.path.read_bytes()
+        except OSError as err:
+            if self._raw is not None or not self._accounts:
+                log.warning("account table %s unreadable: %s", self.path, err.strerror)
+            self._raw = None
+            return False
+        if raw == self._raw:
+            return False
+        self._raw = raw
+        try:
+            table = AccountTable.parse(raw)
+        except ValidationError as err:
+            # Only the error count: the messages may quote values from the file.
+            log.error("account table %s invalid (%d errors); keeping the last good one",
+                      self.path, err.error_count())
+            return False
+        # One reference assignment: readers in other threads see the old or the
+        # new dict, never a half-built one.
+        self._accounts = table.by_username()
+        log.info("account table loaded: %d accounts", len(self._accounts))
+        return True
+
+    def lookup(self, username: str) -> Account | None:
+        """The account, or None if unknown or suspended."""
+        account = self._accounts.get(username)
+        if account is None or account.suspended:
+            return None
+        return account
+
+    def accounts(self) -> list[Account]:
+        return list(self._accounts.values())
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._poll, name="accounts-reload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.reload()
+            except Exception:  # a poller that dies silently would freeze the table
+                log.exception("account table reload failed")

@@ -1,0 +1,435 @@
+"""The FTP listener, on pyftpdlib: the same accounts, homes and rules as SFTP.
+
+pyftpdlib serves every session from one thread, so nothing here may block for
+long: reports go to a worker thread (BackgroundReporter). Landing an upload
+(fsync and rename) does run in the loop, before the 226 reply, so that a
+client that sees 226 can rely on the file being there.
+
+Three departures from pyftpdlib's defaults:
+- uploads go to a hidden temporary file and are renamed into place when the
+  data connection ends cleanly (`LandingDTPMixin`);
+- an exhausted passive port range refuses the data connection with 425
+  instead of silently binding a random port (`StrictPassiveDTP`);
+- REST, APPE and STOU are refused: a resumed or appended upload cannot land
+  atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from threading import Event
+from typing import Any
+
+from pyftpdlib.authorizers import AuthenticationFailed  # type: ignore[import-untyped]
+from pyftpdlib.filesystems import (  # type: ignore[import-untyped]
+    AbstractedFS,
+    FilesystemError,
+)
+from pyftpdlib.handlers import DTPHandler, FTPHandler  # type: ignore[import-untyped]
+from pyftpdlib.servers import FTPServer  # type: ignore[import-untyped]
+
+try:  # pyftpdlib 2.x moved it; 1.5 exported it from handlers
+    from pyftpdlib.handlers.ftp.dispatchers import (  # type: ignore[import-untyped]
+        PassiveDTP,
+    )
+except ImportError:  # pragma: no cover
+    from pyftpdlib.handlers import PassiveDTP
+
+from connectors.api.accounts import Account, verify_password
+from connectors.transfer.accounts_file import AccountsFile
+from connectors.transfer.defender import Defender
+from connectors.transfer.jail import Jail, PathRefused
+from connectors.transfer.landing import Receipt, is_hidden
+from connectors.transfer.report import TransferReporter
+from connectors.transfer.sftp_server import SessionLimiter
+from connectors.transfer.upload import (
+    LandingFile,
+    landing_area,
+    may_read,
+    report_landed,
+    upload_refusal,
+)
+
+log = logging.getLogger(__name__)
+
+# Bytes read from a data connection per loop turn: pyftpdlib's 64 KiB default
+# costs one Python round trip per 64 KiB; larger reads keep up with vsftpd.
+DATA_READ_SIZE = 1024 * 1024
+
+
+@dataclass
+class FtpSettings:
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    require_tls: bool = False
+    passive_ports: list[int] | None = None
+    masquerade_address: str | None = None
+    idle_timeout: float = 600.0
+    max_sessions_per_account: int = 10
+    max_connections: int = 512
+
+
+def parse_port_range(text: str | None) -> list[int] | None:
+    """'30000-30009' -> [30000, ..., 30009]; None or '' -> None."""
+    if not text:
+        return None
+    first, _, last = text.partition("-")
+    low, high = int(first), int(last or first)
+    if not 1 <= low <= high <= 65535:
+        raise ValueError(f"{text!r} is not a port range FIRST-LAST")
+    return list(range(low, high + 1))
+
+
+def ftp_permissions(account: Account) -> str:
+    """pyftpdlib permission letters: e (cd), l (list), r (download), w (upload).
+    Never a (append), d (delete), f (rename), m (mkdir), M or T (change attributes)."""
+    letters = ""
+    if "list" in account.permissions:
+        letters += "el"
+    if "download" in account.permissions or "readReceipts" in account.permissions:
+        letters += "r"
+    if "upload" in account.permissions:
+        letters += "w"
+    return letters or "e"
+
+
+class AccountAuthorizer:
+    """pyftpdlib's authorizer interface, over the reloading account table."""
+
+    def __init__(self, accounts: AccountsFile, data_root: Path, defender: Defender,
+                 sessions: SessionLimiter, max_sessions: int) -> None:
+        self.accounts = accounts
+        self.data_root = data_root
+        self.defender = defender
+        self.sessions = sessions
+        self.max_sessions = max_sessions
+
+    def validate_authentication(self, username: str, password: str, handler: Any) -> None:
+        address = str(handler.remote_ip)
+        if self.defender.banned(address, username):
+            raise AuthenticationFailed("Authentication failed.")
+        account = self.accounts.lookup(username)
+        if account is None or not verify_password(password, account.password_hash):
+            log.info("password rejected for user %r from %s", username, address)
+            if self.defender.failure(address, username):
+                log.warning("banning %s / user %r after repeated failures", address, username)
+            raise AuthenticationFailed("Authentication failed.")
+        if not self.sessions.acquire(username, self.max_sessions):
+            raise AuthenticationFailed("Too many sessions for this account.")
+        self.defender.success(address, username)
+        handler.account = account
+
+    def get_home_dir(self, username: str) -> str:
+        account = self._account(username)
+        area = landing_area(self.data_root, account)
+        area.ensure()
+        return os.path.realpath(area.home)
+
+    def has_user(self, username: str) -> bool:
+        return self.accounts.lookup(username) is not None
+
+    def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
+        account = self.accounts.lookup(username)
+        return account is not None and perm in ftp_permissions(account)
+
+    def get_perms(self, username: str) -> str:
+        account = self.accounts.lookup(username)
+        return ftp_permissions(account) if account is not None else ""
+
+    def get_msg_login(self, username: str) -> str:
+        return "Login successful."
+
+    def get_msg_quit(self, username: str) -> str:
+        return "Goodbye."
+
+    def impersonate_user(self, username: str, password: str) -> None:
+        return None
+
+    def terminate_impersonation(self, username: str) -> None:
+        return None
+
+    def _account(self, username: str) -> Account:
+        account = self.accounts.lookup(username)
+        if account is None:
+            raise AuthenticationFailed("Authentication failed.")
+        return account
+
+
+class FtpUpload:
+    """The file object pyftpdlib writes a STOR into."""
+
+    def __init__(self, landing: LandingFile) -> None:
+        self.landing = landing
+        # pyftpdlib logs and reports `name`: the final path, not the temporary one.
+        self.name = str(landing.area.home / landing.name)
+
+    @property
+    def closed(self) -> bool:
+        return self.landing.closed
+
+    def write(self, data: bytes) -> int:
+        return self.landing.write(data)
+
+    def commit(self) -> Receipt:
+        return self.landing.commit()
+
+    def close(self) -> None:
+        """Closing without commit() is an abort: the temporary file goes."""
+        if not self.landing.closed:
+            self.landing.abort()
+
+
+class PartnerFS(AbstractedFS):  # type: ignore[misc]
+    """The partner's home as `/`, with hidden entries and escapes refused."""
+
+    def __init__(self, root: str, cmd_channel: Any) -> None:
+        super().__init__(root, cmd_channel)
+        self.jail = Jail(Path(root))
+
+    @property
+    def account(self) -> Account:
+        account: Account = self.cmd_channel.account
+        return account
+
+    def validpath(self, path: str) -> bool:
+        try:
+            virtual = self.jail.virtual(Path(path)) if os.path.isabs(path) else path
+            self.jail.real(virtual)
+        except PathRefused:
+            return False
+        return True
+
+    def listdir(self, path: str) -> list[str]:
+        return [name for name in super().listdir(path) if not is_hidden(name)]
+
+    def listdirinfo(self, path: str) -> list[str]:
+        return self.listdir(path)
+
+    def open(self, filename: str, mode: str) -> Any:
+        if "w" in mode or "a" in mode or "+" in mode:
+            return self._open_upload(filename, mode)
+        name = os.path.basename(filename)
+        if not may_read(self.account, name):
+            raise FilesystemError("This account may not download this file")
+        return super().open(filename, mode)
+
+    def _open_upload(self, filename: str, mode: str) -> FtpUpload:
+        if mode != "wb":
+            raise FilesystemError("Resume and append are not supported: uploads land whole")
+        folder, name = os.path.split(filename)
+        if os.path.realpath(folder) != str(self.jail.home):
+            reason: str | None = "uploads go to the top of the home folder"
+        else:
+            reason = upload_refusal(self.account, name)
+        if reason is not None:
+            log.info("upload refused user=%r name=%r: %s", self.account.username, name, reason)
+            raise FilesystemError(reason[0].upper() + reason[1:])
+        area = landing_area(self.cmd_channel.landing_root, self.account)
+        return FtpUpload(LandingFile(area, name))
+
+    # Partners change nothing but by uploading (see upload.py).
+    def mkdir(self, path: str) -> None:
+        raise FilesystemError("Permission denied")
+
+    def rmdir(self, path: str) -> None:
+        raise FilesystemError("Permission denied")
+
+    def remove(self, path: str) -> None:
+        raise FilesystemError("Permission denied")
+
+    def rename(self, src: str, dst: str) -> None:
+        raise FilesystemError("Permission denied")
+
+    def chmod(self, path: str, mode: int) -> None:
+        raise FilesystemError("Permission denied")
+
+    def utime(self, path: str, timeval: float) -> None:
+        raise FilesystemError("Permission denied")
+
+
+class PassivePortsExhausted(OSError):
+    pass
+
+
+class StrictPassiveDTP(PassiveDTP):  # type: ignore[misc]
+    """PASV/EPSV that never leaves the configured port range."""
+
+    def _in_range(self, port: int) -> bool:
+        ports = self.cmd_channel.passive_ports
+        return ports is None or port in ports
+
+    def bind(self, addr: tuple[str, int]) -> None:
+        if not self._in_range(addr[1]):
+            # pyftpdlib's fallback to a kernel-chosen port: refuse instead.
+            self.close()
+            raise PassivePortsExhausted("passive port range exhausted")
+        super().bind(addr)
+
+    def listen(self, num: int) -> None:
+        # Reached unbound when every port in the range gave EPERM.
+        if not self._in_range(self.socket.getsockname()[1]):
+            self.close()
+            raise PassivePortsExhausted("passive port range exhausted")
+        super().listen(num)
+
+
+def client_vanished(sock: socket.socket | None) -> bool:
+    """True when the control connection is closed or reset.
+
+    In FTP stream mode the end of an upload is the end of the data connection,
+    so a client killed mid-upload looks like a finished one. A killed client
+    closes its control connection at the same moment: seeing it closed here
+    means the upload must not land.
+    """
+    if sock is None:
+        return True
+    try:
+        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    return data == b""
+
+
+class LandingDTPMixin:
+    """Lands or discards an upload when its data connection ends."""
+
+    ac_in_buffer_size = DATA_READ_SIZE
+
+    receive: bool
+    transfer_finished: bool
+    file_obj: Any
+    cmd_channel: Any
+    _closed: bool
+    _resp: tuple[str, Any]
+
+    def close(self) -> None:
+        upload = self.file_obj if not self._closed else None
+        if isinstance(upload, FtpUpload) and not upload.closed:
+            self._settle(upload)
+        super().close()  # type: ignore[misc]
+
+    def _settle(self, upload: FtpUpload) -> None:
+        if not self.transfer_finished or client_vanished(self.cmd_channel.socket):
+            log.info("incomplete upload of %r discarded", upload.landing.name)
+            upload.close()
+            return
+        try:
+            receipt = upload.commit()
+        except OSError as err:
+            log.error("could not land %r: %s", upload.landing.name, err.strerror)
+            self._resp = ("451 The file could not be stored.", log.warning)
+            return
+        report_landed(self.cmd_channel.reporter, self.cmd_channel.account, "ftp", [receipt])
+
+
+class LandingDTP(LandingDTPMixin, DTPHandler):  # type: ignore[misc]
+    pass
+
+
+class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
+    """Session policy shared by the plain and the TLS handler."""
+
+    abstracted_fs = PartnerFS
+    dtp_handler = LandingDTP
+    passive_dtp = StrictPassiveDTP
+    permit_foreign_addresses = False
+    banner = "Connectors FTP ready."
+    # Set per server by build_server().
+    landing_root: Path
+    reporter: TransferReporter
+    sessions: SessionLimiter
+    defender: Defender
+
+    account: Account | None = None
+
+    def handle(self) -> None:
+        if self.defender.banned(str(self.remote_ip)):
+            self.respond("421 Too many failed logins; try again later.")
+            self.close_when_done()
+            return
+        super().handle()
+
+    def _make_epasv(self, extmode: bool = False) -> None:
+        try:
+            super()._make_epasv(extmode)
+        except PassivePortsExhausted:
+            log.warning("passive port range exhausted; refusing a data connection")
+            self._dtp_acceptor = None
+            self.respond("425 No passive port available; try again later.")
+
+    def ftp_REST(self, line: str) -> None:
+        self.respond("502 Resume is not supported: uploads land whole.")
+
+    def ftp_APPE(self, file: str) -> None:
+        self.respond("502 Append is not supported: uploads land whole.")
+
+    def ftp_STOU(self, line: str) -> None:
+        self.respond("502 STOU is not supported: name the file.")
+
+    def on_logout(self, username: str) -> None:
+        self._release()
+
+    def close(self) -> None:
+        self._release()
+        super().close()
+
+    def _release(self) -> None:
+        if self.account is not None:
+            self.sessions.release(self.account.username)
+            self.account = None
+
+
+def handler_class(settings: FtpSettings, landing_root: Path, reporter: TransferReporter,
+                  defender: Defender, sessions: SessionLimiter,
+                  authorizer: AccountAuthorizer) -> type[FTPHandler]:
+    """A handler class configured for one server (pyftpdlib configures by class)."""
+    attributes: dict[str, Any] = {
+        "authorizer": authorizer,
+        "landing_root": landing_root,
+        "reporter": reporter,
+        "defender": defender,
+        "sessions": sessions,
+        "passive_ports": settings.passive_ports,
+        "masquerade_address": settings.masquerade_address,
+        "timeout": settings.idle_timeout,
+    }
+    if settings.tls_cert_file is None:
+        return type("ListenerFTPHandler", (PartnerFTPHandler,), attributes)
+    from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
+
+    tls_dtp = type("LandingTLSDTP", (LandingDTPMixin, TLS_DTPHandler), {})
+    attributes.update({
+        "certfile": str(settings.tls_cert_file),
+        "keyfile": str(settings.tls_key_file or settings.tls_cert_file),
+        "tls_control_required": settings.require_tls,
+        "tls_data_required": settings.require_tls,
+        "dtp_handler": tls_dtp,
+    })
+    return type("ListenerFTPSHandler", (PartnerFTPHandler, TLS_FTPHandler), attributes)
+
+
+def build_server(accounts: AccountsFile, data_root: Path, defender: Defender,
+                 reporter: TransferReporter, settings: FtpSettings, address: str,
+                 port: int) -> FTPServer:
+    sessions = SessionLimiter()
+    authorizer = AccountAuthorizer(accounts, data_root, defender, sessions,
+                                   settings.max_sessions_per_account)
+    handler = handler_class(settings, data_root, reporter, defender, sessions, authorizer)
+    server = FTPServer((address, port), handler)
+    server.max_cons = settings.max_connections
+    return server
+
+
+def serve_until(server: FTPServer, stop: Event) -> None:
+    """Runs the loop in short slices so that a signal can stop it."""
+    try:
+        while not stop.is_set():
+            server.ioloop.loop(timeout=0.5, blocking=False)
+    finally:
+        server.close_all()

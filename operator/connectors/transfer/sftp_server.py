@@ -1,0 +1,691 @@
+"""The SFTP listener, on paramiko.
+
+One thread accepts connections; each connection gets a paramiko Transport
+(its own thread, which does the crypto) and a thread that runs the SFTP
+subsystem. Partners authenticate with a password or a public key from the
+account table and see their home as `/`.
+
+Speed: paramiko's own SFTPServer reads one request at a time, copies each
+packet several times and sends one SSH packet per reply. `FastSFTPServer`
+keeps paramiko's dispatch for the rare requests but handles READ and WRITE
+itself: it drains everything the transport has buffered in one `recv`, parses
+requests in place, writes with `pwrite`, and sends the replies of one batch in
+a single channel write. That cuts the thread hand-offs between the transport
+thread and the SFTP thread from one per request to one per batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import socket
+import stat as stat_module
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import paramiko
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_DATA,
+    CMD_OPEN,
+    CMD_READ,
+    CMD_STATUS,
+    CMD_WRITE,
+)
+
+from connectors.api.accounts import Account, verify_password
+from connectors.transfer.accounts_file import AccountsFile
+from connectors.transfer.defender import Defender
+from connectors.transfer.jail import Jail, PathRefused, normalize, parts
+from connectors.transfer.landing import is_hidden
+from connectors.transfer.report import TransferReporter
+from connectors.transfer.upload import (
+    LandingFile,
+    landing_area,
+    may_list,
+    may_read,
+    report_landed,
+    upload_refusal,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+log = logging.getLogger(__name__)
+
+# SFTP status codes (draft-ietf-secsh-filexfer-02), typed as plain ints.
+SFTP_OK: int = 0
+SFTP_EOF: int = 1
+SFTP_NO_SUCH_FILE: int = 2
+SFTP_PERMISSION_DENIED: int = 3
+SFTP_FAILURE: int = 4
+SFTP_BAD_MESSAGE: int = 5
+SFTP_OP_UNSUPPORTED: int = 8
+
+# paramiko's auth and channel results (paramiko.common), typed as plain ints.
+AUTH_SUCCESSFUL: int = 0
+AUTH_FAILED: int = 2
+OPEN_SUCCEEDED: int = 0
+OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED: int = 1
+
+# Key types accepted in authorized_keys lines.
+KEY_TYPES = frozenset({
+    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+})
+
+# The largest read we serve: OpenSSH asks for 32 KiB at a time, some clients
+# for more; beyond this a reply would exceed what clients accept.
+MAX_READ = 256 * 1024
+
+
+@dataclass
+class SftpSettings:
+    idle_timeout: float = 600.0
+    max_sessions_per_account: int = 10
+    # The channel window is how much a client may send before we acknowledge:
+    # large enough to keep 64 outstanding 32 KiB writes (OpenSSH's default)
+    # flowing without waiting for window adjustments.
+    window_size: int = 64 * 1024 * 1024
+    # The largest SSH packet we accept: bigger packets mean fewer per-packet
+    # round trips through Python in the transport thread.
+    max_packet_size: int = 256 * 1024
+    ciphers: tuple[str, ...] | None = None
+
+
+class SessionLimiter:
+    """Counts open sessions per account."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, username: str, limit: int) -> bool:
+        with self._lock:
+            count = self._counts.get(username, 0)
+            if limit > 0 and count >= limit:
+                return False
+            self._counts[username] = count + 1
+            return True
+
+    def release(self, username: str) -> None:
+        with self._lock:
+            count = self._counts.get(username, 0) - 1
+            if count <= 0:
+                self._counts.pop(username, None)
+            else:
+                self._counts[username] = count
+
+    def count(self, username: str) -> int:
+        with self._lock:
+            return self._counts.get(username, 0)
+
+
+@dataclass
+class SftpContext:
+    """Everything the connections of one listener share."""
+
+    accounts: AccountsFile
+    data_root: Path
+    defender: Defender
+    reporter: TransferReporter
+    host_key: paramiko.PKey
+    settings: SftpSettings = field(default_factory=SftpSettings)
+    sessions: SessionLimiter = field(default_factory=SessionLimiter)
+
+
+def key_blobs(authorized_keys: list[str]) -> set[bytes]:
+    """The public key blobs of authorized_keys lines (options and comments ignored)."""
+    blobs: set[bytes] = set()
+    for line in authorized_keys:
+        tokens = line.split()
+        for index, token in enumerate(tokens[:-1]):
+            if token in KEY_TYPES:
+                try:
+                    blobs.add(base64.b64decode(tokens[index + 1], validate=True))
+                except (binascii.Error, ValueError):
+                    log.warning("ignoring a malformed authorized key line")
+                break
+    return blobs
+
+
+class Session(paramiko.ServerInterface):
+    """Authentication and channel policy for one connection."""
+
+    def __init__(self, context: SftpContext, address: str) -> None:
+        self.context = context
+        self.address = address
+        self.account: Account | None = None
+        self.last_activity = time.monotonic()
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey,password"
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        if self.context.defender.banned(self.address, username):
+            return AUTH_FAILED
+        account = self.context.accounts.lookup(username)
+        if account is None or not verify_password(password, account.password_hash):
+            log.info("password rejected for user %r from %s", username, self.address)
+            if self.context.defender.failure(self.address, username):
+                log.warning("banning %s / user %r after repeated failures",
+                            self.address, username)
+            return AUTH_FAILED
+        return self._admit(account)
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        # A rejected key is not scored: clients offer every key they hold, and
+        # a key cannot be guessed, so probing keys is no brute force.
+        if self.context.defender.banned(self.address, username):
+            return AUTH_FAILED
+        account = self.context.accounts.lookup(username)
+        if account is None or key.asbytes() not in key_blobs(account.authorized_keys):
+            log.info("public key %s rejected for user %r from %s",
+                     key.fingerprint, username, self.address)
+            return AUTH_FAILED
+        return self._admit(account)
+
+    def _admit(self, account: Account) -> int:
+        # paramiko asks twice for a public key (the probe, then the signed
+        # request): take the session slot only once.
+        if self.account is None:
+            limit = self.context.settings.max_sessions_per_account
+            if not self.context.sessions.acquire(account.username, limit):
+                log.warning("user %r has too many sessions; refusing", account.username)
+                return AUTH_FAILED
+            self.account = account
+        self.context.defender.success(self.address, account.username)
+        return AUTH_SUCCESSFUL
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        if kind == "session" and self.account is not None:
+            return OPEN_SUCCEEDED
+        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
+        return name == "sftp" and super().check_channel_subsystem_request(channel, name)
+
+    def release(self) -> None:
+        if self.account is not None:
+            self.context.sessions.release(self.account.username)
+
+
+class Refused(Exception):
+    """A request refused with an SFTP status code and a message for the partner."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ReadHandle(paramiko.SFTPHandle):
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+
+    def read(self, offset: int, length: int) -> bytes | int:
+        return os.pread(self.fd, min(length, MAX_READ), offset)
+
+    def write(self, offset: int, data: Buffer) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def stat(self) -> paramiko.SFTPAttributes | int:
+        return paramiko.SFTPAttributes.from_stat(os.fstat(self.fd))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class UploadHandle(paramiko.SFTPHandle):
+    def __init__(self, landing: LandingFile) -> None:
+        super().__init__()
+        self.landing = landing
+
+    def write(self, offset: int, data: Buffer) -> int:
+        self.landing.pwrite(offset, memoryview(data))
+        return SFTP_OK
+
+    def read(self, offset: int, length: int) -> bytes | int:
+        return SFTP_PERMISSION_DENIED
+
+    def stat(self) -> paramiko.SFTPAttributes | int:
+        attrs = paramiko.SFTPAttributes()
+        attrs.st_size = self.landing.size
+        attrs.st_mode = stat_module.S_IFREG | 0o640
+        return attrs
+
+    def chattr(self, attr: paramiko.SFTPAttributes) -> int:
+        # OpenSSH `put -p` sets times and modes; accepting and ignoring keeps it working.
+        return SFTP_OK
+
+    def close(self) -> None:
+        """Reached only when the session ends with the file still open: a dropped
+        upload, which must leave nothing visible."""
+        self.landing.abort()
+
+
+class PartnerFilesystem(paramiko.SFTPServerInterface):
+    """The partner's view of their home."""
+
+    def __init__(self, server: Session, *args: Any, **kwargs: Any) -> None:
+        super().__init__(server, *args, **kwargs)
+        assert server.account is not None  # the channel opens only after auth
+        self.session = server
+        self.account: Account = server.account
+        self.area = landing_area(server.context.data_root, self.account)
+        self.area.ensure()
+        self.jail = Jail(self.area.home)
+
+    def _real(self, path: str) -> Path:
+        try:
+            return self.jail.real(path)
+        except PathRefused as err:
+            raise Refused(SFTP_NO_SUCH_FILE, str(err)) from None
+
+    def open_handle(self, path: str, flags: int) -> paramiko.SFTPHandle:
+        """Opens a file; raises Refused with a message for the partner."""
+        if flags & (os.O_WRONLY | os.O_RDWR):
+            return self._open_upload(path, flags)
+        real = self._real(path)
+        if not may_read(self.account, real.name):
+            raise Refused(SFTP_PERMISSION_DENIED, "this account may not download this file")
+        try:
+            fd = os.open(os.path.realpath(real), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as err:
+            code = paramiko.SFTPServer.convert_errno(err.errno or 0)
+            raise Refused(code, err.strerror or "error") from None
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise Refused(SFTP_PERMISSION_DENIED, "not a regular file")
+        return ReadHandle(fd)
+
+    def _open_upload(self, path: str, flags: int) -> paramiko.SFTPHandle:
+        try:
+            components = parts(normalize(path))
+        except PathRefused as err:
+            raise Refused(SFTP_PERMISSION_DENIED, str(err)) from None
+        name = components[0] if len(components) == 1 else ""
+        reason = upload_refusal(self.account, name)
+        if reason is None and flags & os.O_APPEND:
+            reason = "appending and resuming are not supported: uploads land whole"
+        if reason is not None:
+            log.info("upload refused user=%r path=%r: %s", self.account.username, path, reason)
+            raise Refused(SFTP_PERMISSION_DENIED, reason)
+        return UploadHandle(LandingFile(self.area, name))
+
+    def list_folder(self, path: str) -> list[paramiko.SFTPAttributes] | int:
+        if not may_list(self.account):
+            return SFTP_PERMISSION_DENIED
+        try:
+            real = self.jail.real(path)
+            entries = [
+                paramiko.SFTPAttributes.from_stat(entry.stat(follow_symlinks=False), entry.name)
+                for entry in os.scandir(real)
+                if not is_hidden(entry.name)
+            ]
+        except PathRefused:
+            return SFTP_NO_SUCH_FILE
+        except OSError as err:
+            return paramiko.SFTPServer.convert_errno(err.errno or 0)
+        return entries
+
+    def stat(self, path: str) -> paramiko.SFTPAttributes | int:
+        try:
+            real = self.jail.real(path)
+            return paramiko.SFTPAttributes.from_stat(os.stat(real))
+        except PathRefused:
+            return SFTP_NO_SUCH_FILE
+        except OSError as err:
+            return paramiko.SFTPServer.convert_errno(err.errno or 0)
+
+    def lstat(self, path: str) -> paramiko.SFTPAttributes | int:
+        try:
+            components = parts(normalize(path))
+            if any(is_hidden(name) for name in components):
+                return SFTP_NO_SUCH_FILE
+            candidate = self.jail.home.joinpath(*components)
+            # lstat describes a link itself, so only its folder must be inside.
+            self.jail.check_inside(candidate.parent if components else candidate)
+            return paramiko.SFTPAttributes.from_stat(os.lstat(candidate))
+        except PathRefused:
+            return SFTP_NO_SUCH_FILE
+        except OSError as err:
+            return paramiko.SFTPServer.convert_errno(err.errno or 0)
+
+    def canonicalize(self, path: str) -> str:
+        try:
+            return normalize(path)
+        except PathRefused:
+            return "/"
+
+    # Partners never change the landing area except by uploading: no delete
+    # (processing owns the files), no rename (it would bypass the name rules),
+    # no folders, no links.
+    def remove(self, path: str) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def rename(self, oldpath: str, newpath: str) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def posix_rename(self, oldpath: str, newpath: str) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def mkdir(self, path: str, attr: paramiko.SFTPAttributes) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def rmdir(self, path: str) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def chattr(self, path: str, attr: paramiko.SFTPAttributes) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def symlink(self, target_path: str, path: str) -> int:
+        return SFTP_PERMISSION_DENIED
+
+    def readlink(self, path: str) -> str | int:
+        return SFTP_OP_UNSUPPORTED
+
+
+def _status(request_number: int, code: int, message: str) -> bytes:
+    text = message.encode("utf-8", "replace")
+    body = struct.pack(">BII", CMD_STATUS, request_number, code)
+    body += struct.pack(">I", len(text)) + text + struct.pack(">I", 0)
+    return struct.pack(">I", len(body)) + body
+
+
+_OK_MESSAGE = b"Success"
+_OK_TAIL = struct.pack(">I", len(_OK_MESSAGE)) + _OK_MESSAGE + struct.pack(">I", 0)
+_OK_LENGTH = 1 + 4 + 4 + len(_OK_TAIL)
+
+
+class FastSFTPServer(paramiko.SFTPServer):
+    """paramiko's SFTPServer with a batched request loop (see the module docstring)."""
+
+    RECV_SIZE = 4 * 1024 * 1024
+
+    # paramiko helpers that types-paramiko does not declare.
+    _send_status: Callable[..., None]
+    _send_handle_response: Callable[..., None]
+    _convert_pflags: Callable[[int], int]
+    _send_server_version: Callable[[], int]
+
+    def __init__(self, channel: paramiko.Channel, name: str, server: Session,
+                 sftp_si: type[PartnerFilesystem], *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, name, server, sftp_si, *args, **kwargs)
+        self.session = server
+        self.filesystem = cast(PartnerFilesystem, self.server)
+        self.channel = channel
+        self._inbuf = bytearray()
+        self._out: list[bytes] = []
+
+    # paramiko's _read_all concatenates bytes one recv at a time; the version
+    # exchange still goes through it, so make it linear.
+    def _read_all(self, n: int) -> bytes:
+        while len(self._inbuf) < n:
+            chunk = self.channel.recv(self.RECV_SIZE)
+            if not chunk:
+                raise EOFError()
+            self._inbuf += chunk
+        out = bytes(self._inbuf[:n])
+        del self._inbuf[:n]
+        return out
+
+    def _write_all(self, out: bytes) -> None:
+        self.channel.sendall(out)
+
+    def start_subsystem(self, name: str, transport: paramiko.Transport,
+                        channel: paramiko.Channel) -> None:
+        self.sock = channel
+        self.channel = channel
+        self._send_server_version()
+        try:
+            self._serve()
+        except EOFError:
+            pass
+        except (OSError, paramiko.SSHException) as err:
+            log.debug("sftp session ended: %s", err)
+
+    def _serve(self) -> None:
+        buffer = self._inbuf
+        while True:
+            if self._out:
+                # Nothing more is buffered: answer the whole batch at once.
+                self.channel.sendall(b"".join(self._out))
+                self._out.clear()
+            chunk = self.channel.recv(self.RECV_SIZE)
+            if not chunk:
+                raise EOFError()
+            self.session.last_activity = time.monotonic()
+            buffer += chunk
+            consumed = self._handle_buffered(buffer)
+            del buffer[:consumed]
+
+    def _handle_buffered(self, buffer: bytearray) -> int:
+        """Handles every complete request in `buffer`; returns bytes consumed."""
+        view = memoryview(buffer)
+        position = 0
+        try:
+            while len(buffer) - position >= 4:
+                (size,) = struct.unpack_from(">I", buffer, position)
+                if size == 0 or size > 1024 * 1024:
+                    raise EOFError()  # garbage: no legitimate request is that large
+                end = position + 4 + size
+                if end > len(buffer):
+                    break
+                self._handle(view[position + 4:end])
+                position = end
+        finally:
+            view.release()
+        return position
+
+    def _handle(self, packet: memoryview) -> None:
+        kind = packet[0]
+        (request_number,) = struct.unpack_from(">I", packet, 1)
+        if kind == CMD_WRITE:
+            self._write(request_number, packet)
+        elif kind == CMD_READ:
+            self._read(request_number, packet)
+        else:
+            self._flush()
+            try:
+                self._process(kind, request_number, paramiko.Message(bytes(packet[5:])))
+            except Exception as err:
+                log.debug("sftp request failed: %s", type(err).__name__)
+                self._send_status(request_number, SFTP_FAILURE)
+
+    def _flush(self) -> None:
+        if self._out:
+            self.channel.sendall(b"".join(self._out))
+            self._out.clear()
+
+    @staticmethod
+    def _handle_name(packet: memoryview, offset: int) -> tuple[bytes, int]:
+        (length,) = struct.unpack_from(">I", packet, offset)
+        return bytes(packet[offset + 4:offset + 4 + length]), offset + 4 + length
+
+    def _write(self, request_number: int, packet: memoryview) -> None:
+        handle_name, offset = self._handle_name(packet, 5)
+        file_offset, length = struct.unpack_from(">QI", packet, offset)
+        data = packet[offset + 12:offset + 12 + length]
+        handle = self.file_table.get(handle_name)
+        if handle is None:
+            self._out.append(_status(request_number, SFTP_BAD_MESSAGE, "Invalid handle"))
+            return
+        if isinstance(handle, UploadHandle):
+            try:
+                handle.landing.pwrite(file_offset, data)
+            except OSError as err:
+                self._out.append(_status(request_number, SFTP_FAILURE, err.strerror or "error"))
+                return
+            self._out.append(struct.pack(">IBII", _OK_LENGTH, CMD_STATUS, request_number,
+                                         SFTP_OK) + _OK_TAIL)
+            return
+        self._out.append(_status(request_number, SFTP_PERMISSION_DENIED, "Permission denied"))
+
+    def _read(self, request_number: int, packet: memoryview) -> None:
+        handle_name, offset = self._handle_name(packet, 5)
+        file_offset, length = struct.unpack_from(">QI", packet, offset)
+        handle = self.file_table.get(handle_name)
+        if not isinstance(handle, ReadHandle):
+            self._out.append(_status(request_number, SFTP_PERMISSION_DENIED,
+                                     "not open for reading"))
+            return
+        try:
+            data = os.pread(handle.fd, min(length, MAX_READ), file_offset)
+        except OSError as err:
+            self._out.append(_status(request_number, SFTP_FAILURE, err.strerror or "error"))
+            return
+        if not data:
+            self._out.append(_status(request_number, SFTP_EOF, "End of file"))
+            return
+        header = struct.pack(">IBII", 9 + len(data), CMD_DATA, request_number, len(data))
+        self._out.append(header + data)
+
+    def _process(self, t: int, request_number: int, msg: paramiko.Message) -> None:
+        if t == CMD_OPEN:
+            self._open(request_number, msg)
+        elif t == CMD_CLOSE:
+            self._close(request_number, msg)
+        else:
+            base: Any = super()
+            base._process(t, request_number, msg)
+
+    def _open(self, request_number: int, msg: paramiko.Message) -> None:
+        path = msg.get_text()
+        flags = self._convert_pflags(msg.get_int())
+        try:
+            handle = self.filesystem.open_handle(path, flags)
+        except Refused as refused:
+            self._send_status(request_number, refused.code, refused.message)
+            return
+        except OSError as err:
+            self._send_status(request_number, self.convert_errno(err.errno or 0))
+            return
+        self._send_handle_response(request_number, handle)
+
+    def _close(self, request_number: int, msg: paramiko.Message) -> None:
+        """paramiko answers OK to every close; ours lands an upload first and
+        reports a failure to land as an error, so the client knows."""
+        name = msg.get_binary()
+        if name in self.folder_table:
+            del self.folder_table[name]
+            self._send_status(request_number, SFTP_OK)
+            return
+        handle = self.file_table.pop(name, None)
+        if handle is None:
+            self._send_status(request_number, SFTP_BAD_MESSAGE, "Invalid handle")
+            return
+        if not isinstance(handle, UploadHandle):
+            handle.close()
+            self._send_status(request_number, SFTP_OK)
+            return
+        try:
+            receipt = handle.landing.commit()
+        except OSError as err:
+            log.error("could not land %r: %s", handle.landing.name, err.strerror)
+            self._send_status(request_number, SFTP_FAILURE, "the file could not be stored")
+            return
+        account = self.filesystem.account
+        report_landed(self.session.context.reporter, account, "sftp", [receipt])
+        self._send_status(request_number, SFTP_OK)
+
+
+def load_host_key(path: Path) -> paramiko.PKey:
+    """The host key from the Secret-mounted file; never generated here, so that
+    it stays the same across restarts and replicas."""
+    return paramiko.PKey.from_path(path)
+
+
+class SftpListener:
+    """Accepts connections and serves each in its own threads."""
+
+    def __init__(self, context: SftpContext, address: str, port: int) -> None:
+        self.context = context
+        self.socket = socket.create_server((address, port), backlog=128, reuse_port=False)
+        self._stop = threading.Event()
+        self._transports: set[paramiko.Transport] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        port: int = self.socket.getsockname()[1]
+        return port
+
+    def serve_forever(self) -> None:
+        self.socket.settimeout(1.0)
+        while not self._stop.is_set():
+            try:
+                connection, peer = self.socket.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                raise
+            address = str(peer[0])
+            if self.context.defender.banned(address):
+                # Banned: drop before any key exchange spends CPU on it.
+                connection.close()
+                continue
+            threading.Thread(target=self._serve_connection, args=(connection, address),
+                             name=f"sftp-{address}", daemon=True).start()
+
+    def request_stop(self) -> None:
+        """Safe from a signal handler: the accept loop notices within a second."""
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self.socket.close()
+        with self._lock:
+            transports = list(self._transports)
+        for transport in transports:
+            transport.close()
+
+    def _serve_connection(self, connection: socket.socket, address: str) -> None:
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        settings = self.context.settings
+        transport = paramiko.Transport(
+            connection,
+            default_window_size=settings.window_size,
+            default_max_packet_size=settings.max_packet_size,
+        )
+        transport.add_server_key(self.context.host_key)
+        if settings.ciphers:
+            transport.get_security_options().ciphers = settings.ciphers
+        transport.set_subsystem_handler("sftp", FastSFTPServer, PartnerFilesystem)
+        session = Session(self.context, address)
+        with self._lock:
+            self._transports.add(transport)
+        try:
+            transport.start_server(server=session)
+            self._watch(transport, session)
+        except (paramiko.SSHException, EOFError, OSError) as err:
+            log.info("connection from %s ended: %s", address, type(err).__name__)
+        finally:
+            transport.close()
+            session.release()
+            with self._lock:
+                self._transports.discard(transport)
+
+    def _watch(self, transport: paramiko.Transport, session: Session,
+               clock: Callable[[], float] = time.monotonic) -> None:
+        """Waits for the connection to end; closes it after the idle timeout."""
+        timeout = self.context.settings.idle_timeout
+        while transport.is_active():
+            transport.join(timeout=1.0)
+            if timeout > 0 and clock() - session.last_activity > timeout:
+                log.info("closing idle connection from %s", session.address)
+                transport.close()
+                return
+

@@ -1,0 +1,184 @@
+"""What partners may do in their home, and how a received file lands.
+
+The rules are shared by the three listeners, so that SFTP, FTP and email
+refuse the same names with the same words:
+- uploads only with the `upload` permission, into the top of the home (the
+  landing area is flat: receipts sit beside the files they describe);
+- never a hidden name, a reserved name (receipt_*, result_*) or a name outside
+  the Connection's filenamePattern;
+- downloads with `download`, or of receipts and results with `readReceipts`.
+
+A received file is written under a hidden temporary name and renamed into place
+by `LandingFile.commit()` (fsync, rename, fsync of the folder), then its receipt
+is written; `abort()` removes the temporary file, so a dropped connection
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from connectors.api.accounts import Account
+from connectors.transfer.landing import (
+    INTERNAL_DIR,
+    LandingArea,
+    Receipt,
+    is_hidden,
+    is_reserved,
+    matches_pattern,
+)
+from connectors.transfer.report import TransferRecord, TransferReporter
+
+log = logging.getLogger(__name__)
+
+_HASH_CHUNK = 1 << 20
+
+
+def upload_refusal(account: Account, name: str) -> str | None:
+    """Why `name` may not be uploaded by `account`, or None when it may."""
+    if "upload" not in account.permissions:
+        return "this account may not upload files"
+    if not name or "/" in name or name in (".", ".."):
+        return "uploads go to the top of the home folder"
+    if is_hidden(name):
+        return "names starting with '.' are reserved"
+    if is_reserved(name):
+        return "receipt_ and result_ files are written by the platform, not uploaded"
+    if not matches_pattern(name, account.filename_pattern):
+        return f"{name!r} does not match the filename pattern {account.filename_pattern!r}"
+    return None
+
+
+def may_read(account: Account, name: str) -> bool:
+    """Whether the account may download the file named `name`."""
+    if is_hidden(name):
+        return False
+    if "download" in account.permissions:
+        return True
+    return "readReceipts" in account.permissions and is_reserved(name)
+
+
+def may_list(account: Account) -> bool:
+    return "list" in account.permissions
+
+
+def landing_area(data_root: Path, account: Account) -> LandingArea:
+    """The account's landing area. Its home comes from the account table, which
+    may differ from the Connection's name; the receipt names the Connection."""
+    area = LandingArea(data_root, account.connection)
+    area.home = data_root / account.home
+    area.internal = area.home / INTERNAL_DIR
+    return area
+
+
+class LandingFile:
+    """One file being received."""
+
+    def __init__(self, area: LandingArea, name: str) -> None:
+        self.area = area
+        self.name = name
+        self.temp = area.temp_path(name)
+        self._fd: int | None = os.open(
+            self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640
+        )
+        self._digest = hashlib.sha256()
+        self._hashed_to = 0
+        # Clients may write out of order (SFTP is offset-based); the digest is
+        # then computed again from the file at commit.
+        self._in_order = True
+        self.size = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def write(self, data: bytes | memoryview) -> int:
+        """Appends (FTP, email)."""
+        return self.pwrite(self._hashed_to if self._in_order else self.size, data)
+
+    def pwrite(self, offset: int, data: bytes | memoryview) -> int:
+        """Writes at an offset (SFTP)."""
+        if self._fd is None:
+            raise ValueError("file already closed")
+        view = memoryview(data)
+        written = 0
+        while written < len(view):
+            written += os.pwrite(self._fd, view[written:], offset + written)
+        if self._in_order and offset == self._hashed_to:
+            self._digest.update(view)
+            self._hashed_to += len(view)
+        else:
+            self._in_order = False
+        self.size = max(self.size, offset + len(view))
+        return written
+
+    def commit(self) -> Receipt:
+        """Lands the file under its real name and writes its receipt."""
+        if self._fd is None:
+            raise ValueError("file already closed")
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            digest = self._digest.hexdigest() if self._in_order else self._rehash()
+            size = self.temp.stat().st_size
+            # commit() fsyncs again through its own handle; the data is already on
+            # disk, so the second fsync is cheap.
+            self.area.commit(self.temp, self.name)
+        except BaseException:
+            self.temp.unlink(missing_ok=True)
+            raise
+        return self.area.write_receipt(self.name, size, digest)
+
+    def abort(self) -> None:
+        """Removes the temporary file: nothing becomes visible."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.temp.unlink(missing_ok=True)
+
+    def _rehash(self) -> str:
+        digest = hashlib.sha256()
+        with self.temp.open("rb") as handle:
+            while block := handle.read(_HASH_CHUNK):
+                digest.update(block)
+        return digest.hexdigest()
+
+
+def record_for(
+    account: Account, protocol: str, receipts: list[Receipt], message: str = ""
+) -> TransferRecord:
+    return TransferRecord(
+        connection=account.connection,
+        protocol=protocol,
+        files=len(receipts),
+        bytes=sum(r.size for r in receipts),
+        outcome="Succeeded",
+        message=message,
+        names=tuple(r.name for r in receipts),
+    )
+
+
+def report_landed(
+    reporter: TransferReporter, account: Account, protocol: str, receipts: list[Receipt]
+) -> None:
+    for receipt in receipts:
+        log.info("landed connection=%s name=%s bytes=%d sha256=%s trace=%s",
+                 account.connection, receipt.name, receipt.size, receipt.sha256,
+                 receipt.trace_id)
+    reporter.report(record_for(account, protocol, receipts))
+
+
+def report_refused(
+    reporter: TransferReporter, account: Account, protocol: str, reason: str
+) -> None:
+    log.info("refused connection=%s protocol=%s: %s", account.connection, protocol, reason)
+    reporter.report(TransferRecord(
+        connection=account.connection, protocol=protocol, files=0, bytes=0,
+        outcome="Failed", message=reason,
+    ))
