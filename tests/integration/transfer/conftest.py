@@ -1,5 +1,5 @@
 """Fixtures of the transfer job tests; the servers live in transfer_servers.py."""
 
-from transfer_servers import certificate, job, remote_dir, sshd, system_user, vsftpd
+from transfer_servers import certificate, dovecot, job, remote_dir, sshd, system_user, vsftpd
 
-__all__ = ["certificate", "job", "remote_dir", "sshd", "system_user", "vsftpd"]
+__all__ = ["certificate", "dovecot", "job", "remote_dir", "sshd", "system_user", "vsftpd"]

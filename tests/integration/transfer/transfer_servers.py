@@ -528,3 +528,93 @@ def kill_sessions_mid_transfer(server_pid: int, landing: Path, timeout: float = 
             return bool(sessions)
         time.sleep(0.005)
     return False
+
+
+# ---- dovecot --------------------------------------------------------------------------------
+
+
+@dataclass
+class Dovecot:
+    imap_port: int
+    imaps_port: int
+    work: Path
+    uid: int
+    gid: int
+    process: subprocess.Popen[bytes]
+
+    def add_user(self, name: str, password: str) -> Path:
+        """A mail account; returns its Maildir, which the test fills."""
+        maildir = self.work / "mail" / name / "Maildir"
+        for sub in ("new", "cur", "tmp"):
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
+        for path in [maildir.parent, maildir, *maildir.iterdir()]:
+            os.chown(path, self.uid, self.gid)
+        # One passwd-file per user: dovecot notices a changed file by its mtime,
+        # which two users added within one second would not change.
+        (self.work / "passwd.d").mkdir(exist_ok=True)
+        (self.work / "passwd.d" / name).write_text(f"{name}:{{PLAIN}}{password}::::::\n")
+        return maildir
+
+
+def deliver(maildir: Path, message: bytes, uid: int, gid: int) -> None:
+    """Drops a message into Maildir/new as a delivery agent would."""
+    name = f"{time.time_ns()}.{secrets.token_hex(4)}.test"
+    temp = maildir / "tmp" / name
+    temp.write_bytes(message)
+    os.chown(temp, uid, gid)
+    os.replace(temp, maildir / "new" / name)
+
+
+@pytest.fixture(scope="session")
+def dovecot(system_user: SystemUser, certificate: Certificate) -> Iterator[Dovecot]:
+    binary = need("dovecot")
+    work = Path(tempfile.mkdtemp(prefix="cx-dovecot-", dir="/tmp"))
+    work.chmod(0o755)
+    entry = pwd.getpwnam(system_user.name)
+    (work / "mail").mkdir()
+    os.chown(work / "mail", entry.pw_uid, entry.pw_gid)
+    imap_port, imaps_port = free_port(), free_port()
+    config = work / "dovecot.conf"
+    config.write_text(
+        f"""base_dir = {work}/run
+state_dir = {work}/state
+instance_name = cx-{work.name}
+log_path = {work}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{certificate.cert}
+ssl_key = <{certificate.key}
+disable_plaintext_auth = yes
+auth_mechanisms = plain
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {work}/passwd.d/%u
+}}
+userdb {{
+  driver = static
+  args = uid={entry.pw_uid} gid={entry.pw_gid} home={work}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
+  }}
+}}
+"""
+    )
+    process = subprocess.Popen([binary, "-F", "-c", str(config)])
+    try:
+        wait_for_port(imaps_port, process)
+        wait_for_port(imap_port, process)
+        yield Dovecot(imap_port, imaps_port, work, entry.pw_uid, entry.pw_gid, process)
+    finally:
+        stop(process)
+        shutil.rmtree(work, ignore_errors=True)
