@@ -35,8 +35,12 @@ class Cluster:
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 kubeconfig: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "KUBECONFIG": kubeconfig or self.kubeconfig}
-        return subprocess.run([self.kubectl_path, *args], env=env, check=check, text=True,
-                              capture_output=True, input=input, timeout=120)
+        result = subprocess.run([self.kubectl_path, *args], env=env, check=False, text=True,
+                                capture_output=True, input=input, timeout=120)
+        if check and result.returncode != 0:
+            # kubectl's own words, so a failing test says what the server refused.
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
 
 
 @pytest.fixture(scope="session")

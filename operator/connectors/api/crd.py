@@ -53,6 +53,8 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
             continue
         if key == "properties":
             out[key] = {name: _resolve(sub, defs) for name, sub in value.items()}
+        elif key in ("x-kubernetes-validations", "enum", "default"):
+            out[key] = value  # data, not schema: copied as they are
         elif key == "description":
             out[key] = " ".join(value.split())
         else:

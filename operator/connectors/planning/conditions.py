@@ -61,3 +61,17 @@ def ready_verdict(parts: list[Verdict], ready_message: str) -> Verdict:
 
 def find(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
     return next((c for c in conditions or () if c.get("type") == type_), None)
+
+
+def status_changed(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether writing `status` would change anything a reader sees.
+
+    Keys set to None are deletions in a merge patch and count as absent; transition
+    times follow from the statuses, so they are not compared on their own.
+    """
+    def essence(s: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in s.items() if v is not None and k != "conditions"}
+        out["conditions"] = [{k: v for k, v in c.items() if k != "lastTransitionTime"}
+                             for c in s.get("conditions") or []]
+        return out
+    return essence(previous) != essence(status)

@@ -1,0 +1,195 @@
+"""The operator's few ways of talking to the Kubernetes API, over the official client.
+
+Server-side apply for the children (idempotent: an unchanged object costs one
+request and no write), create-only for generated secrets (a value that exists is
+never replaced by accident), merge patches for status, and Events. Every call is
+blocking; the reconcilers run them in a thread.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from ..api.common import API_VERSION, GROUP, VERSION
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "connectors-operator"
+# kind -> (API path prefix, plural): the only kinds the operator writes.
+PATHS = {
+    "Secret": ("/api/v1", "secrets"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Service": ("/api/v1", "services"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
+    "Event": ("/api/v1", "events"),
+    "Pod": ("/api/v1", "pods"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "CronJob": ("/apis/batch/v1", "cronjobs"),
+    "Job": ("/apis/batch/v1", "jobs"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Connection": (f"/apis/{GROUP}/{VERSION}", "connections"),
+    "Credential": (f"/apis/{GROUP}/{VERSION}", "credentials"),
+}
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster credentials in a pod, else the kubeconfig file."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            configuration = client.Configuration.get_default_copy()
+        except config.ConfigException:
+            configuration = client.Configuration()
+            config.load_kube_config(client_configuration=configuration)
+    else:
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    # Enough connections for the reconcile workers and the thread pool.
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
+
+
+@dataclass
+class Kube:
+    api: client.ApiClient
+    requests: int = 0
+
+    def path(self, kind: str, namespace: str, name: str | None = None) -> str:
+        prefix, plural = PATHS[kind]
+        path = f"{prefix}/namespaces/{namespace}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    def request(self, method: str, path: str, body: Any = None,
+                query: list[tuple[str, str]] | None = None,
+                content_type: str = "application/json") -> Any:
+        """One HTTP request; the decoded JSON answer; ApiException on any non-2xx status."""
+        self.requests += 1
+        _method, url, headers, serialized, _ = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(_method, url, header_params=headers, body=serialized,
+                                     _request_timeout=30)
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(status=response.status, reason=response.reason,
+                               body=data.decode(errors="replace"))
+        return json.loads(data) if data else None
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.request("GET", self.path(kind, namespace, name))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return result
+
+    def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        answer = self.request("GET", self.path(kind, namespace), query=[("labelSelector", selector)])
+        items: list[dict[str, Any]] = answer.get("items", [])
+        return items
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with force: the operator owns the fields it sets."""
+        meta = obj["metadata"]
+        result: dict[str, Any] = self.request(
+            "PATCH",
+            self.path(obj["kind"], meta["namespace"], meta["name"]),
+            body=obj,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Creates `obj`; None when an object of that name already exists."""
+        meta = obj["metadata"]
+        try:
+            result: dict[str, Any] = self.request(
+                "POST", self.path(obj["kind"], meta["namespace"]), body=obj,
+                query=[("fieldManager", FIELD_MANAGER)],
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            raise
+        return result
+
+    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """PUT with the resourceVersion in obj: fails with 409 if someone wrote in between."""
+        meta = obj["metadata"]
+        result: dict[str, Any] = self.request(
+            "PUT", self.path(obj["kind"], meta["namespace"], meta["name"]), body=obj,
+            query=[("fieldManager", FIELD_MANAGER)],
+        )
+        return result
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """True when something was deleted; a missing object is not an error."""
+        try:
+            self.request("DELETE", self.path(kind, namespace, name),
+                         body={"propagationPolicy": "Background"})
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def patch_status(self, kind: str, namespace: str, name: str,
+                     status: dict[str, Any]) -> None:
+        """A JSON merge patch of the status subresource (lists in it are replaced whole)."""
+        try:
+            self.request("PATCH", self.path(kind, namespace, name) + "/status",
+                         body={"status": status},
+                         content_type="application/merge-patch+json")
+        except ApiException as error:
+            if error.status != 404:  # deleted meanwhile: nothing left to report on
+                raise
+
+    def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on `involved`. Messages name objects, never secret values."""
+        meta = involved["metadata"]
+        now = now_rfc3339()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", API_VERSION),
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.request("POST", self.path("Event", meta["namespace"]), body=event)
+        except ApiException as error:
+            # An event is a courtesy; failing to post one must not fail the reconcile.
+            log.warning("could not post event %s on %s/%s: HTTP %s", reason,
+                        meta["namespace"], meta["name"], error.status)

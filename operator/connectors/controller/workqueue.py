@@ -1,0 +1,90 @@
+"""A level-based work queue, the shape controller-runtime uses.
+
+kopf's event handlers only say "this key may need work"; the queue coalesces
+repeated keys, never runs one key twice at once, retries failures with
+exponential backoff, and the periodic resync re-adds every key, so drift
+(a child deleted by hand, a missed event) is repaired whatever caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Hashable
+
+log = logging.getLogger(__name__)
+
+Key = Hashable
+
+
+class WorkQueue:
+    def __init__(self, name: str, work: Callable[[Key], Awaitable[None]], workers: int = 8,
+                 base_delay: float = 0.5, max_delay: float = 300.0) -> None:
+        self.name = name
+        self._work = work
+        self._workers = workers
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._running: set[Key] = set()
+        self._dirty: set[Key] = set()  # re-added while running: run once more afterwards
+        self._failures: dict[Key, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.processed = 0
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self._workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def add(self, key: Key) -> None:
+        if key in self._running:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: Key, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self.add, key)
+
+    def idle(self) -> bool:
+        return not self._queued and not self._running
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._running.add(key)
+            try:
+                await self._work(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failures = self._failures.get(key, 0) + 1
+                self._failures[key] = failures
+                delay = min(self._max_delay, self._base_delay * 2 ** (failures - 1))
+                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+                log.warning("%s %s failed (attempt %d), retrying in %.1fs: %s",
+                            self.name, key, failures, delay, _describe(error))
+                self.add_after(key, delay)
+            else:
+                self._failures.pop(key, None)
+                self.processed += 1
+            finally:
+                self._running.discard(key)
+                if key in self._dirty:
+                    self._dirty.discard(key)
+                    self.add(key)
+
+
+def _describe(error: Exception) -> str:
+    """A one-line reason. API errors carry their HTTP status; no bodies, which may echo input."""
+    status = getattr(error, "status", None)
+    if status is not None:
+        return f"{error.__class__.__name__} HTTP {status} {getattr(error, 'reason', '')}".strip()
+    return f"{error.__class__.__name__}: {error}"
