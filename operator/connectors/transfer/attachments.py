@@ -57,7 +57,7 @@ def sanitize_filename(raw: str | None) -> str | None:
     name = unicodedata.normalize("NFC", raw)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C")
-    name = name.strip().strip(".").strip()
+    name = name.strip()
     if not name or name.startswith("."):
         return None
     if len(name) > MAX_NAME_LENGTH:

@@ -210,7 +210,9 @@ def load_connection(path: Path, name: str) -> Connection:
     return Connection(name=name, namespace=data.get("namespace"), spec=spec)
 
 
-def load_secret(directory: Path) -> Secret:
+def load_secret(directory: Path, required: bool = True) -> Secret:
+    """Outbound Email goes through the platform's relay and needs no secret."""
+
     def read(key: str) -> str | None:
         path = directory / key
         if not path.is_file():
@@ -218,11 +220,11 @@ def load_secret(directory: Path) -> Secret:
         return path.read_text(encoding="utf-8").strip("\r\n")
 
     username = read("username")
-    if not username:
+    if not username and required:
         raise PermanentError(f"the Credential has no username (expected {directory}/username)")
     key = directory / "ssh-privatekey"
     return Secret(
-        username=username,
+        username=username or "",
         password=read("password"),
         private_key=key if key.is_file() else None,
     )
@@ -475,8 +477,14 @@ def move_to_sent(landing: LandingArea, file: OutboxFile) -> None:
     os.replace(landing.outbox / file.name, landing.sent / file.name)
 
 
-def push(client: PushClient, landing: LandingArea, ledger: Ledger, summary: Summary) -> None:
-    plan = plan_push(outbox_files(landing), ledger.has)
+def push(
+    client: PushClient,
+    spec: ConnectionSpec,
+    landing: LandingArea,
+    ledger: Ledger,
+    summary: Summary,
+) -> None:
+    plan = plan_push(outbox_files(landing), ledger.has, spec.filename_pattern)
     summary.skip(plan.skipped)
     for file in plan.finish:
         move_to_sent(landing, file)
@@ -594,7 +602,7 @@ def one_pass(
     spec = connection.spec
     with open_client(connection, secret, args) as client:
         if spec.direction == "Outbound":
-            push(client, landing, ledger, summary)
+            push(client, spec, landing, ledger, summary)
         elif spec.method == "Email":
             pull_mail(client, spec, landing, ledger, summary)
         else:
@@ -609,7 +617,10 @@ def backoff_delays(first: float, retries: int) -> Iterator[float]:
 
 def execute(args: argparse.Namespace, summary: Summary, redact: Redactor) -> None:
     connection = load_connection(args.config, args.connection)
-    secret = load_secret(args.credential_dir)
+    spec = connection.spec
+    secret = load_secret(
+        args.credential_dir, required=not (spec.method == "Email" and spec.direction == "Outbound")
+    )
     redact.secrets = secret.values
     landing = LandingArea(args.data_root, connection.name)
     landing.ensure()

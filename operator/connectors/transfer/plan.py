@@ -81,14 +81,16 @@ class PushPlan:
     skipped: int = field(default=0)
 
 
-def plan_push(outbox: Iterable[OutboxFile], known: Known) -> PushPlan:
+def plan_push(outbox: Iterable[OutboxFile], known: Known, pattern: str | None = None) -> PushPlan:
+    """Files in the outbox that match the pattern (when set) are sent; others
+    stay where they are and count as skipped."""
     send: list[OutboxFile] = []
     uncertain: list[OutboxFile] = []
     finish: list[OutboxFile] = []
     skipped = 0
     for file in sorted(outbox, key=lambda f: f.name):
         key = (file.name, file.size, file.mtime)
-        if is_hidden(file.name):
+        if is_hidden(file.name) or not matches_pattern(file.name, pattern):
             skipped += 1
         elif known(SENT, *key):
             finish.append(file)
