@@ -1,0 +1,214 @@
+"""Starts a real listener (`connectors listen ...`) as a subprocess on loopback,
+with its own account table, data root, host key and TLS certificate."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from connectors.api.accounts import Account, AccountTable, hash_password, permissions_for
+
+PASSWORD = "correct-horse-battery-1"
+MAIL_PASSWORD = "mail-staple-2"
+
+
+def need(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.skip(f"{binary} is not installed (Debian package needed for this test)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path,
+                  timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"listener exited early:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"listener did not open port {port}:\n{log.read_text()}")
+
+
+def wait_until(predicate: object, timeout: float = 60.0, message: str = "condition") -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def ssh_keypair(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(path)],
+                   check=True)
+    return path
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "tls.crt", folder / "tls.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@dataclass
+class Workspace:
+    root: Path
+    data: Path = field(init=False)
+    accounts_file: Path = field(init=False)
+    client_key: Path = field(init=False)
+    host_key: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.data = self.root / "data"
+        self.data.mkdir()
+        self.accounts_file = self.root / "accounts" / "accounts.json"
+        self.accounts_file.parent.mkdir()
+        self.client_key = ssh_keypair(self.root / "client_key")
+        self.host_key = ssh_keypair(self.root / "ssh_host_ed25519_key")
+
+    def client_public_key(self) -> str:
+        return (self.root / "client_key.pub").read_text().strip()
+
+    def default_accounts(self) -> list[Account]:
+        password_hash = hash_password(PASSWORD)
+        return [
+            Account(username="acme", connection="acme-conversions", direction="Inbound",
+                    home="acme-conversions", permissions=permissions_for("Inbound"),
+                    filename_pattern="conversions_*.csv", password_hash=password_hash,
+                    authorized_keys=[self.client_public_key()]),
+            Account(username="globex", connection="globex-reports", direction="Outbound",
+                    home="globex-reports", permissions=permissions_for("Outbound"),
+                    password_hash=password_hash, authorized_keys=[self.client_public_key()]),
+            Account(username="mailer", connection="acme-mail", direction="Inbound",
+                    home="acme-mail", permissions=permissions_for("Inbound"),
+                    filename_pattern="report_*.csv", password_hash=hash_password(MAIL_PASSWORD)),
+            Account(username="frozen", connection="frozen-conn", direction="Inbound",
+                    home="frozen-conn", permissions=permissions_for("Inbound"),
+                    password_hash=password_hash, suspended=True),
+        ]
+
+    def write_accounts(self, accounts: list[Account]) -> None:
+        """Writes the table the way kubelet updates a Secret volume: a new
+        timestamped folder, then an atomic swap of the `..data` symlink."""
+        folder = self.accounts_file.parent
+        stamp = folder / f"..{time.time_ns()}"
+        stamp.mkdir()
+        (stamp / "accounts.json").write_text(AccountTable(accounts=accounts).render())
+        link = folder / "..data"
+        temp_link = folder / "..data_tmp"
+        temp_link.unlink(missing_ok=True)
+        temp_link.symlink_to(stamp.name)
+        os.replace(temp_link, link)
+        if not self.accounts_file.is_symlink():
+            self.accounts_file.symlink_to("..data/accounts.json")
+
+    def home(self, connection: str) -> Path:
+        return self.data / connection
+
+
+@dataclass
+class Listener:
+    protocol: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    workspace: Workspace
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_listener(workspace: Workspace, protocol: str, *extra: str,
+                   env: dict[str, str] | None = None) -> Listener:
+    port = free_port()
+    log = workspace.root / f"{protocol}-{port}.log"
+    command = [
+        sys.executable, "-m", "connectors.cli", "listen", protocol,
+        "--address", "127.0.0.1", "--port", str(port),
+        "--accounts-file", str(workspace.accounts_file),
+        "--data-root", str(workspace.data),
+        "--host-key-file", str(workspace.host_key),
+        "--accounts-poll-seconds", "0.5",
+        *extra,
+    ]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTORS_")}
+    environment.update(env or {})
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                   env=environment)
+    listener = Listener(protocol, port, process, log, workspace)
+    try:
+        wait_for_port(port, process, log)
+    except BaseException:
+        listener.stop()
+        raise
+    return listener
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    space = Workspace(tmp_path)
+    space.write_accounts(space.default_accounts())
+    return space
+
+
+def listener_fixture(workspace: Workspace, protocol: str, *extra: str) -> Iterator[Listener]:
+    listener = start_listener(workspace, protocol, *extra)
+    try:
+        yield listener
+    finally:
+        listener.stop()
+        # Secrets must never reach the log, whatever the test did.
+        text = listener.log_text()
+        assert PASSWORD not in text
+        assert MAIL_PASSWORD not in text
