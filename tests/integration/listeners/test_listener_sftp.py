@@ -66,7 +66,9 @@ def landed(home: Path) -> list[str]:
 
 
 def temporaries(home: Path) -> list[str]:
-    return [p.name for p in home.iterdir() if p.name.startswith(TEMP_PREFIX)] if home.exists() else []
+    if not home.exists():
+        return []
+    return [p.name for p in home.iterdir() if p.name.startswith(TEMP_PREFIX)]
 
 
 def test_upload_lands_with_receipt_and_is_listed(sftp_listener: Listener) -> None:
