@@ -166,6 +166,9 @@ class FtpUpload:
         self.landing = landing
         # pyftpdlib logs and reports `name`: the final path, not the temporary one.
         self.name = str(landing.area.home / landing.name)
+        # Set while the decision to land waits (see LandingDTPMixin): pyftpdlib's
+        # close() must not discard the file in the meantime.
+        self.pending = False
 
     @property
     def closed(self) -> bool:
@@ -175,11 +178,16 @@ class FtpUpload:
         return self.landing.write(data)
 
     def commit(self) -> Receipt:
+        self.pending = False
         return self.landing.commit()
+
+    def discard(self) -> None:
+        self.pending = False
+        self.landing.abort()
 
     def close(self) -> None:
         """Closing without commit() is an abort: the temporary file goes."""
-        if not self.landing.closed:
+        if not self.pending and not self.landing.closed:
             self.landing.abort()
 
 
@@ -277,18 +285,21 @@ class StrictPassiveDTP(PassiveDTP):  # type: ignore[misc]
         super().listen(num)
 
 
-def client_vanished(sock: socket.socket | None) -> bool:
+def client_vanished(control: Any) -> bool:
     """True when the control connection is closed or reset.
 
-    In FTP stream mode the end of an upload is the end of the data connection,
-    so a client killed mid-upload looks like a finished one. A killed client
-    closes its control connection at the same moment: seeing it closed here
-    means the upload must not land.
+    Peeks at the TCP socket under any TLS layer: a killed client sends no TLS
+    close_notify, only a FIN (or a reset).
     """
-    if sock is None:
+    try:
+        fileno = control.fileno()
+    except (OSError, AttributeError):
+        return True
+    if fileno < 0:
         return True
     try:
-        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        with socket.socket(fileno=os.dup(fileno)) as raw:
+            data = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
         return False
     except OSError:
@@ -297,35 +308,63 @@ def client_vanished(sock: socket.socket | None) -> bool:
 
 
 class LandingDTPMixin:
-    """Lands or discards an upload when its data connection ends."""
+    """Lands or discards an upload when its data connection ends.
+
+    The data connection's end is the only end-of-file marker FTP has, and a
+    client killed mid-upload ends it too. A killed client's control connection
+    closes at the same moment, but its FIN may be processed just after the
+    data connection's. So the decision waits SETTLE_SECONDS, then lands the
+    file only if the control connection is still there; the 226 reply is sent
+    after landing, so a client that sees it can rely on the file.
+    """
 
     ac_in_buffer_size = DATA_READ_SIZE
+    SETTLE_SECONDS = 0.3
 
     receive: bool
     transfer_finished: bool
     file_obj: Any
     cmd_channel: Any
     _closed: bool
-    _resp: tuple[str, Any]
+    _resp: tuple[str, Any] | None
 
     def close(self) -> None:
         upload = self.file_obj if not self._closed else None
-        if isinstance(upload, FtpUpload) and not upload.closed:
-            self._settle(upload)
+        if isinstance(upload, FtpUpload) and not upload.closed and not upload.pending:
+            if self.transfer_finished:
+                upload.pending = True
+                self._resp = None  # answered by _settle
+                control = self.cmd_channel
+                control.ioloop.call_later(self.SETTLE_SECONDS, _settle, control, upload,
+                                          _errback=lambda: _settle_failed(control, upload))
+            else:
+                log.info("incomplete upload of %r discarded", upload.landing.name)
+                upload.close()
         super().close()  # type: ignore[misc]
 
-    def _settle(self, upload: FtpUpload) -> None:
-        if not self.transfer_finished or client_vanished(self.cmd_channel.socket):
-            log.info("incomplete upload of %r discarded", upload.landing.name)
-            upload.close()
-            return
-        try:
-            receipt = upload.commit()
-        except OSError as err:
-            log.error("could not land %r: %s", upload.landing.name, err.strerror)
-            self._resp = ("451 The file could not be stored.", log.warning)
-            return
-        report_landed(self.cmd_channel.reporter, self.cmd_channel.account, "ftp", [receipt])
+
+def _settle(control: Any, upload: FtpUpload) -> None:
+    """Lands the upload if its client is still connected; replies on the control connection."""
+    if control._closed or client_vanished(control.socket):
+        log.info("client gone: upload of %r discarded", upload.landing.name)
+        upload.discard()
+        return
+    try:
+        receipt = upload.commit()
+    except OSError as err:
+        log.error("could not land %r: %s", upload.landing.name, err.strerror)
+        upload.discard()
+        control.respond("451 The file could not be stored.")
+        return
+    report_landed(control.reporter, control.account, "ftp", [receipt])
+    control.respond("226 Transfer complete.")
+
+
+def _settle_failed(control: Any, upload: FtpUpload) -> None:
+    log.exception("landing %r failed", upload.landing.name)
+    upload.discard()
+    if not control._closed:
+        control.respond("451 The file could not be stored.")
 
 
 class LandingDTP(LandingDTPMixin, DTPHandler):  # type: ignore[misc]

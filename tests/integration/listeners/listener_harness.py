@@ -4,6 +4,7 @@ with its own account table, data root, host key and TLS certificate."""
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import shutil
 import signal
@@ -80,7 +81,9 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = folder / "tls.crt", folder / "tls.key"
