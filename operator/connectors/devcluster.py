@@ -33,7 +33,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "controlplane" / "build.sh"
@@ -134,7 +134,7 @@ def make_pki(pki: Path) -> None:
         (pki / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(pki / f"{stem}.key", key)
 
-    service_ip = next(ipaddress.ip_network(SERVICE_CIDR).hosts())
+    service_ip = next(ipaddress.IPv4Network(SERVICE_CIDR).hosts())
     issue(
         "apiserver",
         _name("kube-apiserver"),
@@ -145,9 +145,9 @@ def make_pki(pki: Path) -> None:
             x509.IPAddress(ipaddress.ip_address("::1")),
             x509.IPAddress(service_ip),
         ],
-        usage=[x509.ExtendedKeyUsageOID.SERVER_AUTH],
+        usage=[ExtendedKeyUsageOID.SERVER_AUTH],
     )
-    client = [x509.ExtendedKeyUsageOID.CLIENT_AUTH]
+    client = [ExtendedKeyUsageOID.CLIENT_AUTH]
     issue("admin", _name("connectors-admin", "system:masters"), usage=client)
     issue("controller-manager", _name("system:kube-controller-manager"), usage=client)
     # The controller manager's own identity gets only its built-in role; it runs

@@ -143,7 +143,8 @@ def check_document(doc: Document) -> tuple[Parsed | None, list[Problem]]:
     if not isinstance(data, dict) or data.get("kind") not in SPECS:
         return None, []
     kind = data["kind"]
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    raw_metadata = data.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     name = str(metadata.get("name", "<unnamed>"))
     namespace = str(metadata.get("namespace", "default"))
 
@@ -163,8 +164,8 @@ def check_document(doc: Document) -> tuple[Parsed | None, list[Problem]]:
         spec = SPECS[kind].model_validate(data["spec"])
     except ValidationError as error:
         for item in error.errors():
-            location = ["spec", *item["loc"]]
-            problems.append(problem(location, _FRIENDLY.get(item["type"], item["msg"])))
+            problems.append(problem(["spec", *item["loc"]],
+                                    _FRIENDLY.get(item["type"], item["msg"])))
         return Parsed(doc, kind, name, namespace, None), problems
     for rule in broken_rules(spec, spec.rules):
         location: list[str | int] = ["spec", *rule.field.strip(".").split(".")]

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from .common import Model
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 SECRET_KEY = "accounts.json"
 Protocol = Literal["sftp", "ftp", "smtp"]
 Permission = Literal["upload", "list", "download", "readReceipts"]
@@ -65,7 +65,7 @@ class Account(Model):
 
 
 class AccountTable(Model):
-    version: Literal[1] = FORMAT_VERSION
+    version: Literal[1] = 1
     accounts: list[Account] = Field(default_factory=list)
 
     def by_username(self) -> dict[str, Account]:

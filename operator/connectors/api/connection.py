@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field
 
 from .common import Condition, LocalObjectReference, Model
-from .rules import Rule
+from .rules import Rule, cel_extension
 
 Direction = Literal["Inbound", "Outbound"]
 DataType = Literal[
@@ -197,7 +197,7 @@ class ConnectionSpec(Model):
 
     model_config = ConfigDict(
         **Model.model_config,
-        json_schema_extra={"x-kubernetes-validations": [r.as_cel() for r in RULES]},
+        json_schema_extra=cel_extension(RULES),
     )
     rules: ClassVar[tuple[Rule, ...]] = RULES
 
@@ -270,6 +270,10 @@ class LastTransfer(Model):
     """Succeeded or Failed."""
     message: Annotated[str, Field(max_length=2048)] | None = None
     """What happened, when it did not go well."""
+    duration_seconds: float | None = None
+    """How long the transfer took."""
+    source: str | None = None
+    """Who reported it: the transfer Job's name, or the listener's protocol."""
 
 
 class ConnectionStatus(Model):

@@ -175,22 +175,27 @@ def render_all() -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", type=Path, default=Path("crds"),
-                        help="folder to write the CRD files into (default ./crds)")
+    parser.add_argument("--output-dir", type=Path, action="append", dest="output_dirs",
+                        help="folder to write the CRD files into (repeatable; default ./crds "
+                             "and the Helm chart's charts/connectors/crds)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 when the files differ from the models")
 
 
+DEFAULT_DIRS = (Path("crds"), Path("charts/connectors/crds"))
+
+
 def run(args: argparse.Namespace) -> int:
     stale = []
-    for name, text in render_all().items():
-        path: Path = args.output_dir / name
-        if path.exists() and path.read_text() == text:
-            continue
-        stale.append(path)
-        if not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+    for folder in args.output_dirs or DEFAULT_DIRS:
+        for name, text in render_all().items():
+            path: Path = folder / name
+            if path.exists() and path.read_text() == text:
+                continue
+            stale.append(path)
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
     for path in stale:
         print(f"{path}: {'out of date' if args.check else 'written'}")
     return 1 if args.check and stale else 0

@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field
 
 from .common import Condition, LocalObjectReference, Model
-from .rules import Rule
+from .rules import Rule, cel_extension
 
 CredentialType = Literal["Password", "PublicKey"]
 
@@ -68,7 +68,7 @@ class CredentialSpec(Model):
 
     model_config = ConfigDict(
         **Model.model_config,
-        json_schema_extra={"x-kubernetes-validations": [r.as_cel() for r in RULES]},
+        json_schema_extra=cel_extension(RULES),
     )
     rules: ClassVar[tuple[Rule, ...]] = RULES
 

@@ -28,7 +28,7 @@ class Rule:
     holds: Callable[[Any], bool]
 
     def as_cel(self) -> dict[str, str]:
-        entry = {"rule": self.cel, "message": self.message}
+        entry: dict[str, str] = {"rule": self.cel, "message": self.message}
         if self.field:
             entry["fieldPath"] = self.field
         return entry
@@ -37,3 +37,8 @@ class Rule:
 def broken_rules(model: Any, rules: tuple[Rule, ...]) -> list[Rule]:
     """The rules that `model` breaks, in declaration order."""
     return [rule for rule in rules if not rule.holds(model)]
+
+
+def cel_extension(rules: tuple[Rule, ...]) -> dict[str, Any]:
+    """The json_schema_extra that carries `rules` into the CRD."""
+    return {"x-kubernetes-validations": [rule.as_cel() for rule in rules]}

@@ -19,7 +19,12 @@ from ..planning.conditions import (
     merge_conditions,
     status_changed,
 )
-from ..planning.config import ANNOTATION_ROTATE, ANNOTATION_ROTATED_FOR, LABEL_MANAGED_BY, MANAGED_BY
+from ..planning.config import (
+    ANNOTATION_ROTATE,
+    ANNOTATION_ROTATED_FOR,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+)
 from ..planning.objects import owner_reference
 from .kube import Kube, now_rfc3339
 
@@ -99,7 +104,8 @@ def _referenced(kube: Kube, body: dict[str, Any], spec: CredentialSpec) -> Crede
     secret_name = spec.secret_ref.name
     key = plan.expected_secret_key(spec)
     secret = kube.get("Secret", namespace, secret_name)
-    outcome = CredentialOutcome(Verdict("Ready", TRUE, "SecretFound", ""), {"secretName": secret_name})
+    outcome = CredentialOutcome(Verdict("Ready", TRUE, "SecretFound", ""),
+                                {"secretName": secret_name})
     if secret is None:
         outcome.verdict = Verdict("Ready", FALSE, "SecretNotFound",
                                   f"Secret {secret_name} does not exist in namespace {namespace}: "

@@ -9,6 +9,7 @@ blocking; the reconcilers run them in a thread.
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import json
 import logging
 from dataclasses import dataclass
@@ -101,10 +102,25 @@ class Kube:
             raise
         return result
 
-    def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        answer = self.request("GET", self.path(kind, namespace), query=[("labelSelector", selector)])
+    def list_labeled(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        answer = self.request("GET", self.path(kind, namespace),
+                              query=[("labelSelector", selector)])
         items: list[dict[str, Any]] = answer.get("items", [])
         return items
+
+    def list_in(self, kind: str, namespaces: list[str], selector: str = "") -> list[dict[str, Any]]:
+        """Objects of `kind` in these namespaces (names or glob patterns such as `team-*`),
+        or in all of them when the list is empty."""
+        prefix, plural = PATHS[kind]
+        query = [("labelSelector", selector)] if selector else []
+        if not namespaces or any(set(ns) & set("*?[") for ns in namespaces):
+            items = self.request("GET", f"{prefix}/{plural}", query=query).get("items", [])
+            return [item for item in items
+                    if not namespaces or any(fnmatch.fnmatchcase(item["metadata"]["namespace"], ns)
+                                             for ns in namespaces)]
+        return [item for ns in namespaces
+                for item in self.request("GET", f"{prefix}/namespaces/{ns}/{plural}",
+                                         query=query).get("items", [])]
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with force: the operator owns the fields it sets."""

@@ -12,25 +12,26 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
-Key = Hashable
+K = TypeVar("K", bound=Hashable)
 
 
-class WorkQueue:
-    def __init__(self, name: str, work: Callable[[Key], Awaitable[None]], workers: int = 8,
+class WorkQueue(Generic[K]):
+    def __init__(self, name: str, work: Callable[[K], Awaitable[None]], workers: int = 8,
                  base_delay: float = 0.5, max_delay: float = 300.0) -> None:
         self.name = name
         self._work = work
         self._workers = workers
         self._base_delay = base_delay
         self._max_delay = max_delay
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
-        self._running: set[Key] = set()
-        self._dirty: set[Key] = set()  # re-added while running: run once more afterwards
-        self._failures: dict[Key, int] = {}
+        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._queued: set[K] = set()
+        self._running: set[K] = set()
+        self._dirty: set[K] = set()  # re-added while running: run once more afterwards
+        self._failures: dict[K, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.processed = 0
 
@@ -42,14 +43,14 @@ class WorkQueue:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def add(self, key: Key) -> None:
+    def add(self, key: K) -> None:
         if key in self._running:
             self._dirty.add(key)
         elif key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
 
-    def add_after(self, key: Key, delay: float) -> None:
+    def add_after(self, key: K, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.add, key)
 
     def idle(self) -> bool:

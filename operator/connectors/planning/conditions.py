@@ -44,7 +44,8 @@ def merge_conditions(
             "status": verdict.status,
             "reason": verdict.reason,
             "message": verdict.message,
-            "lastTransitionTime": now if flipped else old.get("lastTransitionTime", now),
+            "lastTransitionTime": now if flipped or old is None
+            else old.get("lastTransitionTime", now),
             "observedGeneration": generation,
         })
     return merged

@@ -256,3 +256,19 @@ def endpoint(namespace: str, connection: str, spec: ConnectionSpec, username: st
     if protocol == "sftp" and host_key_fingerprint:
         result["hostKeyFingerprint"] = host_key_fingerprint
     return result
+
+
+def listener_identity(namespace: str, config: OperatorConfig) -> list[dict[str, Any]]:
+    """The listener's ServiceAccount, bound to the chart's ClusterRole of the same name,
+    which lets it report transfers (patch connections/status, create events) and no more."""
+    name = config.listener_service_account
+    labels = base_labels("listener")
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": name, "namespace": namespace, "labels": labels}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": name, "namespace": namespace, "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
+    ]

@@ -1,0 +1,60 @@
+{{- define "connectors.labels" -}}
+app.kubernetes.io/name: connectors
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "connectors.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* What the operator does, verb by verb; shared by the ClusterRole and the Roles. */}}
+{{- define "connectors.namespacedRules" -}}
+# Connections and Credentials: watched, and their status written. Never edited.
+- apiGroups: ["connectors.dev"]
+  resources: ["connections", "credentials"]
+  verbs: ["list", "watch"]
+- apiGroups: ["connectors.dev"]
+  resources: ["connections/status", "credentials/status"]
+  verbs: ["patch"]
+# Generated credentials (create once, replace on rotation), account tables and
+# host keys (server-side apply), user Secrets named by secretRef (get).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["configmaps", "services"]
+  verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["list", "watch", "patch", "delete"]
+# Finished transfer Jobs and their pods' termination messages: lastTransfer.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["create"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+# The listener's identity in each namespace that runs a listener.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["patch"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["rolebindings"]
+  verbs: ["patch"]
+{{- if .Values.peering.enabled }}
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["list", "watch", "patch", "get"]
+{{- end }}
+{{- end -}}

@@ -1,0 +1,211 @@
+"""Keeping each namespace's listeners in line with its partner-initiated Connections.
+
+One sync serves every Connection of a namespace: requests arriving while one is
+pending share the next run, so 500 Connections applied at once cost a handful of
+writes of the account table, not 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from ..api.accounts import hash_password, secret_name
+from ..api.compat import credential_misfit
+from ..api.connection import ConnectionSpec
+from ..api.credential import CredentialSpec
+from ..planning import credentials as credential_plan
+from ..planning import listeners as plan
+from ..planning.conditions import find
+from ..planning.config import PROTOCOLS, OperatorConfig
+from ..planning.objects import data_claim
+from .credentials import decode
+from .kube import Kube
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+@dataclass
+class Member:
+    """A partner-initiated Connection as the listener sync sees it."""
+
+    name: str
+    uid: str
+    spec: ConnectionSpec
+
+
+@dataclass
+class SyncResult:
+    """Per Connection: None when it has an account, else why not."""
+
+    problems: dict[str, str] = field(default_factory=dict)
+    host_key_fingerprint: str | None = None
+
+
+class Coalescer(Generic[R]):
+    """Runs `work(key)` once for every burst of requests for that key.
+
+    A request waits for a run that starts after it was made, so it always sees
+    the state that prompted it.
+    """
+
+    def __init__(self, work: Callable[[str], Awaitable[R]], delay: float = 0.2) -> None:
+        self._work = work
+        self._delay = delay
+        self._waiting: dict[str, list[asyncio.Future[R]]] = {}
+        self._runners: dict[str, asyncio.Task[None]] = {}
+
+    async def request(self, key: str) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        runner = self._runners.get(key)
+        if runner is None or runner.done():
+            self._runners[key] = asyncio.create_task(self._run(key))
+        return await future
+
+    async def _run(self, key: str) -> None:
+        while self._waiting.get(key):
+            await asyncio.sleep(self._delay)
+            waiters = self._waiting.pop(key, [])
+            try:
+                result = await self._work(key)
+            except Exception as error:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+            else:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(result)
+
+
+class PasswordHashes:
+    """scrypt is slow on purpose; hash each generated password once per Secret version.
+
+    The salt derives from the Secret's uid and resourceVersion: unique per
+    credential, and stable across operator restarts, so an unchanged account
+    table renders to the same bytes and is not rewritten.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], str] = {}
+
+    def get(self, secret: dict[str, Any]) -> str | None:
+        meta = secret["metadata"]
+        key = (meta["uid"], meta["resourceVersion"])
+        if key not in self._cache:
+            password = decode(secret, "password")
+            if not password:
+                return None
+            salt = hashlib.sha256(f"{key[0]}/{key[1]}".encode()).digest()[:16]
+            self._cache[key] = hash_password(password, salt=salt)
+        return self._cache[key]
+
+
+class ListenerSync:
+    """The blocking work of one namespace's sync; run in a thread."""
+
+    def __init__(self, kube: Kube, config: OperatorConfig,
+                 secrets: Callable[[str, str], dict[str, Any] | None]) -> None:
+        self.kube = kube
+        self.config = config
+        # Reads a Secret from the operator's watch cache, or from the API if not there.
+        self.secrets = secrets
+        self.hashes = PasswordHashes()
+        self._host_keys: dict[str, str] = {}
+        self._prepared: set[str] = set()
+        self._active: dict[str, set[str]] = {}
+
+    def run(self, namespace: str, members: Iterable[Member],
+            credentials: dict[str, dict[str, Any]]) -> SyncResult:
+        result = SyncResult()
+        by_protocol: dict[str, list[plan.AccountSource]] = {p: [] for p in PROTOCOLS}
+        for member in members:
+            source = self._source(namespace, member, credentials, result)
+            if source is not None:
+                by_protocol[plan.protocol_of(member.spec)].append(source)
+        for protocol, sources in by_protocol.items():
+            account_plan = plan.plan_accounts(sources)
+            result.problems.update(account_plan.conflicts)
+            if account_plan.owners:
+                self._ensure(namespace, protocol, account_plan, result)
+            else:
+                self._remove(namespace, protocol)
+        return result
+
+    def _source(self, namespace: str, member: Member, credentials: dict[str, dict[str, Any]],
+                result: SyncResult) -> plan.AccountSource | None:
+        """The member's account, or None (with the reason) when its Credential cannot serve."""
+        ref = member.spec.credential_ref.name
+        body = credentials.get(ref)
+        ready = find((body or {}).get("status", {}).get("conditions"), "Ready")
+        if body is None or ready is None or ready.get("status") != "True":
+            result.problems[member.name] = f"waiting for Credential {ref} to be Ready"
+            return None
+        spec = CredentialSpec.model_validate(body["spec"])
+        misfit = credential_misfit(member.spec, spec, ref)
+        if misfit:
+            result.problems[member.name] = misfit
+            return None
+        password_hash = None
+        keys: tuple[str, ...] = ()
+        if spec.type == "Password":
+            secret_ref = credential_plan.secret_name_for(ref, spec)
+            secret = self.secrets(namespace, secret_ref)
+            password_hash = self.hashes.get(secret) if secret else None
+            if password_hash is None:
+                result.problems[member.name] = f"Secret {secret_ref} holds no password yet"
+                return None
+        else:
+            keys = tuple(line.strip() for line in (spec.public_key or "").splitlines()
+                         if line.strip() and not line.strip().startswith("#"))
+        username = credential_plan.username_for(ref, spec)
+        return plan.AccountSource(member.name, member.uid, member.spec, username,
+                                  password_hash, keys)
+
+    def _ensure(self, namespace: str, protocol: str, account_plan: plan.AccountPlan,
+                result: SyncResult) -> None:
+        if namespace not in self._prepared:
+            # Once per namespace and process: the data volume outlives every listener.
+            self.kube.create(data_claim(namespace, self.config))
+            for obj in plan.listener_identity(namespace, self.config):
+                self.kube.apply(obj)
+            self._prepared.add(namespace)
+        if protocol == "sftp":
+            result.host_key_fingerprint = self._host_key(namespace)
+        self.kube.apply(plan.account_secret(namespace, protocol, account_plan))
+        self.kube.apply(plan.listener_deployment(namespace, protocol, self.config, account_plan))
+        self.kube.apply(plan.listener_service(namespace, protocol, self.config, account_plan))
+        self._active.setdefault(namespace, set()).add(protocol)
+
+    def _host_key(self, namespace: str) -> str:
+        """The namespace's SFTP host key: made once, then only read. Returns its fingerprint."""
+        if namespace not in self._host_keys:
+            private, public = credential_plan.new_key_pair(f"connectors-sftp@{namespace}")
+            created = self.kube.create(plan.host_key_secret(namespace, private, public))
+            if created is None:
+                existing = self.kube.get("Secret", namespace, plan.HOST_KEY_SECRET) or {}
+                public = decode(existing, f"{plan.HOST_KEY_FILE}.pub") or ""
+            self._host_keys[namespace] = credential_plan.check_authorized_keys(
+                public).fingerprints[0]
+        return self._host_keys[namespace]
+
+    def forget_host_key(self, namespace: str) -> None:
+        self._host_keys.pop(namespace, None)
+
+    def _remove(self, namespace: str, protocol: str) -> None:
+        """No account left: remove the listener. The garbage collector would too, once the
+        last owner is gone; doing it here also covers a Connection that changed method."""
+        active = self._active.get(namespace)
+        if active is not None and protocol not in active:
+            return  # known to be absent already: spare the API three DELETEs
+        name = plan.listener_name(protocol)
+        self.kube.delete("Deployment", namespace, name)
+        self.kube.delete("Service", namespace, name)
+        self.kube.delete("Secret", namespace, secret_name(protocol))
+        self._active.setdefault(namespace, set()).discard(protocol)

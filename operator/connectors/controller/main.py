@@ -1,0 +1,148 @@
+"""`connectors run`: the operator, on kopf's runner with production settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from ..api.common import GROUP, VERSION
+from ..planning.config import OperatorConfig
+from .handlers import register
+from .kube import Kube, load_api_client
+from .operator import Operator
+
+log = logging.getLogger("connectors")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[],
+                       help="watch this namespace (repeatable); env CONNECTORS_NAMESPACES, "
+                            "comma-separated")
+    scope.add_argument("--all-namespaces", "-A", action="store_true",
+                       help="watch every namespace (needs the chart's cluster-wide RBAC)")
+    parser.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
+                        help="kubeconfig file; default: in-cluster service account, else "
+                             "$KUBECONFIG or ~/.kube/config")
+    parser.add_argument("--standalone", action="store_true",
+                        help="no peering: run even if another replica is active (tests, demo)")
+    parser.add_argument("--peering", default=_env("CONNECTORS_PEERING", "connectors"),
+                        help="kopf peering object that keeps one replica active "
+                             "(default connectors)")
+    parser.add_argument("--liveness", default=_env("CONNECTORS_LIVENESS"),
+                        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--workers", type=int, default=int(_env("CONNECTORS_WORKERS", "8") or 8),
+                        help="concurrent reconciles per kind (default 8)")
+    parser.add_argument("--resync-seconds", type=float,
+                        default=float(_env("CONNECTORS_RESYNC_SECONDS", "300") or 300),
+                        help="reconcile everything again this often (default 300)")
+    parser.add_argument("--image", default=_env("CONNECTORS_IMAGE", OperatorConfig.image),
+                        help="image of the listeners and transfer jobs")
+    parser.add_argument("--email-domain",
+                        default=_env("CONNECTORS_EMAIL_DOMAIN", OperatorConfig.email_domain),
+                        help="Inbound Email: connections receive at <connection>@DOMAIN")
+    parser.add_argument("--data-claim",
+                        default=_env("CONNECTORS_DATA_CLAIM", OperatorConfig.data_claim),
+                        help="PersistentVolumeClaim of each namespace's data volume")
+    parser.add_argument("--smtp-relay", default=_env("CONNECTORS_SMTP_RELAY"),
+                        help="Outbound Email: the relay, HOST:PORT")
+    parser.add_argument("--smtp-from", default=_env("CONNECTORS_SMTP_FROM"),
+                        help="Outbound Email: the sender address")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def operator_config(args: argparse.Namespace) -> OperatorConfig:
+    return OperatorConfig(image=args.image, email_domain=args.email_domain,
+                          data_claim=args.data_claim, smtp_relay=args.smtp_relay,
+                          smtp_from=args.smtp_from)
+
+
+def namespaces(args: argparse.Namespace) -> list[str]:
+    chosen = list(args.namespace)
+    if not chosen and not args.all_namespaces and (env := _env("CONNECTORS_NAMESPACES")):
+        chosen = [n.strip() for n in env.split(",") if n.strip()]
+    return chosen
+
+
+def build(args: argparse.Namespace) -> tuple[kopf.OperatorRegistry, Operator]:
+    kube = Kube(load_api_client(args.kubeconfig))
+    operator = Operator(kube, operator_config(args), workers=args.workers,
+                        resync_seconds=args.resync_seconds)
+    registry = kopf.OperatorRegistry()
+    register(registry, operator)
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # kopf's watches use the very credentials the reconcilers use.
+        return connection_info(kube)
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Watches that end on the server's side and are re-opened, with bookmarks,
+        # so a stream that silently dies on a managed cluster is noticed in seconds.
+        settings.watching.server_timeout = 120
+        settings.watching.client_timeout = 150
+        settings.watching.connect_timeout = 5
+        settings.networking.request_timeout = 30
+        settings.networking.connect_timeout = 5
+        # Events are ours alone: one per cause, written by the reconcilers.
+        settings.posting.enabled = False
+        settings.peering.name = args.peering
+        settings.peering.standalone = args.standalone
+        settings.peering.mandatory = not args.standalone
+        await operator.run(operator.prime, namespaces(args))
+        operator.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(**_: Any) -> None:
+        await operator.stop()
+
+    return registry, operator
+
+
+def connection_info(kube: Kube) -> kopf.ConnectionInfo:
+    config = kube.api.configuration
+    header = (config.get_api_key_with_prefix("BearerToken")
+              or config.get_api_key_with_prefix("authorization"))
+    scheme, _, token = header.partition(" ") if header else (None, "", None)
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kopf reports every handler call at INFO; the reconcilers log what matters.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if args.kubeconfig:
+        # kopf's own login reads the same file.
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    registry, _operator = build(args)
+    watched = namespaces(args)
+    log.info("watching %s for %s/%s", ", ".join(watched) if watched else "all namespaces",
+             GROUP, VERSION)
+    asyncio.run(kopf.operator(
+        registry=registry,
+        clusterwide=not watched,
+        namespaces=watched,
+        standalone=args.standalone,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness,
+    ))
+    return 0

@@ -1,0 +1,59 @@
+"""Pure verdicts on a Connection: is its spec valid, and can its Credential serve it?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from croniter import croniter
+from pydantic import ValidationError
+
+from ..api.compat import credential_misfit
+from ..api.connection import ConnectionSpec
+from ..api.credential import CredentialSpec
+from ..api.rules import broken_rules
+from .conditions import FALSE, TRUE, UNKNOWN, Verdict, find
+
+
+def validate_connection(raw: dict[str, Any]) -> tuple[ConnectionSpec | None, Verdict]:
+    """The same checks as the CRD (for objects stored before a schema change), plus
+    what no schema can say: that the cron schedule's fields are in range."""
+    try:
+        spec = ConnectionSpec.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = "spec." + ".".join(str(p) for p in first["loc"])
+        return None, Verdict("Validated", FALSE, "InvalidSpec", f"{where}: {first['msg']}")
+    broken = broken_rules(spec, spec.rules)
+    if broken:
+        rule = broken[0]
+        return spec, Verdict("Validated", FALSE, "InvalidSpec", f"spec{rule.field}: {rule.message}")
+    if spec.schedule and not croniter.is_valid(spec.schedule):
+        return spec, Verdict("Validated", FALSE, "InvalidSchedule",
+                             f"spec.schedule {spec.schedule!r} is not a valid cron expression "
+                             "(minute hour day-of-month month day-of-week), e.g. '0 * * * *'")
+    return spec, Verdict("Validated", TRUE, "Valid", "the spec is valid")
+
+
+def credential_verdict(spec: ConnectionSpec, credential: dict[str, Any] | None) -> Verdict:
+    ref = spec.credential_ref.name
+    if credential is None:
+        return Verdict("CredentialReady", FALSE, "CredentialNotFound",
+                       f"Credential {ref} does not exist in this namespace: apply it, or fix "
+                       "spec.credentialRef.name")
+    ready = find((credential.get("status") or {}).get("conditions"), "Ready")
+    if ready is None:
+        return Verdict("CredentialReady", UNKNOWN, "CredentialPending",
+                       f"Credential {ref} has not been reconciled yet")
+    try:
+        credential_spec = CredentialSpec.model_validate(credential.get("spec") or {})
+    except ValidationError:
+        return Verdict("CredentialReady", FALSE, "CredentialInvalid",
+                       f"Credential {ref} has an invalid spec: see kubectl describe credential "
+                       f"{ref}")
+    misfit = credential_misfit(spec, credential_spec, ref)
+    if misfit:
+        return Verdict("CredentialReady", FALSE, "CredentialMismatch", misfit)
+    if ready.get("status") != TRUE:
+        return Verdict("CredentialReady", FALSE, "CredentialNotReady",
+                       f"Credential {ref} is not ready: {ready.get('message', '')}")
+    return Verdict("CredentialReady", TRUE, "CredentialReady", f"using Credential {ref}")

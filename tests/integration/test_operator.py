@@ -1,0 +1,123 @@
+"""The operator against the real control plane, run as a process with admin rights."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from kubernetes import client
+
+from tests.conftest import Cluster
+from tests.integration import operator_scenarios as scenarios
+from tests.support.operator import OperatorProcess
+from tests.support.wait import eventually
+
+
+@pytest.fixture(scope="module")
+def operator(crds: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(crds.kubeconfig, ["op-*"], log).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def ns(crds: Cluster, operator: OperatorProcess) -> Iterator[str]:
+    """One namespace for the module: the scenarios build on each other, in order."""
+    name = f"op-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(crds.api_client())
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=lambda s: s.__name__)
+def test_scenario(crds: Cluster, ns: str, scenario: scenarios.Scenario) -> None:
+    scenario(crds, ns)
+
+
+def test_generated_password_survives_restart_and_rotates_on_demand(
+    crds: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    scenarios.apply(crds, ns, scenarios.REPO / "examples/03-inbound-push-email-audiences.yaml")
+    scenarios.wait_condition(crds, ns, "globex-audiences", "True")
+    before = scenarios.secret_value(crds, ns, "globex-smtp-credential", "password")
+    operator.restart()
+    # An edit of an unrelated field is a new generation: a reconcile, not a new password.
+    crds.kubectl("patch", "credential", "globex-smtp", "-n", ns, "--type=merge",
+                 "-p", json.dumps({"spec": {"description": "edited"}}))
+    eventually(lambda: (scenarios.get(crds, ns, "credentials", "globex-smtp") or {})
+               .get("status", {}).get("observedGeneration") == 2, 60, "the edit to be seen")
+    assert scenarios.secret_value(crds, ns, "globex-smtp-credential", "password") == before
+    assert len(before) >= 32
+
+    table_before = scenarios.account_table(crds, ns, "smtp")
+    crds.kubectl("annotate", "credential", "globex-smtp", "-n", ns,
+                 "connectors.dev/rotate=2026-11-27")
+    eventually(lambda: scenarios.secret_value(crds, ns, "globex-smtp-credential", "password")
+               != before, 60, "the password to rotate")
+    rotated = scenarios.get(crds, ns, "credentials", "globex-smtp")
+    assert rotated is not None and rotated["status"].get("rotatedAt")
+    eventually(lambda: scenarios.account_table(crds, ns, "smtp") != table_before, 60,
+               "the listener's account table to pick up the new password")
+
+
+def test_deleted_secret_is_recreated_with_a_warning(crds: Cluster, ns: str) -> None:
+    scenarios.apply(crds, ns, """
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: fragile}
+spec: {type: Password}
+""")
+    scenarios.wait_condition(crds, ns, "fragile", "True", plural="credentials")
+    first = scenarios.secret_value(crds, ns, "fragile-credential", "password")
+    crds.kubectl("delete", "secret", "fragile-credential", "-n", ns, "--wait=true")
+    eventually(lambda: scenarios.read(crds, "Secret", ns, "fragile-credential"), 60,
+               "a new Secret")
+    assert scenarios.secret_value(crds, ns, "fragile-credential", "password") != first
+    events = client.CoreV1Api(crds.api_client()).list_namespaced_event(
+        ns, field_selector="involvedObject.name=fragile")
+    warnings = [e for e in events.items if e.type == "Warning" and e.reason == "SecretRecreated"]
+    assert len(warnings) == 1
+    assert "password" in warnings[0].message
+
+
+def test_weak_public_key_is_refused_with_its_line(crds: Cluster, ns: str) -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    line = weak.public_bytes(serialization.Encoding.OpenSSH,
+                             serialization.PublicFormat.OpenSSH).decode()
+    good = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKyOOMW+MElTxcj3JShWTjA0j54elL+x+D3NK2WR3xXx "
+            "partner")
+    manifest = {"apiVersion": "connectors.dev/v1alpha1", "kind": "Credential",
+                "metadata": {"name": "weak-key"},
+                "spec": {"type": "PublicKey", "publicKey": f"{good}\n{line} old-laptop\n"}}
+    scenarios.apply(crds, ns, json.dumps(manifest))
+    refused = scenarios.wait_condition(crds, ns, "weak-key", "False", "InvalidPublicKey",
+                                       plural="credentials")
+    message = scenarios.condition(refused, "Ready")["message"]
+    assert "line 2" in message and "1024 bits" in message
+
+
+def test_no_secret_value_reaches_logs_events_or_status(
+    crds: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    secrets = client.CoreV1Api(crds.api_client()).list_namespaced_secret(ns).items
+    values = [value for s in secrets if s.type in ("kubernetes.io/basic-auth",
+                                                     "kubernetes.io/ssh-auth")
+              for key, value in (s.data or {}).items() if key in ("password", "ssh-privatekey")]
+    assert values, "the scenarios should have generated secrets"
+    plain = [base64.b64decode(v).decode() for v in values]
+    events = client.CoreV1Api(crds.api_client()).list_namespaced_event(ns).items
+    haystack = operator.log() + json.dumps([e.message for e in events])
+    for kind in ("connections", "credentials"):
+        haystack += json.dumps(client.CustomObjectsApi(crds.api_client())
+                               .list_namespaced_custom_object("connectors.dev", "v1alpha1",
+                                                              ns, kind)["items"])
+    for value in plain:
+        needle = value.strip().splitlines()[1] if "PRIVATE KEY" in value else value
+        assert needle not in haystack
