@@ -14,7 +14,6 @@ only when everything went well.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
 import email.policy
 import functools
@@ -24,30 +23,27 @@ import logging
 import os
 import random
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from ..api.connection import DEFAULT_PORTS, ConnectionSpec
 from .attachments import Attachment, select_attachments
 from .clients.base import (
-    FileError,
     PermanentError,
-    PullClient,
     PushClient,
-    RemoteFile,
     TransferError,
     TransientError,
 )
+from .inbound import hash_file, per_file, pull
 from .landing import LandingArea, is_hidden
 from .ledger import FETCHED, IGNORED, SENDING, SENT, Entry, Ledger
-from .plan import OutboxFile, plan_pull, plan_push
+from .plan import OutboxFile, plan_push
 from .summary import Summary, render, write_termination_log
 
 log = logging.getLogger("connectors.transfer")
@@ -243,147 +239,6 @@ class Redactor:
         return text
 
 
-class HashingWriter:
-    """Counts and hashes bytes on their way to the temporary file."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.size = 0
-        self.digest = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.raw.write(data)
-        self.digest.update(data)
-        self.size += len(data)
-        return len(data)
-
-
-def hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# ---- Inbound Pull of files (SFTP, FTP) -------------------------------------------------
-
-
-def landed_stats(landing: LandingArea) -> dict[str, tuple[int, int]]:
-    stats = {}
-    for path in landing.landed_files():
-        st = path.stat()
-        stats[path.name] = (st.st_size, int(st.st_mtime))
-    return stats
-
-
-def land_one(
-    worker: Any,
-    file: RemoteFile,
-    landing: LandingArea,
-    ledger: Ledger,
-    summary: Summary,
-    delete_after: bool,
-) -> None:
-    """Download to a temporary name, check the size, stamp the remote mtime
-    (which makes a landed but unrecorded file recognisable after a crash),
-    rename into place, record, write the receipt, then delete on the remote."""
-    temp = landing.temp_path(file.name)
-    try:
-        with temp.open("wb") as raw:
-            sink = HashingWriter(raw)
-            worker.fetch(file, sink)
-        if sink.size != file.size:
-            raise FileError(
-                f"{file.name}: received {sink.size} bytes, the server listed {file.size} "
-                "(still being written?); it will be fetched again on the next run"
-            )
-        os.utime(temp, (file.mtime, file.mtime))
-        landing.commit(temp, file.name)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    sha = sink.digest.hexdigest()
-    ledger.record(Entry(FETCHED, file.name, file.size, file.mtime, sha))
-    landing.write_receipt(file.name, file.size, sha)
-    summary.transferred(file.size)
-    log.info("fetched %s (%d bytes)", file.name, file.size)
-    if delete_after:
-        worker.delete(file)
-
-
-def recover_one(file: RemoteFile, landing: LandingArea, ledger: Ledger, summary: Summary) -> None:
-    """The previous run landed this file and died before recording it."""
-    sha = hash_file(landing.home / file.name)
-    ledger.record(Entry(FETCHED, file.name, file.size, file.mtime, sha, note="recovered"))
-    landing.write_receipt(file.name, file.size, sha)
-    summary.transferred(0)
-    log.info("recorded %s, landed by an earlier run", file.name)
-
-
-def pull(
-    client: PullClient,
-    spec: ConnectionSpec,
-    landing: LandingArea,
-    ledger: Ledger,
-    summary: Summary,
-) -> None:
-    assert spec.remote is not None
-    delete_after = spec.remote.delete_after_transfer
-    plan = plan_pull(
-        client.list_files(), ledger.has, spec.filename_pattern, landed_stats(landing), delete_after
-    )
-    summary.skip(plan.skipped)
-    for file in plan.recover:
-        recover_one(file, landing, ledger, summary)
-    with client.worker() as worker:
-        for file in plan.delete + (plan.recover if delete_after else ()):
-            _per_file(summary, functools.partial(worker.delete, file))
-    if not plan.fetch:
-        return
-    lanes = min(client.parallelism, len(plan.fetch))
-    queue = iter(plan.fetch)
-    # One worker (an SFTP channel) per thread, each taking the next file.
-    lock = threading.Lock()
-
-    def next_file() -> RemoteFile | None:
-        with lock:
-            return next(queue, None)
-
-    def lane() -> None:
-        with client.worker() as worker:
-            while (file := next_file()) is not None:
-                _per_file(
-                    summary,
-                    functools.partial(
-                        land_one, worker, file, landing, ledger, summary, delete_after
-                    ),
-                )
-
-    _run_lanes(lane, lanes)
-
-
-def _per_file(summary: Summary, action: Callable[[], None]) -> None:
-    """A file error is counted and the run goes on; anything else stops it."""
-    try:
-        action()
-    except FileError as exc:
-        summary.fail(str(exc))
-        log.warning("%s", exc)
-
-
-def _run_lanes(lane: Callable[[], None], lanes: int) -> None:
-    if lanes <= 1:
-        lane()
-        return
-    with concurrent.futures.ThreadPoolExecutor(lanes, thread_name_prefix="lane") as pool:
-        futures = [pool.submit(lane) for _ in range(lanes)]
-        errors = [f.exception() for f in futures]
-    for error in errors:
-        if error is not None:
-            raise error
-
-
 # ---- Inbound Pull of email (IMAP) ---------------------------------------------------------
 
 # Larger messages are not downloaded: they are refused and recorded.
@@ -495,9 +350,9 @@ def push(
             ledger.record(Entry(SENT, *key, note="found on the remote"))
             move_to_sent(landing, file)
         else:
-            _per_file(summary, functools.partial(send_one, client, file, landing, ledger, summary))
+            per_file(summary, functools.partial(send_one, client, file, landing, ledger, summary))
     for file in plan.send:
-        _per_file(summary, functools.partial(send_one, client, file, landing, ledger, summary))
+        per_file(summary, functools.partial(send_one, client, file, landing, ledger, summary))
 
 
 def send_one(

@@ -77,21 +77,28 @@ class Ledger:
         return self._keys.get((kind, name, size, mtime))
 
     def record(self, entry: Entry) -> Entry:
-        if not entry.at:
-            entry = Entry(**{**asdict(entry), "at": now_rfc3339()})
-        line = json.dumps(asdict(entry), separators=(",", ":")) + "\n"
+        return self.record_many([entry])[0]
+
+    def record_many(self, entries: list[Entry]) -> list[Entry]:
+        """Appends entries with one write and one fsync."""
+        stamp = now_rfc3339()
+        entries = [e if e.at else Entry(**{**asdict(e), "at": stamp}) for e in entries]
+        data = "".join(json.dumps(asdict(e), separators=(",", ":")) + "\n" for e in entries)
         with self._lock:
             self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             # O_APPEND makes each record one write at the end, even if two jobs
             # ever overlapped (the CronJob uses concurrencyPolicy Forbid anyway).
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             try:
-                os.write(fd, line.encode("utf-8"))
+                view = memoryview(data.encode("utf-8"))
+                while view:
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self._keys[entry.key] = entry
-        return entry
+            for entry in entries:
+                self._keys[entry.key] = entry
+        return entries
 
     def entries(self) -> list[Entry]:
         return list(self._keys.values())

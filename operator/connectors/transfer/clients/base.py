@@ -10,7 +10,7 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,12 @@ class FileError(TransferError):
     """One file failed (permission denied, vanished); the others go on."""
 
 
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
 class PullWorker(Protocol):
-    def fetch(self, file: RemoteFile, sink: BinaryIO) -> None: ...
+    def fetch(self, file: RemoteFile, sink: Sink) -> None: ...
 
     def delete(self, file: RemoteFile) -> None: ...
 

@@ -15,9 +15,9 @@ import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
-from .base import FileError, PermanentError, RemoteFile, TransientError, tls_context
+from .base import FileError, PermanentError, RemoteFile, Sink, TransientError, tls_context
 
 BLOCK = 1 << 16
 T = TypeVar("T")
@@ -186,7 +186,7 @@ class FtpClient:
         # One control connection carries one transfer at a time.
         yield self
 
-    def fetch(self, file: RemoteFile, sink: BinaryIO) -> None:
+    def fetch(self, file: RemoteFile, sink: Sink) -> None:
         _guard(
             f"downloading {file.name}",
             lambda: self.ftp.retrbinary(f"RETR {file.name}", sink.write, BLOCK),

@@ -1,0 +1,232 @@
+"""Inbound Pull of files (SFTP, FTP): download, verify, land, record.
+
+Lanes (threads, one protocol worker each: an SFTP channel) download files to
+temporary names in the landing area and check their size; the committer, in
+the calling thread, lands what has arrived in batches: one sync of the data,
+the renames, one fsync of the folder, one ledger write, the receipts. A file
+is recorded only after it is durable under its final name, and a crash in
+between is recovered from the remote mtime stamped on the landed file.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import hashlib
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..api.connection import ConnectionSpec
+from .clients.base import FileError, PullClient, PullWorker, RemoteFile
+from .landing import LandingArea, commit_many, write_receipts
+from .ledger import FETCHED, Entry, Ledger
+from .plan import plan_pull
+from .summary import Summary
+
+log = logging.getLogger("connectors.transfer")
+
+# Files landed per batch: large enough to amortise the sync, small enough that
+# a crash never leaves much downloaded but unlanded.
+BATCH_FILES = 128
+BATCH_BYTES = 256 << 20
+# How long the committer waits for more files before landing what it has.
+BATCH_WAIT = 0.25
+
+
+class HashingWriter:
+    """Counts and hashes bytes on their way to the temporary file."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    file: RemoteFile
+    temp: Path
+    sha256: str
+
+
+def download(worker: PullWorker, file: RemoteFile, landing: LandingArea) -> Downloaded:
+    """To a temporary name, size checked, stamped with the remote mtime (which
+    makes a landed but unrecorded file recognisable after a crash)."""
+    temp = landing.temp_path(file.name)
+    try:
+        with temp.open("wb") as raw:
+            sink = HashingWriter(raw)
+            worker.fetch(file, sink)
+        if sink.size != file.size:
+            raise FileError(
+                f"{file.name}: received {sink.size} bytes, the server listed {file.size} "
+                "(still being written?); it will be fetched again on the next run"
+            )
+        os.utime(temp, (file.mtime, file.mtime))
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return Downloaded(file, temp, sink.digest.hexdigest())
+
+
+def land_batch(
+    batch: list[Downloaded], landing: LandingArea, ledger: Ledger, summary: Summary
+) -> None:
+    if not batch:
+        return
+    try:
+        commit_many([(d.temp, landing.home / d.file.name) for d in batch])
+    except BaseException:
+        for item in batch:
+            item.temp.unlink(missing_ok=True)
+        raise
+    ledger.record_many(
+        [Entry(FETCHED, d.file.name, d.file.size, d.file.mtime, d.sha256) for d in batch]
+    )
+    write_receipts(landing, [(d.file.name, d.file.size, d.sha256) for d in batch])
+    for item in batch:
+        summary.transferred(item.file.size)
+        log.info("fetched %s (%d bytes)", item.file.name, item.file.size)
+
+
+def recover(file: RemoteFile, landing: LandingArea, ledger: Ledger, summary: Summary) -> None:
+    """The previous run landed this file and died before recording it."""
+    sha = hash_file(landing.home / file.name)
+    ledger.record(Entry(FETCHED, file.name, file.size, file.mtime, sha, note="recovered"))
+    landing.write_receipt(file.name, file.size, sha)
+    summary.transferred(0)
+    log.info("recorded %s, landed by an earlier run", file.name)
+
+
+def landed_stats(landing: LandingArea) -> dict[str, tuple[int, int]]:
+    stats = {}
+    for path in landing.landed_files():
+        st = path.stat()
+        stats[path.name] = (st.st_size, int(st.st_mtime))
+    return stats
+
+
+def per_file(summary: Summary, action: Callable[[], None]) -> None:
+    """A file error is counted and the run goes on; anything else stops it."""
+    try:
+        action()
+    except FileError as exc:
+        summary.fail(str(exc))
+        log.warning("%s", exc)
+
+
+_DONE = object()
+
+
+def pull(
+    client: PullClient,
+    spec: ConnectionSpec,
+    landing: LandingArea,
+    ledger: Ledger,
+    summary: Summary,
+) -> None:
+    assert spec.remote is not None
+    delete_after = spec.remote.delete_after_transfer
+    plan = plan_pull(
+        client.list_files(), ledger.has, spec.filename_pattern, landed_stats(landing), delete_after
+    )
+    summary.skip(plan.skipped)
+    for file in plan.recover:
+        recover(file, landing, ledger, summary)
+    landed: list[RemoteFile] = []
+    if plan.fetch:
+        landed = fetch_all(client, list(plan.fetch), landing, ledger, summary)
+    if delete_after:
+        # Only what is recorded: a crash before this point leaves the files on
+        # the remote, and the next run's plan deletes them.
+        with client.worker() as worker:
+            for file in (*plan.delete, *plan.recover, *landed):
+                per_file(summary, functools.partial(worker.delete, file))
+
+
+def fetch_all(
+    client: PullClient,
+    files: list[RemoteFile],
+    landing: LandingArea,
+    ledger: Ledger,
+    summary: Summary,
+) -> list[RemoteFile]:
+    """Downloads in lanes, lands in batches; returns the files landed. On a
+    connection failure the files already downloaded are still landed, then
+    the failure propagates (the job retries with a new connection)."""
+    todo: queue.SimpleQueue[RemoteFile] = queue.SimpleQueue()
+    for file in files:
+        todo.put(file)
+    arrived: queue.Queue[object] = queue.Queue()
+    stop = threading.Event()
+
+    def lane() -> None:
+        try:
+            with client.worker() as worker:
+                while not stop.is_set():
+                    try:
+                        file = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        arrived.put(download(worker, file, landing))
+                    except FileError as exc:
+                        summary.fail(str(exc))
+                        log.warning("%s", exc)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            arrived.put(_DONE)
+
+    lanes = max(1, min(client.parallelism, len(files)))
+    landed: list[RemoteFile] = []
+    with concurrent.futures.ThreadPoolExecutor(lanes, thread_name_prefix="lane") as pool:
+        futures = [pool.submit(lane) for _ in range(lanes)]
+        running = lanes
+        batch: list[Downloaded] = []
+        try:
+            while running:
+                try:
+                    item = arrived.get(timeout=BATCH_WAIT)
+                except queue.Empty:
+                    item = None
+                if item is _DONE:
+                    running -= 1
+                elif isinstance(item, Downloaded):
+                    batch.append(item)
+                full = len(batch) >= BATCH_FILES or sum(d.file.size for d in batch) >= BATCH_BYTES
+                if batch and (item is None or full or not running):
+                    land_batch(batch, landing, ledger, summary)
+                    landed.extend(d.file for d in batch)
+                    batch = []
+        except BaseException:
+            stop.set()
+            for leftover in batch:
+                leftover.temp.unlink(missing_ok=True)
+            raise
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+    return landed
