@@ -16,9 +16,11 @@ Three departures from pyftpdlib's defaults:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Event
@@ -314,12 +316,14 @@ class LandingDTPMixin:
     client killed mid-upload ends it too. A killed client's control connection
     closes at the same moment, but its FIN may be processed just after the
     data connection's. So the decision waits SETTLE_SECONDS, then lands the
-    file only if the control connection is still there; the 226 reply is sent
-    after landing, so a client that sees it can rely on the file.
+    file only if the control connection is still there. The wait overlaps the
+    fsync, which runs on a worker thread so the loop keeps serving others; the
+    226 reply comes after landing, so a client that sees it can rely on the file.
     """
 
     ac_in_buffer_size = DATA_READ_SIZE
-    SETTLE_SECONDS = 0.3
+    SETTLE_SECONDS = 0.2
+    POLL_SECONDS = 0.01
 
     receive: bool
     transfer_finished: bool
@@ -333,38 +337,57 @@ class LandingDTPMixin:
         if isinstance(upload, FtpUpload) and not upload.closed and not upload.pending:
             if self.transfer_finished:
                 upload.pending = True
-                self._resp = None  # answered by _settle
-                control = self.cmd_channel
-                control.ioloop.call_later(self.SETTLE_SECONDS, _settle, control, upload,
-                                          _errback=lambda: _settle_failed(control, upload))
+                self._resp = None  # answered once the upload has landed
+                Settlement(self.cmd_channel, upload, self.SETTLE_SECONDS,
+                           self.POLL_SECONDS).start()
             else:
                 log.info("incomplete upload of %r discarded", upload.landing.name)
                 upload.close()
         super().close()  # type: ignore[misc]
 
 
-def _settle(control: Any, upload: FtpUpload) -> None:
-    """Lands the upload if its client is still connected; replies on the control connection."""
-    if control._closed or client_vanished(control.socket):
-        log.info("client gone: upload of %r discarded", upload.landing.name)
-        upload.discard()
-        return
-    try:
-        receipt = upload.commit()
-    except OSError as err:
-        log.error("could not land %r: %s", upload.landing.name, err.strerror)
-        upload.discard()
-        control.respond("451 The file could not be stored.")
-        return
-    report_landed(control.reporter, control.account, "ftp", [receipt])
-    control.respond("226 Transfer complete.")
+class Settlement:
+    """Decides about one finished upload from the loop, without blocking it."""
 
+    def __init__(self, control: Any, upload: FtpUpload, settle: float, poll: float) -> None:
+        self.control = control
+        self.upload = upload
+        self.poll = poll
+        self.deadline = time.monotonic() + settle
+        self.synced = upload.landing.sync_in_background()
 
-def _settle_failed(control: Any, upload: FtpUpload) -> None:
-    log.exception("landing %r failed", upload.landing.name)
-    upload.discard()
-    if not control._closed:
-        control.respond("451 The file could not be stored.")
+    def start(self) -> None:
+        self._later(self.poll)
+
+    def _later(self, seconds: float) -> None:
+        self.control.ioloop.call_later(seconds, self._check, _errback=self._failed)
+
+    def _check(self) -> None:
+        if time.monotonic() < self.deadline or not self.synced.done():
+            self._later(self.poll)
+            return
+        if self.control._closed or client_vanished(self.control.socket):
+            log.info("client gone: upload of %r discarded", self.upload.landing.name)
+            self.upload.discard()
+            return
+        try:
+            self.synced.result()
+            receipt = self.upload.commit()
+        except OSError as err:
+            log.error("could not land %r: %s", self.upload.landing.name, err.strerror)
+            self.upload.discard()
+            self.control.respond("451 The file could not be stored.")
+            return
+        report_landed(self.control.reporter, self.control.account, "ftp", [receipt])
+        self.control.respond("226 Transfer complete.")
+
+    def _failed(self) -> None:
+        log.exception("landing %r failed", self.upload.landing.name)
+        with contextlib.suppress(Exception):
+            self.synced.result(timeout=60)  # the fd must outlive the fsync using it
+        self.upload.discard()
+        if not self.control._closed:
+            self.control.respond("451 The file could not be stored.")
 
 
 class LandingDTP(LandingDTPMixin, DTPHandler):  # type: ignore[misc]

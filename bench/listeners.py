@@ -1,0 +1,295 @@
+"""Benchmark: our SFTP and FTP listeners against OpenSSH sshd and vsftpd.
+
+Same run, same machine, loopback, same client for both sides of a pair:
+OpenSSH `sftp` for SFTP, `curl` for FTP. Each round uploads then downloads one
+file (1 GiB by default, kept in /tmp between runs and never committed).
+Prints MB/s (10**6 bytes per second, wall clock of the client process,
+connection setup included) and the ratio ours/theirs.
+
+Needs root (sshd, and a throw-away system user for vsftpd) and the Debian
+packages openssh-client, openssh-server, vsftpd and curl.
+
+    python bench/listeners.py                 # 1 GiB, 2 rounds, sftp and ftp
+    python bench/listeners.py --size-mib 256 --rounds 1 --protocols sftp
+
+Our upload includes what makes it safe and sshd/vsftpd do not do: a SHA-256
+of the data, fsync, rename and a receipt; the numbers include that cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.api.accounts import Account, AccountTable, hash_password
+
+USER = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def source_file(size_mib: int) -> Path:
+    path = Path(f"/tmp/connectors-bench-{size_mib}MiB.bin")
+    if not path.exists() or path.stat().st_size != size_mib << 20:
+        print(f"writing {path} ...", file=sys.stderr)
+        with path.open("wb") as handle:
+            for _ in range(size_mib):
+                handle.write(os.urandom(1 << 20))
+    return path
+
+
+@contextmanager
+def process(command: list[str], log: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as output:
+        proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def timed(command: list[str], stdin: str | None = None) -> float:
+    start = time.monotonic()
+    subprocess.run(command, input=stdin, text=True, check=True, stdout=subprocess.DEVNULL,
+                   timeout=3600)
+    return time.monotonic() - start
+
+
+@dataclass
+class Setup:
+    work: Path
+    source: Path
+    client_key: Path
+    host_key: Path
+    password: str
+
+
+def ssh_keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+def write_accounts(setup: Setup, data: Path) -> Path:
+    public = (setup.client_key.with_suffix(".pub")).read_text().strip()
+    account = Account(username=USER, connection="bench", direction="Inbound", home="bench",
+                      permissions=["upload", "list", "download"],
+                      password_hash=hash_password(setup.password), authorized_keys=[public])
+    path = setup.work / "accounts.json"
+    path.write_text(AccountTable(accounts=[account]).render())
+    return path
+
+
+def sftp_transfer(setup: Setup, port: int, user: str, put: str, get_from: str,
+                  local_out: Path) -> tuple[float, float]:
+    known = setup.work / f"known_hosts_{port}"
+    public = setup.host_key.with_suffix(".pub").read_text().split()
+    known.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+    base = ["sftp", "-q", "-b", "-", "-P", str(port), "-i", str(setup.client_key),
+            "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}",
+            "-o", "StrictHostKeyChecking=yes", f"{user}@127.0.0.1"]
+    up = timed(base, f"put {setup.source} {put}\n")
+    down = timed(base, f"get {get_from} {local_out}\n")
+    local_out.unlink()
+    return up, down
+
+
+def bench_sftp_ours(setup: Setup) -> tuple[float, float]:
+    data = setup.work / "data-sftp"
+    data.mkdir(exist_ok=True)
+    accounts = write_accounts(setup, data)
+    port = free_port()
+    command = [sys.executable, "-m", "connectors.cli", "listen", "sftp", "--address",
+               "127.0.0.1", "--port", str(port), "--accounts-file", str(accounts),
+               "--data-root", str(data), "--host-key-file", str(setup.host_key)]
+    with process(command, setup.work / "ours-sftp.log", port):
+        result = sftp_transfer(setup, port, USER, "up.bin", "up.bin", setup.work / "down.bin")
+    shutil.rmtree(data / "bench")
+    return result
+
+
+def bench_sftp_openssh(setup: Setup) -> tuple[float, float]:
+    port = free_port()
+    target = setup.work / "sshd-up.bin"
+    config = setup.work / "sshd_config"
+    config.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {setup.host_key}",
+        f"PidFile {setup.work}/sshd.pid", f"AuthorizedKeysFile {setup.client_key}.pub",
+        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
+        "PermitRootLogin prohibit-password", "StrictModes no",
+        "Subsystem sftp internal-sftp", "",
+    ]))
+    Path("/run/sshd").mkdir(exist_ok=True)
+    command = [shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f", str(config)]
+    with process(command, setup.work / "sshd.log", port):
+        result = sftp_transfer(setup, port, "root", str(target), str(target),
+                               setup.work / "down.bin")
+    target.unlink()
+    return result
+
+
+@contextmanager
+def system_user(password: str) -> Iterator[tuple[str, Path]]:
+    name = f"cxb{secrets.token_hex(3)}"
+    home = Path(tempfile.mkdtemp(prefix="cx-bench-home-", dir="/tmp")) / name
+    home.parent.chmod(0o755)  # vsftpd changes into the home as the user
+    subprocess.run(["useradd", "--home-dir", str(home), "--create-home", "--shell", "/bin/sh",
+                    name], check=True)
+    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+    try:
+        yield name, home
+    finally:
+        subprocess.run(["userdel", "--remove", name], check=False,
+                       stderr=subprocess.DEVNULL)
+        shutil.rmtree(home.parent, ignore_errors=True)
+
+
+def curl_transfer(setup: Setup, port: int, user: str, local_out: Path) -> tuple[float, float]:
+    # A netrc file keeps the password out of the process list.
+    netrc = setup.work / f"netrc-{port}"
+    netrc.write_text(f"machine 127.0.0.1 login {user} password {setup.password}\n")
+    netrc.chmod(0o600)
+    base = ["curl", "-sS", "--netrc-file", str(netrc)]
+    url = f"ftp://127.0.0.1:{port}/up.bin"
+    up = timed([*base, "-T", str(setup.source), url])
+    down = timed([*base, "-o", str(local_out), url])
+    local_out.unlink()
+    return up, down
+
+
+def bench_ftp_ours(setup: Setup) -> tuple[float, float]:
+    data = setup.work / "data-ftp"
+    data.mkdir(exist_ok=True)
+    accounts = write_accounts(setup, data)
+    port = free_port()
+    pasv = free_port()
+    command = [sys.executable, "-m", "connectors.cli", "listen", "ftp", "--address",
+               "127.0.0.1", "--port", str(port), "--accounts-file", str(accounts),
+               "--data-root", str(data), "--passive-ports", f"{pasv}-{pasv + 5}"]
+    with process(command, setup.work / "ours-ftp.log", port):
+        result = curl_transfer(setup, port, USER, setup.work / "down.bin")
+    shutil.rmtree(data / "bench")
+    return result
+
+
+def bench_ftp_vsftpd(setup: Setup) -> tuple[float, float]:
+    port, pasv = free_port(), free_port()
+    Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
+    config = setup.work / "vsftpd.conf"
+    config.write_text("\n".join([
+        "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1", f"listen_port={port}",
+        "background=NO", "anonymous_enable=NO", "local_enable=YES", "write_enable=YES",
+        "local_umask=022", "pasv_enable=YES", f"pasv_min_port={pasv}",
+        f"pasv_max_port={pasv + 5}", "seccomp_sandbox=NO", "isolate=NO",
+        "isolate_network=NO", "secure_chroot_dir=/var/run/vsftpd/empty",
+        "pam_service_name=vsftpd", "xferlog_enable=NO", "dirmessage_enable=NO", "",
+    ]))
+    config.chmod(0o600)
+    with system_user(setup.password) as (name, _home), process(
+        [shutil.which("vsftpd") or "/usr/sbin/vsftpd", str(config)],
+        setup.work / "vsftpd.log", port,
+    ):
+        return curl_transfer(setup, port, name, setup.work / "down.bin")
+
+
+def mb_per_s(size: int, seconds: float) -> float:
+    return size / seconds / 1e6
+
+
+def run_pair(name: str, ours: object, theirs: object, setup: Setup, rounds: int,
+             theirs_name: str) -> list[dict[str, object]]:
+    assert callable(ours)
+    assert callable(theirs)
+    size = setup.source.stat().st_size
+    samples: dict[str, list[float]] = {"ours-up": [], "ours-down": [], "theirs-up": [],
+                                       "theirs-down": []}
+    for round_number in range(rounds):
+        # Alternate the order so neither side always gets the warmer cache.
+        order = [("ours", ours), ("theirs", theirs)]
+        if round_number % 2:
+            order.reverse()
+        for side, bench in order:
+            up, down = bench(setup)
+            samples[f"{side}-up"].append(up)
+            samples[f"{side}-down"].append(down)
+            print(f"  {name} {side} round {round_number + 1}: up {mb_per_s(size, up):.0f} MB/s,"
+                  f" down {mb_per_s(size, down):.0f} MB/s", file=sys.stderr)
+    rows = []
+    for direction in ("up", "down"):
+        ours_rate = mb_per_s(size, statistics.median(samples[f"ours-{direction}"]))
+        theirs_rate = mb_per_s(size, statistics.median(samples[f"theirs-{direction}"]))
+        rows.append({"protocol": name, "direction": "upload" if direction == "up" else
+                     "download", "ours_MBps": round(ours_rate, 1), "theirs": theirs_name,
+                     "theirs_MBps": round(theirs_rate, 1),
+                     "ratio": round(ours_rate / theirs_rate, 2)})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--protocols", default="sftp,ftp")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("needs root: it starts sshd and creates a system user for vsftpd", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="connectors-bench-", dir="/tmp"))
+    try:
+        setup = Setup(work, source_file(args.size_mib), ssh_keygen(work / "client_key"),
+                      ssh_keygen(work / "host_key"), "bench-" + secrets.token_urlsafe(12))
+        rows: list[dict[str, object]] = []
+        protocols = args.protocols.split(",")
+        if "sftp" in protocols:
+            rows += run_pair("sftp", bench_sftp_ours, bench_sftp_openssh, setup, args.rounds,
+                             "OpenSSH sshd (internal-sftp)")
+        if "ftp" in protocols:
+            rows += run_pair("ftp", bench_ftp_ours, bench_ftp_vsftpd, setup, args.rounds,
+                             "vsftpd")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{'protocol':8} {'direction':9} {'ours MB/s':>10} {'theirs MB/s':>12} {'ratio':>6}")
+    for row in rows:
+        print(f"{row['protocol']:8} {row['direction']:9} {row['ours_MBps']:>10} "
+              f"{row['theirs_MBps']:>12} {row['ratio']:>6}")
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
