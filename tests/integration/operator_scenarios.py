@@ -149,7 +149,8 @@ def examples_reach_ready(cluster: Cluster, namespace: str) -> None:
     assert sftp is not None
     acme = sftp.by_username()["acme"]
     password = secret_value(cluster, namespace, "acme-sftp-credential", "password")
-    assert acme.password_hash and password not in acme.password_hash
+    assert acme.password_hash
+    assert password not in acme.password_hash
     assert acme.permissions == ["upload", "list", "readReceipts"]
     assert sftp.by_username()["northwind"].authorized_keys[0].startswith("ssh-ed25519 ")
 
@@ -216,7 +217,8 @@ spec: {type: Password, username: late}
 """)
     wait_condition(cluster, namespace, "late-clicks", "True")
     table = account_table(cluster, namespace, "ftp")
-    assert table is not None and "late" in table.by_username()
+    assert table is not None
+    assert "late" in table.by_username()
 
 
 def deletions_clean_up(cluster: Cluster, namespace: str) -> None:
@@ -237,8 +239,13 @@ def deletions_clean_up(cluster: Cluster, namespace: str) -> None:
 
 
 Scenario = Callable[[Cluster, str], None]
-SCENARIOS: list[Scenario] = [examples_reach_ready, deleted_children_come_back, spec_edits_reach_children,
-             missing_credential_then_applied, deletions_clean_up]
+SCENARIOS: list[Scenario] = [
+    examples_reach_ready,
+    deleted_children_come_back,
+    spec_edits_reach_children,
+    missing_credential_then_applied,
+    deletions_clean_up,
+]
 
 
 def run_all(cluster: Cluster, namespace: str) -> None:

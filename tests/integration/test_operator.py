@@ -62,7 +62,8 @@ def test_generated_password_survives_restart_and_rotates_on_demand(
     eventually(lambda: scenarios.secret_value(crds, ns, "globex-smtp-credential", "password")
                != before, 60, "the password to rotate")
     rotated = scenarios.get(crds, ns, "credentials", "globex-smtp")
-    assert rotated is not None and rotated["status"].get("rotatedAt")
+    assert rotated is not None
+    assert rotated["status"].get("rotatedAt")
     eventually(lambda: scenarios.account_table(crds, ns, "smtp") != table_before, 60,
                "the listener's account table to pick up the new password")
 
@@ -88,7 +89,8 @@ spec: {type: Password}
 
 
 def test_weak_public_key_is_refused_with_its_line(crds: Cluster, ns: str) -> None:
-    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    # A weak key on purpose: the operator must refuse it.
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()  # noqa: S505
     line = weak.public_bytes(serialization.Encoding.OpenSSH,
                              serialization.PublicFormat.OpenSSH).decode()
     good = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKyOOMW+MElTxcj3JShWTjA0j54elL+x+D3NK2WR3xXx "
@@ -100,7 +102,8 @@ def test_weak_public_key_is_refused_with_its_line(crds: Cluster, ns: str) -> Non
     refused = scenarios.wait_condition(crds, ns, "weak-key", "False", "InvalidPublicKey",
                                        plural="credentials")
     message = scenarios.condition(refused, "Ready")["message"]
-    assert "line 2" in message and "1024 bits" in message
+    assert "line 2" in message
+    assert "1024 bits" in message
 
 
 def test_no_secret_value_reaches_logs_events_or_status(

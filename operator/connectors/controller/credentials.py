@@ -177,10 +177,11 @@ def write_status(kube: Kube, body: dict[str, Any], outcome: CredentialOutcome) -
                                        meta.get("generation", 0), now_rfc3339()),
     }
     old_ready = find(previous.get("conditions"), "Ready")
-    if status_changed(previous, status):
-        kube.patch_status("Credential", meta["namespace"], meta["name"], status)
     flipped = old_ready is None or old_ready.get("status") != outcome.verdict.status
     if flipped and not outcome.verdict.ok:
         outcome.events.append(("Warning", outcome.verdict.reason, outcome.verdict.message))
+    # Events first: whoever waits for the status to read `kubectl describe` sees them.
     for type_, reason, message in outcome.events:
         kube.event(body, type_, reason, message)
+    if status_changed(previous, status):
+        kube.patch_status("Credential", meta["namespace"], meta["name"], status)

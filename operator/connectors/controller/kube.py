@@ -89,7 +89,10 @@ class Kube:
                                      _request_timeout=30)
         data = response.read()
         if not 200 <= response.status <= 299:
-            raise ApiException(status=response.status, reason=response.reason,
+            # The method and path say which permission or object is at fault; both are
+            # free of secret values, unlike a request body.
+            raise ApiException(status=response.status,
+                               reason=f"{response.reason} on {method} {path}",
                                body=data.decode(errors="replace"))
         return json.loads(data) if data else None
 

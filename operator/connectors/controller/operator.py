@@ -226,16 +226,17 @@ class Operator:
                                            now_rfc3339()),
             "endpoint": endpoint,
         }
-        if status_changed({k: previous.get(k) for k in status}, status):
-            self.kube.patch_status("Connection", meta["namespace"], meta["name"], status)
         events = list(notes)
         for verdict in verdicts:
             old = find(previous.get("conditions"), verdict.type)
             flipped = old is None or old.get("status") != verdict.status
             if flipped and verdict.status == FALSE and verdict.type != "Ready":
                 events.append(("Warning", verdict.reason, verdict.message))
+        # Events first: whoever waits for the status to read `kubectl describe` sees them.
         for type_, reason, message in events:
             self.kube.event(body, type_, reason, message)
+        if status_changed({k: previous.get(k) for k in status}, status):
+            self.kube.patch_status("Connection", meta["namespace"], meta["name"], status)
 
     # --- transfer results -------------------------------------------------------------
 

@@ -1,0 +1,152 @@
+"""The Helm chart: it lints, renders in both modes, and its RBAC is exactly enough.
+
+helm is built from Go modules (hack/helm/build.sh), cached like the control plane.
+The RBAC test installs the chart's ServiceAccount and roles into the control
+plane, runs the operator with a token of that ServiceAccount, and runs the same
+scenarios as test_operator.py; then it removes one verb and sees them fail.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.conftest import Cluster
+from tests.integration import operator_scenarios as scenarios
+from tests.support.operator import OperatorProcess
+from tests.support.wait import eventually
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "connectors"
+RELEASE_NAMESPACE = "connectors-system"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    result = subprocess.run([str(REPO / "hack/helm/build.sh")], check=True, text=True,
+                            stdout=subprocess.PIPE)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def render(helm: str, *sets: str) -> list[dict[str, Any]]:
+    # helm template assumes an old cluster unless told; the chart needs 1.29+ (CEL rules).
+    argv = [helm, "template", "connectors", str(CHART), "--namespace", RELEASE_NAMESPACE,
+            "--kube-version", "v1.36.3"]
+    for value in sets:
+        argv += ["--set", value]
+    result = subprocess.run(argv, text=True, capture_output=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_helm_lint_passes(helm: str) -> None:
+    result = subprocess.run([helm, "lint", "--strict", str(CHART)], text=True,
+                            capture_output=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_values_schema_refuses_a_bad_mode(helm: str) -> None:
+    result = subprocess.run([helm, "template", "x", str(CHART), "--kube-version", "v1.36.3",
+                             "--set", "watch.mode=everywhere"],
+                            text=True, capture_output=True, check=False)
+    assert result.returncode != 0
+    assert "/watch/mode" in result.stderr
+
+
+def test_cluster_mode_renders_one_recreate_replica_and_a_cluster_role(helm: str) -> None:
+    docs = render(helm)
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("ClusterRole", "connectors-operator") in kinds
+    assert ("ClusterRole", "connectors-listener") in kinds
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--all-namespaces" in args
+    assert "--peering=connectors" in args
+
+
+def test_namespaced_mode_renders_roles_only_where_asked(helm: str) -> None:
+    docs = render(helm, "watch.mode=namespaces", "watch.namespaces={team-a,team-b}")
+    roles = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role")
+    assert roles == ["team-a", "team-b"]
+    assert not [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+
+
+def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole",
+                                             "ClusterRoleBinding")]
+
+
+def token_kubeconfig(cluster: Cluster, path: Path) -> str:
+    token = cluster.kubectl("create", "token", "connectors-operator", "-n", RELEASE_NAMESPACE,
+                            "--duration=2h").stdout.strip()
+    admin = json.loads(Path(cluster.kubeconfig).read_text())
+    admin["users"] = [{"name": "operator", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "operator"
+    path.write_text(json.dumps(admin))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def chart_rbac(crds: Cluster, helm: str) -> Iterator[list[dict[str, Any]]]:
+    docs = rbac_rules(render(helm, "peering.enabled=false"))
+    crds.kubectl("create", "namespace", RELEASE_NAMESPACE)
+    crds.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    yield docs
+    crds.kubectl("delete", "-f", "-", "--ignore-not-found", input=yaml.safe_dump_all(docs))
+
+
+def fresh_namespace(cluster: Cluster) -> str:
+    name = f"rbac-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(cluster.api_client()).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+def test_operator_with_only_the_chart_rbac_passes_the_scenarios(
+    crds: Cluster, chart_rbac: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    kubeconfig = token_kubeconfig(crds, tmp_path / "operator.kubeconfig")
+    namespace = fresh_namespace(crds)
+    operator = OperatorProcess(kubeconfig, ["rbac-*"], tmp_path / "operator.log").start()
+    try:
+        scenarios.run_all(crds, namespace)
+    finally:
+        operator.stop()
+    log = operator.log()
+    assert "403" not in log, log[-3000:]
+    assert "Forbidden" not in log, log[-3000:]
+
+
+def test_one_missing_verb_is_seen(crds: Cluster, chart_rbac: list[dict[str, Any]],
+                                  tmp_path: Path) -> None:
+    role = next(d for d in chart_rbac
+                if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "connectors-operator")
+    crippled = json.loads(json.dumps(role))
+    for rule in crippled["rules"]:
+        if rule.get("resources") == ["cronjobs"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != "patch"]
+    crds.kubectl("apply", "-f", "-", input=yaml.safe_dump(crippled))
+    kubeconfig = token_kubeconfig(crds, tmp_path / "operator.kubeconfig")
+    namespace = fresh_namespace(crds)
+    operator = OperatorProcess(kubeconfig, ["rbac-*"], tmp_path / "operator.log").start()
+    try:
+        example = scenarios.REPO / "examples/02-inbound-pull-sftp-audiences.yaml"
+        scenarios.apply(crds, namespace, example)
+        eventually(lambda: "HTTP 403" in operator.log(), 90,
+                   "the operator to report the forbidden CronJob apply")
+        connection = scenarios.get(crds, namespace, "connections", "shandalear-audiences")
+        assert scenarios.condition(connection, "Ready").get("status") != "True"
+        assert scenarios.read(crds, "CronJob", namespace, "transfer-shandalear-audiences") is None
+    finally:
+        operator.stop()
+        crds.kubectl("apply", "-f", "-", input=yaml.safe_dump(role))
