@@ -11,12 +11,14 @@ between is recovered from the remote mtime stamped on the landed file.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import hashlib
 import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import BinaryIO
 
 from ..api.connection import ConnectionSpec
 from .clients.base import FileError, PullClient, PullWorker, RemoteFile
-from .landing import LandingArea, commit_many, write_receipts
+from .landing import LandingArea, prepare_receipts, publish, sync_files
 from .ledger import FETCHED, Entry, Ledger
 from .plan import plan_pull
 from .summary import Summary
@@ -94,19 +96,27 @@ def land_batch(
 ) -> None:
     if not batch:
         return
+    started = time.monotonic()
+    files = [(d.temp, landing.home / d.file.name) for d in batch]
+    receipts: list[tuple[Path, Path]] = []
     try:
-        commit_many([(d.temp, landing.home / d.file.name) for d in batch])
+        receipts = prepare_receipts(landing, [(d.file.name, d.file.size, d.sha256) for d in batch])
+        # One wave of fsyncs for files and receipts alike.
+        sync_files([temp for temp, _ in files + receipts])
+        publish(files)
     except BaseException:
-        for item in batch:
-            item.temp.unlink(missing_ok=True)
+        for temp, _ in files + receipts:
+            temp.unlink(missing_ok=True)
         raise
     ledger.record_many(
         [Entry(FETCHED, d.file.name, d.file.size, d.file.mtime, d.sha256) for d in batch]
     )
-    write_receipts(landing, [(d.file.name, d.file.size, d.sha256) for d in batch])
+    # Receipts appear only once the files are recorded.
+    publish(receipts)
     for item in batch:
         summary.transferred(item.file.size)
         log.info("fetched %s (%d bytes)", item.file.name, item.file.size)
+    log.info("landed %d files in %.2f s", len(batch), time.monotonic() - started)
 
 
 def recover(file: RemoteFile, landing: LandingArea, ledger: Ledger, summary: Summary) -> None:
@@ -154,6 +164,16 @@ def pull(
     for file in plan.recover:
         recover(file, landing, ledger, summary)
     landed: list[RemoteFile] = []
+    processes = int(getattr(client, "processes", 1))
+    if plan.fetch and processes > 1:
+        from . import parallel  # SFTP only; imports paramiko
+        from .clients.sftp import SftpClient
+
+        if isinstance(client, SftpClient) and parallel.worthwhile(list(plan.fetch), processes):
+            landed = parallel.fetch_parallel(
+                client, list(plan.fetch), processes, landing, ledger, summary
+            )
+            plan = dataclasses.replace(plan, fetch=())
     if plan.fetch:
         landed = fetch_all(client, list(plan.fetch), landing, ledger, summary)
     if delete_after:

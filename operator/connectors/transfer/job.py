@@ -161,6 +161,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SFTP: files transferred at once, one SFTP channel each [CONNECTORS_PARALLELISM]",
     )
     add(
+        "--processes",
+        type=int,
+        default=int(_env("CONNECTORS_PROCESSES", "1") or 1),
+        help="SFTP: connections, one process each, for runs with many files or large "
+        "ones: paramiko uses about one core per connection, so more than 1 helps only "
+        "with spare cores [CONNECTORS_PROCESSES]",
+    )
+    add(
         "--backoff",
         type=float,
         default=float(_env("CONNECTORS_BACKOFF", "2") or 2),
@@ -407,6 +415,7 @@ def open_client(connection: Connection, secret: Secret, args: argparse.Namespace
                 private_key=secret.private_key,
                 timeout=args.timeout,
                 parallelism=args.parallelism,
+                processes=args.processes,
             )
         )
     elif spec.method == "FTP":

@@ -238,3 +238,46 @@ def test_push_delivers_each_file_once(
     assert second.code == 0, second.stderr
     assert second.summary["files"] == 0
     assert list(remote_dir.iterdir()) == []
+
+
+def test_several_processes_split_a_large_file_and_share_small_ones(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    big = os.urandom(70 * 1024 * 1024 + 12345)
+    put_remote(remote_dir, "big.csv", big)
+    small = {f"s{i}.csv": os.urandom(1000 + i) for i in range(5)}
+    for name, data in small.items():
+        put_remote(remote_dir, name, data)
+    put_remote(remote_dir, "empty.csv", b"")
+    setup(job, sshd, system_user, remote_dir)
+
+    first = job.run("--processes", "3")
+    assert first.code == 0, first.stderr
+    assert job.landed() == {"big.csv": big, "empty.csv": b"", **small}
+    assert first.summary["files"] == 7
+    assert job.temporaries() == []
+    again = job.run("--processes", "3")
+    assert again.summary["files"] == 0
+    assert len(ledger(job)) == 7
+
+
+def test_several_processes_cut_off_land_nothing_half_written(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    big = os.urandom(80 * 1024 * 1024)
+    put_remote(remote_dir, "big.csv", big)
+    proxy = CuttingProxy(sshd.port, limit=10 * 1024 * 1024, cut_connections=10)
+    try:
+        setup(job, sshd, system_user, remote_dir, port=proxy.port)
+        cut = job.run("--processes", "2", "--retries", "0")
+    finally:
+        proxy.close()
+    assert proxy.cuts >= 1
+    assert cut.code != 0
+    assert job.landed() == {}
+    assert job.temporaries() == []
+
+    setup(job, sshd, system_user, remote_dir)
+    done = job.run("--processes", "2")
+    assert done.code == 0, done.stderr
+    assert job.landed() == {"big.csv": big}

@@ -17,6 +17,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import os
 import posixpath
 import socket
 import stat as stat_module
@@ -81,6 +82,9 @@ class SftpSettings:
     private_key: Path | None = None
     timeout: float = 30.0
     parallelism: int = 4
+    """SFTP channels per connection, one file each at a time."""
+    processes: int = 1
+    """Connections, one process each, for runs with much to fetch."""
 
 
 def _transport_factory(sock: Any, /, **kwargs: Any) -> paramiko.Transport:
@@ -175,6 +179,33 @@ class SftpWorker:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise _classify(exc, transport, f"downloading {file.name}") from None
 
+    def fetch_range(self, name: str, start: int, end: int, temp: Path) -> None:
+        """Bytes [start, end) of a remote file, written at the same offsets into
+        `temp` (shared with other processes fetching other ranges)."""
+        transport = self.sftp.get_channel().get_transport()  # type: ignore[union-attr]
+        chunks = [(o, min(READ_REQUEST, end - o)) for o in range(start, end, READ_REQUEST)]
+        try:
+            fd = os.open(temp, os.O_WRONLY)
+            try:
+                with self.sftp.open(self._path(name), "rb") as remote:
+                    remote.MAX_REQUEST_SIZE = READ_REQUEST
+                    if not chunks:
+                        return
+                    blocks = remote.readv(
+                        chunks, max_concurrent_prefetch_requests=PREFETCH_REQUESTS
+                    )
+                    for (offset, length), data in zip(chunks, blocks, strict=True):
+                        if len(data) != length:
+                            raise FileError(f"{name}: shorter than listed (changed on the server?)")
+                        view = memoryview(data)
+                        while view:
+                            written = os.pwrite(fd, view, offset)
+                            view, offset = view[written:], offset + written
+            finally:
+                os.close(fd)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise _classify(exc, transport, f"downloading {name}") from None
+
     def delete(self, file: RemoteFile) -> None:
         transport = self.sftp.get_channel().get_transport()  # type: ignore[union-attr]
         try:
@@ -225,6 +256,7 @@ class SftpClient:
     def __init__(self, settings: SftpSettings) -> None:
         self.settings = settings
         self.parallelism = max(1, settings.parallelism)
+        self.processes = max(1, settings.processes)
         self.ssh = connect(settings)
         self._main = self._open_channel()
 

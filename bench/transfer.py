@@ -1,0 +1,182 @@
+"""Benchmark of the SFTP pull job against OpenSSH's own client.
+
+Pulls 1,000 files of 10 KB and one file of 1 GiB from a local OpenSSH sshd,
+once with `connectors transfer` and once with `sftp` (`get -r`), and prints
+files per second, MB/s and the ratio. Not a test: run it by hand, as root
+(sshd needs it), on an idle machine:
+
+    python bench/transfer.py [--small 1000] [--large-mib 1024] [--rounds 2]
+
+All data lives under /tmp/cx-bench-*, removed at the end. The job fsyncs every
+landed file, its receipt and its ledger record; OpenSSH's client does not
+fsync, so the comparison is conservative for the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SMALL_SIZE = 10 * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(port)
+
+
+def start_sshd(work: Path) -> tuple[subprocess.Popen[bytes], int, str, Path]:
+    host_key = work / "host_ed25519"
+    client_key = work / "client_ed25519"
+    for key in (host_key, client_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    authorized = work / "authorized_keys"
+    shutil.copy(f"{client_key}.pub", authorized)
+    port = free_port()
+    config = work / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {work}/sshd.pid\n"
+        f"UsePAM no\nPasswordAuthentication no\nPubkeyAuthentication yes\n"
+        f"AuthorizedKeysFile {authorized}\nStrictModes no\nPermitRootLogin prohibit-password\n"
+        "Subsystem sftp internal-sftp\nMaxSessions 50\nLogLevel ERROR\n"
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)])
+    wait_for_port(port)
+    line = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
+    return process, port, line, client_key
+
+
+def make_data(remote: Path, small: int, large_mib: int) -> None:
+    (remote / "small").mkdir(parents=True)
+    (remote / "large").mkdir()
+    for i in range(small):
+        (remote / "small" / f"f{i:05d}.csv").write_bytes(os.urandom(SMALL_SIZE))
+    block = os.urandom(1 << 20)
+    with (remote / "large" / "big.bin").open("wb") as handle:
+        for _ in range(large_mib):
+            handle.write(block)
+
+
+def drop_local(target: Path) -> None:
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+
+
+def run_openssh(port: int, key: Path, known_hosts: Path, folder: Path, target: Path) -> float:
+    drop_local(target)
+    batch = target.parent / "batch"
+    batch.write_text(f"get -r {folder} {target}/\n")
+    command = [
+        "sftp", "-q", "-b", str(batch), "-P", str(port), "-i", str(key),
+        "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes", "root@127.0.0.1",
+    ]
+    started = time.monotonic()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def run_job(
+    port: int, host_key: str, key: Path, known_hosts: Path, folder: Path, work: Path,
+    parallelism: int,
+) -> tuple[float, dict[str, object]]:
+    data_root = work / "job-data"
+    shutil.rmtree(data_root, ignore_errors=True)
+    credential = work / "credential"
+    credential.mkdir(exist_ok=True)
+    (credential / "username").write_text("root")
+    shutil.copy(key, credential / "ssh-privatekey")
+    config = work / "connection.json"
+    config.write_text(json.dumps({"name": "bench", "spec": {
+        "direction": "Inbound", "dataType": "Conversions", "method": "SFTP",
+        "methodology": "Pull", "credentialRef": {"name": "bench"},
+        "remote": {"host": "127.0.0.1", "port": port, "folder": str(folder),
+                   "hostKeys": [host_key]},
+    }}))
+    command = [
+        sys.executable, "-m", "connectors.cli", "transfer", "--connection", "bench",
+        "--config", str(config), "--known-hosts", str(known_hosts),
+        "--credential-dir", str(credential), "--data-root", str(data_root),
+        "--termination-log", str(work / "no-termination-log"),
+        "--parallelism", str(parallelism), "--processes", os.environ.get("BENCH_PROCESSES", "1"),
+    ]
+    started = time.monotonic()
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    if os.environ.get("BENCH_VERBOSE"):
+        print(done.stderr, file=sys.stderr)
+    elapsed = time.monotonic() - started
+    return elapsed, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--large-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=2, help="best of N runs each")
+    parser.add_argument("--parallelism", type=int, default=4)
+    options = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cx-bench-", dir="/tmp"))
+    sshd = None
+    try:
+        sshd, port, host_key, key = start_sshd(work)
+        known_hosts = work / "known_hosts"
+        known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
+        remote = work / "remote"
+        make_data(remote, options.small, options.large_mib)
+        results = {}
+        for label, folder, files, size in (
+            ("small", remote / "small", options.small, options.small * SMALL_SIZE),
+            ("large", remote / "large", 1, options.large_mib << 20),
+        ):
+            ours, theirs = [], []
+            for _ in range(options.rounds):
+                theirs.append(run_openssh(port, key, known_hosts, folder, work / "openssh"))
+                elapsed, summary = run_job(
+                    port, host_key, key, known_hosts, folder, work, options.parallelism
+                )
+                assert summary["files"] == files, summary
+                ours.append(elapsed)
+            best_ours, best_theirs = min(ours), min(theirs)
+            results[label] = {
+                "files": files,
+                "bytes": size,
+                "job_seconds": round(best_ours, 3),
+                "openssh_seconds": round(best_theirs, 3),
+                "job_files_per_s": round(files / best_ours, 1),
+                "openssh_files_per_s": round(files / best_theirs, 1),
+                "job_MB_per_s": round(size / best_ours / 1e6, 1),
+                "openssh_MB_per_s": round(size / best_theirs / 1e6, 1),
+                "ratio_job_to_openssh": round(best_theirs / best_ours, 3),
+            }
+            print(json.dumps({label: results[label]}), flush=True)
+        return 0
+    finally:
+        if sshd is not None:
+            sshd.terminate()
+            sshd.wait(20)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
