@@ -322,6 +322,8 @@ class LandingDTPMixin:
     """
 
     ac_in_buffer_size = DATA_READ_SIZE
+    # sendfile() count per loop turn for downloads (pyftpdlib: 64 KiB).
+    ac_out_buffer_size = DATA_READ_SIZE
     SETTLE_SECONDS = 0.2
     POLL_SECONDS = 0.01
 

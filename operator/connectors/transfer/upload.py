@@ -38,11 +38,10 @@ log = logging.getLogger(__name__)
 
 _HASH_CHUNK = 1 << 20
 
-# Written data is flushed to disk in the background every FLUSH_EVERY bytes, so
-# that the fsync before landing has little left to do: without it a 1 GiB
-# upload ends with seconds of fsync (the page cache holds it all), which the
-# client waits for. fdatasync releases the GIL, so this overlaps disk writes
-# with receiving the next bytes.
+# Written data is hashed and flushed to disk in the background every
+# FLUSH_EVERY bytes, so that the fsync before landing has little left to do:
+# without it a 1 GiB upload ends with seconds of fsync (the page cache holds it
+# all), which the client waits for.
 FLUSH_EVERY = 32 * 1024 * 1024
 _FLUSHER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="landing-flush")
 
@@ -85,17 +84,25 @@ def landing_area(data_root: Path, account: Account) -> LandingArea:
 
 
 class LandingFile:
-    """One file being received."""
+    """One file being received.
+
+    The receiving thread only writes. Every FLUSH_EVERY bytes a worker thread
+    hashes the new range (read back from the page cache) and fdatasyncs it, so
+    the SHA-256 for the receipt and the disk writes both run beside the
+    receiving loop instead of inside it (hashlib and fdatasync release the GIL).
+    """
 
     def __init__(self, area: LandingArea, name: str) -> None:
         self.area = area
         self.name = name
         self.temp = area.temp_path(name)
+        # Read access too: the worker reads written ranges back to hash them.
         self._fd: int | None = os.open(
-            self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640
+            self.temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640
         )
         self._digest = hashlib.sha256()
         self._hashed_to = 0
+        self._written_to = 0
         # Clients may write out of order (SFTP is offset-based); the digest is
         # then computed again from the file at commit.
         self._in_order = True
@@ -109,7 +116,7 @@ class LandingFile:
 
     def write(self, data: bytes | memoryview) -> int:
         """Appends (FTP, email)."""
-        return self.pwrite(self._hashed_to if self._in_order else self.size, data)
+        return self.pwrite(self._written_to if self._in_order else self.size, data)
 
     def pwrite(self, offset: int, data: bytes | memoryview) -> int:
         """Writes at an offset (SFTP)."""
@@ -119,17 +126,32 @@ class LandingFile:
         written = 0
         while written < len(view):
             written += os.pwrite(self._fd, view[written:], offset + written)
-        if self._in_order and offset == self._hashed_to:
-            self._digest.update(view)
-            self._hashed_to += len(view)
+        if offset == self._written_to:
+            self._written_to += written
         else:
             self._in_order = False
-        self.size = max(self.size, offset + len(view))
-        self._unflushed += len(view)
+        self.size = max(self.size, offset + written)
+        self._unflushed += written
         if self._unflushed >= FLUSH_EVERY and (self._flushing is None or self._flushing.done()):
             self._unflushed = 0
-            self._flushing = _FLUSHER.submit(os.fdatasync, self._fd)
+            self._flushing = _FLUSHER.submit(self._hash_and_flush, self._fd, self._written_to)
         return written
+
+    def _hash_and_flush(self, fd: int, end: int) -> None:
+        """Worker: hashes up to `end`, then flushes. Only one runs at a time per file."""
+        if self._in_order:
+            self._hash_range(fd, end)
+        os.fdatasync(fd)
+
+    def _hash_range(self, fd: int, end: int) -> None:
+        position = self._hashed_to
+        while position < end:
+            block = os.pread(fd, min(_HASH_CHUNK, end - position), position)
+            if not block:
+                break
+            self._digest.update(block)
+            position += len(block)
+        self._hashed_to = position
 
     def _wait_for_flush(self) -> None:
         if self._flushing is not None:
@@ -143,6 +165,8 @@ class LandingFile:
         if self._fd is None:
             raise ValueError("file already closed")
         self._wait_for_flush()
+        if self._in_order:
+            self._hash_range(self._fd, self._written_to)
         os.fsync(self._fd)
 
     def sync_in_background(self) -> Future[None]:
