@@ -167,6 +167,10 @@ def test_password_hash_round_trip_and_table_render_is_stable() -> None:
     assert not verify_password("correct horse", None)
     assert not verify_password("correct horse", "$md5$nope")
     assert "correct horse" not in encoded
+    cheap = hash_password("x" * 32, log_n=10)
+    assert cheap.startswith("$scrypt$ln=10,")
+    assert verify_password("x" * 32, cheap)
+    assert not verify_password("y" * 32, cheap)
     table = AccountTable.model_validate({"accounts": [
         {"username": "b", "connection": "b", "direction": "Inbound", "home": "b",
          "permissions": ["upload"]},

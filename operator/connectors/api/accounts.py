@@ -32,9 +32,13 @@ SECRET_KEY = "accounts.json"
 Protocol = Literal["sftp", "ftp", "smtp"]
 Permission = Literal["upload", "list", "download", "readReceipts"]
 
-# scrypt cost: 2**14 iterations, r=8, p=1 (about 16 MiB and tens of ms per check):
-# cheap for one login, expensive for an offline guesser.
-_LOG_N, _R, _P = 14, 8, 1
+# scrypt cost: 2**14, r=8, p=1 (16 MiB and tens of ms per check): cheap for one login,
+# expensive for an offline guesser of a password a person chose.
+DEFAULT_LOG_N, _R, _P = 14, 8, 1
+# A password the operator generated holds 192 random bits: no amount of guessing
+# finds it, so stretching adds nothing there, while every login (and every failed
+# one an attacker sends) pays the cost. These get 2**10 (1 MiB, a few ms).
+GENERATED_LOG_N = 10
 
 
 def secret_name(protocol: str) -> str:
@@ -90,13 +94,13 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4))
 
 
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
+def hash_password(password: str, *, salt: bytes | None = None, log_n: int = DEFAULT_LOG_N) -> str:
     """A salted scrypt hash in the `$scrypt$ln=..,r=..,p=..$salt$hash` form."""
     salt = salt if salt is not None else secrets.token_bytes(16)
     digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=2**_LOG_N, r=_R, p=_P, maxmem=64 * 1024 * 1024, dklen=32
+        password.encode(), salt=salt, n=2**log_n, r=_R, p=_P, maxmem=64 * 1024 * 1024, dklen=32
     )
-    return f"$scrypt$ln={_LOG_N},r={_R},p={_P}${_b64(salt)}${_b64(digest)}"
+    return f"$scrypt$ln={log_n},r={_R},p={_P}${_b64(salt)}${_b64(digest)}"
 
 
 def verify_password(password: str, encoded: str | None) -> bool:

@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from ..api.accounts import hash_password, secret_name
+from ..api.accounts import DEFAULT_LOG_N, GENERATED_LOG_N, hash_password, secret_name
 from ..api.compat import credential_misfit
 from ..api.connection import ConnectionSpec
 from ..api.credential import CredentialSpec
 from ..planning import credentials as credential_plan
 from ..planning import listeners as plan
 from ..planning.conditions import find
-from ..planning.config import PROTOCOLS, OperatorConfig
+from ..planning.config import LABEL_MANAGED_BY, MANAGED_BY, PROTOCOLS, OperatorConfig
 from ..planning.objects import data_claim
 from .credentials import decode
 from .kube import Kube
@@ -103,7 +103,9 @@ class PasswordHashes:
             if not password:
                 return None
             salt = hashlib.sha256(f"{key[0]}/{key[1]}".encode()).digest()[:16]
-            self._cache[key] = hash_password(password, salt=salt)
+            generated = (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY
+            cost = GENERATED_LOG_N if generated else DEFAULT_LOG_N
+            self._cache[key] = hash_password(password, salt=salt, log_n=cost)
         return self._cache[key]
 
 

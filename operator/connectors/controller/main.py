@@ -105,6 +105,9 @@ def build(args: argparse.Namespace) -> tuple[kopf.OperatorRegistry, Operator]:
     @kopf.on.cleanup(registry=registry)
     async def stop(**_: Any) -> None:
         await operator.stop()
+        log.info("stopped after %d API requests for %d Connection and %d Credential "
+                 "reconciles", kube.requests, operator.connection_queue.processed,
+                 operator.credential_queue.processed)
 
     return registry, operator
 
