@@ -8,10 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
 from tests.conftest import Cluster
+# The real sshd and its test user, shared with the transfer job's integration tests.
+from tests.integration.transfer.transfer_servers import (  # noqa: F401
+    remote_dir,
+    sshd,
+    system_user,
+)
 from tests.support.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,6 +51,3 @@ def e2e_namespace(crds: Cluster, e2e_operator: OperatorProcess) -> Iterator[str]
 
 def example(name: str) -> str:
     return (REPO / "examples" / name).read_text()
-
-
-__all__ = ["example", "yaml"]

@@ -20,14 +20,7 @@ from kubernetes import client
 
 from tests.conftest import Cluster
 from tests.integration import operator_scenarios as scenarios
-from tests.integration.transfer.transfer_servers import (  # noqa: F401 - fixtures
-    Sshd,
-    SystemUser,
-    put_remote,
-    remote_dir,
-    sshd,
-    system_user,
-)
+from tests.integration.transfer.transfer_servers import Sshd, SystemUser, put_remote
 from tests.support.podrunner import materialize
 from tests.support.wait import eventually
 
