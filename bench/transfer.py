@@ -7,9 +7,11 @@ files per second, MB/s and the ratio. Not a test: run it by hand, as root
 
     python bench/transfer.py [--small 1000] [--large-mib 1024] [--rounds 2]
 
-All data lives under /tmp/cx-bench-*, removed at the end. The job fsyncs every
-landed file, its receipt and its ledger record; OpenSSH's client does not
-fsync, so the comparison is conservative for the job.
+All data lives under /tmp/cx-bench-*, removed at the end. The job makes every
+landed file, its receipt and its ledger record durable before it counts them;
+OpenSSH's client does not sync at all, so the comparison is conservative for
+the job. `sync` runs between runs, untimed, so that no run flushes another's
+dirty pages.
 """
 
 from __future__ import annotations
@@ -94,7 +96,9 @@ def run_openssh(port: int, key: Path, known_hosts: Path, folder: Path, target: P
     ]
     started = time.monotonic()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - started
+    elapsed = time.monotonic() - started
+    os.sync()  # its dirty pages are not the next run's to flush
+    return elapsed
 
 
 def run_job(
@@ -144,6 +148,7 @@ def main() -> int:
         known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
         remote = work / "remote"
         make_data(remote, options.small, options.large_mib)
+        os.sync()  # the job syncs its landing volume; start both from a clean one
         results = {}
         for label, folder, files, size in (
             ("small", remote / "small", options.small, options.small * SMALL_SIZE),

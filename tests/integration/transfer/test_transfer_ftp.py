@@ -124,3 +124,42 @@ def test_killed_session_lands_nothing_and_next_run_completes(
     assert job.landed() == {"clicks_big.csv": big}
     assert job.run().summary["files"] == 0
     assert len(job.receipts()) == 1
+
+
+def test_push_delivers_each_file_once(
+    job: Job, vsftpd: Vsftpd, system_user: SystemUser, remote_dir: Path, certificate: Certificate
+) -> None:
+    job.configure(
+        {
+            "direction": "Outbound",
+            "dataType": "Reports",
+            "method": "FTP",
+            "methodology": "Push",
+            "credentialRef": {"name": "partner-a"},
+            "remote": {
+                "host": "127.0.0.1",
+                "port": vsftpd.port,
+                "folder": str(remote_dir),
+                "tls": vsftpd.tls,
+            },
+        }
+    )
+    job.credential(system_user.name, password=system_user.password)
+    job.env["SSL_CERT_FILE"] = str(certificate.cert)
+    outbox = job.home / "outbox"
+    outbox.mkdir(parents=True)
+    (outbox / "report-1.csv").write_bytes(b"one\n" * 100)
+    (outbox / "report-2.csv").write_bytes(os.urandom(2 * 1024 * 1024))
+    expected = {p.name: p.read_bytes() for p in outbox.iterdir()}
+
+    first = job.run()
+    assert first.code == 0, first.stderr
+    assert {p.name: p.read_bytes() for p in remote_dir.iterdir()} == expected
+    assert sorted(p.name for p in (job.home / "sent").iterdir()) == sorted(expected)
+
+    for path in remote_dir.iterdir():
+        path.unlink()
+    second = job.run()
+    assert second.code == 0, second.stderr
+    assert second.summary["files"] == 0
+    assert list(remote_dir.iterdir()) == []

@@ -281,3 +281,38 @@ def test_several_processes_cut_off_land_nothing_half_written(
     done = job.run("--processes", "2")
     assert done.code == 0, done.stderr
     assert job.landed() == {"big.csv": big}
+
+
+def test_push_interrupted_after_upload_is_not_sent_again(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    """The previous run uploaded the file and died before recording it as sent:
+    the ledger says 'sending', the remote has the whole file."""
+    job.configure(
+        push_spec(sshd.port, remote_dir, sshd.host_key_line),
+        [f"[127.0.0.1]:{sshd.port} {sshd.host_key_line}"],
+    )
+    job.credential(system_user.name, password=system_user.password)
+    outbox = job.home / "outbox"
+    outbox.mkdir(parents=True)
+    data = b"report\n" * 100
+    (outbox / "r.csv").write_bytes(data)
+    os.utime(outbox / "r.csv", (1_700_000_000, 1_700_000_000))
+    delivered = put_remote(remote_dir, "r.csv", data, mtime=1_600_000_000)
+    (job.home / ".connectors").mkdir(parents=True)
+    entry = {
+        "kind": "sending",
+        "name": "r.csv",
+        "size": len(data),
+        "mtime": 1_700_000_000,
+        "sha256": "",
+        "at": "2026-01-01T00:00:00Z",
+        "note": "",
+    }
+    (job.home / ".connectors" / "ledger.jsonl").write_text(json.dumps(entry) + "\n")
+
+    result = job.run()
+    assert result.code == 0, result.stderr
+    assert delivered.stat().st_mtime == 1_600_000_000, "not uploaded again"
+    assert [p.name for p in (job.home / "sent").iterdir()] == ["r.csv"]
+    assert [e["kind"] for e in ledger(job)] == ["sending", "sent"]
