@@ -11,6 +11,7 @@ import pytest
 from kubernetes import client
 
 from tests.conftest import Cluster
+
 # The real sshd and its test user, shared with the transfer job's integration tests.
 from tests.integration.transfer.transfer_servers import (  # noqa: F401
     remote_dir,
