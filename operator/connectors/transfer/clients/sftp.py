@@ -171,7 +171,10 @@ class SftpWorker:
                 # Requests for the whole expected size go out at once, bounded
                 # in number; reads then come from what has arrived.
                 remote.MAX_REQUEST_SIZE = READ_REQUEST
-                remote.prefetch(file.size, max_concurrent_requests=PREFETCH_REQUESTS)
+                if file.size > READ_REQUEST:
+                    # paramiko prefetches from a new thread per file: worth it
+                    # only when there is more than one request to overlap.
+                    remote.prefetch(file.size, max_concurrent_requests=PREFETCH_REQUESTS)
                 # Reading what one request returns avoids BufferedFile joining
                 # chunks into larger bytes objects.
                 while block := remote.read(READ_REQUEST):
