@@ -60,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "the data volume; an account's home is <data-root>/<home>", "/data")
     _option(parser, "--host-key-file", "CONNECTORS_HOST_KEY_FILE",
             "sftp: the SSH host private key", "/etc/connectors/hostkey/ssh_host_ed25519_key")
+    _option(parser, "--ssh-ciphers", "CONNECTORS_SSH_CIPHERS",
+            "sftp: comma-separated ciphers to offer, in order (default: paramiko's list)")
     _option(parser, "--tls-cert-file", "CONNECTORS_TLS_CERT_FILE",
             "ftp, smtp: TLS certificate (PEM); enables FTPS / STARTTLS")
     _option(parser, "--tls-key-file", "CONNECTORS_TLS_KEY_FILE",
@@ -172,6 +174,7 @@ def run_sftp(args: argparse.Namespace, common: Common) -> int:
         settings=sftp_server.SftpSettings(
             idle_timeout=args.idle_timeout,
             max_sessions_per_account=args.max_sessions_per_account,
+            ciphers=tuple(args.ssh_ciphers.split(",")) if args.ssh_ciphers else None,
         ),
     )
     listener = sftp_server.SftpListener(context, common.address, common.port)

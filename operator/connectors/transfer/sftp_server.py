@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import logging
 import os
 import socket
@@ -43,6 +41,7 @@ from paramiko.sftp import (
 )
 
 from connectors.api.accounts import Account, verify_password
+from connectors.transfer import paramiko_speedups
 from connectors.transfer.accounts_file import AccountsFile
 from connectors.transfer.defender import Defender
 from connectors.transfer.jail import Jail, PathRefused, normalize, parts
@@ -614,28 +613,6 @@ class FastSFTPServer(paramiko.SFTPServer):
         self._send_status(request_number, SFTP_OK)
 
 
-_HMAC_NAMES = {hashlib.sha256: "sha256", hashlib.sha512: "sha512", hashlib.sha1: "sha1",
-               hashlib.md5: "md5"}
-
-
-def _one_shot_hmac(key: bytes, message: bytes, digest_class: Any) -> bytes:
-    name = _HMAC_NAMES.get(digest_class)
-    if name is None:
-        return hmac.HMAC(key, message, digest_class).digest()
-    return hmac.digest(key, message, name)
-
-
-def speed_up_paramiko() -> None:
-    """Replaces paramiko's per-packet HMAC with the one-shot C implementation.
-
-    paramiko builds an `hmac.HMAC` object for every SSH packet; profiling a
-    1 GiB upload showed that object's Python-level setup as the largest cost in
-    the transport thread. `hmac.digest()` computes the same value in one call
-    into OpenSSL. Only the listener process calls this.
-    """
-    setattr(paramiko.packet, "compute_hmac", _one_shot_hmac)  # noqa: B010 - a patch, typed loosely on purpose
-
-
 def load_host_key(path: Path) -> paramiko.PKey:
     """The host key from the Secret-mounted file; never generated here, so that
     it stays the same across restarts and replicas."""
@@ -647,7 +624,7 @@ class SftpListener:
 
     def __init__(self, context: SftpContext, address: str, port: int) -> None:
         self.context = context
-        speed_up_paramiko()
+        paramiko_speedups.install()
         self.socket = socket.create_server((address, port), backlog=128, reuse_port=False)
         self._stop = threading.Event()
         self._transports: set[paramiko.Transport] = set()
