@@ -17,6 +17,7 @@ Three departures from pyftpdlib's defaults:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -57,6 +58,9 @@ from connectors.transfer.upload import (
 )
 
 log = logging.getLogger(__name__)
+
+_DISCONNECTED = frozenset({errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN,
+                           errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT})
 
 # Bytes read from a data connection per loop turn: pyftpdlib's 64 KiB default
 # costs one Python round trip per 64 KiB; larger reads keep up with vsftpd.
@@ -176,7 +180,7 @@ class FtpUpload:
     def closed(self) -> bool:
         return self.landing.closed
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         return self.landing.write(data)
 
     def commit(self) -> Receipt:
@@ -333,6 +337,42 @@ class LandingDTPMixin:
     cmd_channel: Any
     _closed: bool
     _resp: tuple[str, Any] | None
+
+    socket: Any
+    _data_wrapper: Any
+    tot_bytes_received: int
+    _read_buffer: memoryview | None = None
+
+    def handle_read(self) -> None:
+        """Receives an upload into one reused buffer.
+
+        pyftpdlib's handle_read calls recv(size), which allocates (and for 1 MiB,
+        maps and unmaps) a new buffer per call; recv_into a reused one does not.
+        TLS sockets and ASCII-mode transfers keep pyftpdlib's path.
+        """
+        upload = self.file_obj
+        if (not isinstance(upload, FtpUpload) or self._data_wrapper is not None
+                or type(self.socket) is not socket.socket):
+            super().handle_read()  # type: ignore[misc]
+            return
+        if self._read_buffer is None:
+            self._read_buffer = memoryview(bytearray(DATA_READ_SIZE))
+        try:
+            count = self.socket.recv_into(self._read_buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:
+            if err.errno not in _DISCONNECTED:
+                raise
+            # A reset is no end of file: the upload is incomplete.
+            self._resp = ("426 Connection reset; transfer aborted.", log.info)
+            self.close()
+            return
+        if count == 0:
+            self.handle_close()  # type: ignore[attr-defined]
+            return
+        self.tot_bytes_received += count
+        upload.write(self._read_buffer[:count])
 
     def close(self) -> None:
         upload = self.file_obj if not self._closed else None
