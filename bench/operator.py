@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import statistics
@@ -73,7 +74,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="connectors-bench-"))
     plane = devcluster.up(workdir / "cp")
     kubectl = str(devcluster.build_binaries() / "kubectl")
-    env = {"KUBECONFIG": plane.kubeconfig, "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, "KUBECONFIG": plane.kubeconfig}
     subprocess.run([kubectl, "apply", "--server-side", "-f", str(REPO / "crds")], env=env,
                    check=True, capture_output=True)
     subprocess.run([kubectl, "wait", "--for=condition=Established", "--all", "crd"], env=env,
@@ -83,7 +84,7 @@ def main() -> int:
     log_path = workdir / "operator.log"
     operator = subprocess.Popen(
         [sys.executable, "-m", "connectors.cli", "run", "--standalone", "-n", NAMESPACE],
-        env={**env, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
+        env=env,
         stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )
     api = config.new_client_from_config(config_file=plane.kubeconfig)
