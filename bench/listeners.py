@@ -13,7 +13,9 @@ packages openssh-client, openssh-server, vsftpd and curl.
     python bench/listeners.py --size-mib 256 --rounds 1 --protocols sftp
 
 Our upload includes what makes it safe and sshd/vsftpd do not do: a SHA-256
-of the data, fsync, rename and a receipt; the numbers include that cost.
+of the data, fsync, rename and a receipt; the numbers include that cost. The
+"upload+fsync" row adds to theirs the time `sync FILE` takes right after the
+upload, which is the like-for-like comparison when the disk is the limit.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,8 +117,14 @@ def write_accounts(setup: Setup, data: Path) -> Path:
     return path
 
 
+def sync_time(path: Path) -> float:
+    """Seconds to make an uploaded file durable (fsync), as our listeners do
+    before they answer; sshd and vsftpd leave it in the page cache."""
+    return timed(["sync", str(path)])
+
+
 def sftp_transfer(setup: Setup, port: int, user: str, put: str, get_from: str,
-                  local_out: Path) -> tuple[float, float]:
+                  local_out: Path, uploaded: Path | None = None) -> tuple[float, float, float]:
     known = setup.work / f"known_hosts_{port}"
     public = setup.host_key.with_suffix(".pub").read_text().split()
     known.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
@@ -124,12 +132,13 @@ def sftp_transfer(setup: Setup, port: int, user: str, put: str, get_from: str,
             "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}",
             "-o", "StrictHostKeyChecking=yes", f"{user}@127.0.0.1"]
     up = timed(base, f"put {setup.source} {put}\n")
+    durable = up + sync_time(uploaded) if uploaded is not None else up
     down = timed(base, f"get {get_from} {local_out}\n")
     local_out.unlink()
-    return up, down
+    return up, down, durable
 
 
-def bench_sftp_ours(setup: Setup) -> tuple[float, float]:
+def bench_sftp_ours(setup: Setup) -> tuple[float, float, float]:
     data = setup.work / "data-sftp"
     data.mkdir(exist_ok=True)
     accounts = write_accounts(setup, data)
@@ -143,7 +152,7 @@ def bench_sftp_ours(setup: Setup) -> tuple[float, float]:
     return result
 
 
-def bench_sftp_openssh(setup: Setup) -> tuple[float, float]:
+def bench_sftp_openssh(setup: Setup) -> tuple[float, float, float]:
     port = free_port()
     target = setup.work / "sshd-up.bin"
     config = setup.work / "sshd_config"
@@ -158,7 +167,7 @@ def bench_sftp_openssh(setup: Setup) -> tuple[float, float]:
     command = [shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f", str(config)]
     with process(command, setup.work / "sshd.log", port):
         result = sftp_transfer(setup, port, "root", str(target), str(target),
-                               setup.work / "down.bin")
+                               setup.work / "down.bin", target)
     target.unlink()
     return result
 
@@ -179,7 +188,8 @@ def system_user(password: str) -> Iterator[tuple[str, Path]]:
         shutil.rmtree(home.parent, ignore_errors=True)
 
 
-def curl_transfer(setup: Setup, port: int, user: str, local_out: Path) -> tuple[float, float]:
+def curl_transfer(setup: Setup, port: int, user: str, local_out: Path,
+                  uploaded: Path | None = None) -> tuple[float, float, float]:
     # A netrc file keeps the password out of the process list.
     netrc = setup.work / f"netrc-{port}"
     netrc.write_text(f"machine 127.0.0.1 login {user} password {setup.password}\n")
@@ -187,12 +197,13 @@ def curl_transfer(setup: Setup, port: int, user: str, local_out: Path) -> tuple[
     base = ["curl", "-sS", "--netrc-file", str(netrc)]
     url = f"ftp://127.0.0.1:{port}/up.bin"
     up = timed([*base, "-T", str(setup.source), url])
+    durable = up + sync_time(uploaded) if uploaded is not None else up
     down = timed([*base, "-o", str(local_out), url])
     local_out.unlink()
-    return up, down
+    return up, down, durable
 
 
-def bench_ftp_ours(setup: Setup) -> tuple[float, float]:
+def bench_ftp_ours(setup: Setup) -> tuple[float, float, float]:
     data = setup.work / "data-ftp"
     data.mkdir(exist_ok=True)
     accounts = write_accounts(setup, data)
@@ -207,7 +218,7 @@ def bench_ftp_ours(setup: Setup) -> tuple[float, float]:
     return result
 
 
-def bench_ftp_vsftpd(setup: Setup) -> tuple[float, float]:
+def bench_ftp_vsftpd(setup: Setup) -> tuple[float, float, float]:
     port, pasv = free_port(), free_port()
     Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
     config = setup.work / "vsftpd.conf"
@@ -220,41 +231,45 @@ def bench_ftp_vsftpd(setup: Setup) -> tuple[float, float]:
         "pam_service_name=vsftpd", "xferlog_enable=NO", "dirmessage_enable=NO", "",
     ]))
     config.chmod(0o600)
-    with system_user(setup.password) as (name, _home), process(
+    with system_user(setup.password) as (name, home), process(
         [shutil.which("vsftpd") or "/usr/sbin/vsftpd", str(config)],
         setup.work / "vsftpd.log", port,
     ):
-        return curl_transfer(setup, port, name, setup.work / "down.bin")
+        return curl_transfer(setup, port, name, setup.work / "down.bin", home / "up.bin")
 
 
 def mb_per_s(size: int, seconds: float) -> float:
     return size / seconds / 1e6
 
 
-def run_pair(name: str, ours: object, theirs: object, setup: Setup, rounds: int,
+Bench = Callable[[Setup], tuple[float, float, float]]
+
+
+def run_pair(name: str, ours: Bench, theirs: Bench, setup: Setup, rounds: int,
              theirs_name: str) -> list[dict[str, object]]:
-    assert callable(ours)
-    assert callable(theirs)
     size = setup.source.stat().st_size
-    samples: dict[str, list[float]] = {"ours-up": [], "ours-down": [], "theirs-up": [],
-                                       "theirs-down": []}
+    samples: dict[str, list[float]] = {f"{side}-{kind}": [] for side in ("ours", "theirs")
+                                       for kind in ("up", "down", "durable")}
     for round_number in range(rounds):
         # Alternate the order so neither side always gets the warmer cache.
         order = [("ours", ours), ("theirs", theirs)]
         if round_number % 2:
             order.reverse()
         for side, bench in order:
-            up, down = bench(setup)
+            up, down, durable = bench(setup)
             samples[f"{side}-up"].append(up)
             samples[f"{side}-down"].append(down)
+            samples[f"{side}-durable"].append(durable)
             print(f"  {name} {side} round {round_number + 1}: up {mb_per_s(size, up):.0f} MB/s,"
-                  f" down {mb_per_s(size, down):.0f} MB/s", file=sys.stderr)
+                  f" down {mb_per_s(size, down):.0f} MB/s,"
+                  f" up until durable {mb_per_s(size, durable):.0f} MB/s", file=sys.stderr)
     rows = []
-    for direction in ("up", "down"):
+    labels = {"up": "upload", "down": "download", "durable": "upload+fsync"}
+    for direction, label in labels.items():
         ours_rate = mb_per_s(size, statistics.median(samples[f"ours-{direction}"]))
         theirs_rate = mb_per_s(size, statistics.median(samples[f"theirs-{direction}"]))
-        rows.append({"protocol": name, "direction": "upload" if direction == "up" else
-                     "download", "ours_MBps": round(ours_rate, 1), "theirs": theirs_name,
+        rows.append({"protocol": name, "direction": label,
+                     "ours_MBps": round(ours_rate, 1), "theirs": theirs_name,
                      "theirs_MBps": round(theirs_rate, 1),
                      "ratio": round(ours_rate / theirs_rate, 2)})
     return rows
@@ -283,9 +298,9 @@ def main() -> int:
                              "vsftpd")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{'protocol':8} {'direction':9} {'ours MB/s':>10} {'theirs MB/s':>12} {'ratio':>6}")
+    print(f"{'protocol':8} {'direction':12} {'ours MB/s':>10} {'theirs MB/s':>12} {'ratio':>6}")
     for row in rows:
-        print(f"{row['protocol']:8} {row['direction']:9} {row['ours_MBps']:>10} "
+        print(f"{row['protocol']:8} {row['direction']:12} {row['ours_MBps']:>10} "
               f"{row['theirs_MBps']:>12} {row['ratio']:>6}")
     print(json.dumps(rows))
     return 0

@@ -374,6 +374,10 @@ class LandingDTPMixin:
         self.tot_bytes_received += count
         upload.write(self._read_buffer[:count])
 
+    # pyftpdlib's loop calls handle_read_event, which DTPHandler binds to its own
+    # handle_read at class creation: rebind it to ours.
+    handle_read_event = handle_read
+
     def close(self) -> None:
         upload = self.file_obj if not self._closed else None
         if isinstance(upload, FtpUpload) and not upload.closed and not upload.pending:
