@@ -205,8 +205,9 @@ def workspace(tmp_path: Path) -> Workspace:
     return space
 
 
-def listener_fixture(workspace: Workspace, protocol: str, *extra: str) -> Iterator[Listener]:
-    listener = start_listener(workspace, protocol, *extra)
+def listener_fixture(workspace: Workspace, protocol: str, *extra: str,
+                     env: dict[str, str] | None = None) -> Iterator[Listener]:
+    listener = start_listener(workspace, protocol, *extra, env=env)
     try:
         yield listener
     finally:
