@@ -316,3 +316,16 @@ def test_push_interrupted_after_upload_is_not_sent_again(
     assert delivered.stat().st_mtime == 1_600_000_000, "not uploaded again"
     assert [p.name for p in (job.home / "sent").iterdir()] == ["r.csv"]
     assert [e["kind"] for e in ledger(job)] == ["sending", "sent"]
+
+
+def test_missing_known_hosts_is_a_clear_error(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    put_remote(remote_dir, "a.csv", b"alpha")
+    setup(job, sshd, system_user, remote_dir)
+    (job.root / "known_hosts").unlink()
+
+    result = job.run()
+    assert result.code != 0
+    assert "trusted host keys" in result.summary["message"]
+    assert job.landed() == {}

@@ -102,9 +102,21 @@ def _transport_factory(sock: Any, /, **kwargs: Any) -> paramiko.Transport:
 def connect(settings: SftpSettings) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     # Only the operator's file: no ~/.ssh/known_hosts, no /etc/ssh.
-    client.load_host_keys(str(settings.known_hosts))
+    try:
+        client.load_host_keys(str(settings.known_hosts))
+    except OSError as exc:
+        raise PermanentError(
+            f"cannot read the trusted host keys {settings.known_hosts} ({exc.strerror}); "
+            "the operator writes them from remote.hostKeys"
+        ) from None
     client.set_missing_host_key_policy(_Reject())
-    pkey = paramiko.PKey.from_path(settings.private_key) if settings.private_key else None
+    try:
+        pkey = paramiko.PKey.from_path(settings.private_key) if settings.private_key else None
+    except (OSError, paramiko.SSHException, ValueError) as exc:
+        # Never the key itself: only which file and what kind of problem.
+        raise PermanentError(
+            f"cannot load the private key {settings.private_key}: {type(exc).__name__}"
+        ) from None
     host_name = settings.host if settings.port == 22 else f"[{settings.host}]:{settings.port}"
     try:
         client.connect(
