@@ -83,8 +83,8 @@ KEY_TYPES = frozenset({
 })
 
 # The largest read we serve: OpenSSH asks for 32 KiB at a time, some clients
-# for more; beyond this a reply would exceed what clients accept.
-MAX_READ = 256 * 1024
+# for more; a reply must stay under the 256 KiB message limit of OpenSSH's client.
+MAX_READ = 255 * 1024
 
 
 @dataclass
@@ -92,9 +92,9 @@ class SftpSettings:
     idle_timeout: float = 600.0
     max_sessions_per_account: int = 10
     # The channel window is how much a client may send before we acknowledge:
-    # large enough to keep 64 outstanding 32 KiB writes (OpenSSH's default)
-    # flowing without waiting for window adjustments.
-    window_size: int = 64 * 1024 * 1024
+    # several times the 2 MiB that OpenSSH keeps in flight (64 requests of
+    # 32 KiB), and small enough that many sessions cannot pile up memory.
+    window_size: int = 8 * 1024 * 1024
     # The largest SSH packet we accept: bigger packets mean fewer per-packet
     # round trips through Python in the transport thread.
     max_packet_size: int = 256 * 1024
