@@ -228,6 +228,16 @@ def test_accounts_file_reloads_keeps_last_good_and_hides_suspended(tmp_path: Pat
     assert table.lookup("globex") is not None  # last good table stays
 
 
+def test_accounts_file_ignores_unsafe_homes(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.json"
+    escaping = [outbound().model_copy(update={"username": f"u{i}", "home": home})
+                for i, home in enumerate(["../etc", "a/b", ".connectors", ""])]
+    write_table(path, [inbound(), *escaping])
+    table = AccountsFile(path)
+    assert table.lookup("acme") is not None
+    assert [table.lookup(f"u{i}") for i in range(4)] == [None] * 4
+
+
 def test_accounts_file_follows_a_swapped_symlink(tmp_path: Path) -> None:
     first, second = tmp_path / "..v1", tmp_path / "..v2"
     first.mkdir()

@@ -20,6 +20,12 @@ from connectors.api.accounts import Account, AccountTable
 log = logging.getLogger(__name__)
 
 
+def safe_home(home: str) -> bool:
+    """A home is one plain folder name under the data root, so that a damaged
+    table cannot point a partner outside the root or into a hidden folder."""
+    return bool(home) and "/" not in home and "\\" not in home and not home.startswith(".")
+
+
 class AccountsFile:
     def __init__(self, path: Path, poll_seconds: float = 2.0) -> None:
         self.path = path
@@ -49,9 +55,13 @@ class AccountsFile:
             log.error("account table %s invalid (%d errors); keeping the last good one",
                       self.path, err.error_count())
             return False
+        accounts = {name: a for name, a in table.by_username().items() if safe_home(a.home)}
+        if len(accounts) < len(table.accounts):
+            log.error("ignoring %d accounts whose home is not one plain folder name",
+                      len(table.accounts) - len(accounts))
         # One reference assignment: readers in other threads see the old or the
         # new dict, never a half-built one.
-        self._accounts = table.by_username()
+        self._accounts = accounts
         log.info("account table loaded: %d accounts", len(self._accounts))
         return True
 
