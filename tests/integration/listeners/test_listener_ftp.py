@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -238,4 +239,49 @@ def test_brute_force_is_banned(workspace: Workspace) -> None:
         with pytest.raises((ftplib.error_temp, ftplib.error_perm, EOFError, OSError)):
             login(listener, "acme", PASSWORD)
     finally:
+        gen.close()
+
+
+def test_sessions_per_account_are_limited(workspace: Workspace) -> None:
+    gen = listener_fixture(workspace, "ftp", "--max-sessions-per-account", "1")
+    listener = next(gen)
+    first = login(listener)
+    try:
+        with pytest.raises(ftplib.error_perm, match="Too many sessions"):
+            login(listener)
+        first.quit()
+
+        def slot_free() -> bool:
+            try:
+                login(listener).quit()
+            except ftplib.error_perm:
+                return False
+            return True
+
+        wait_until(slot_free, message="the session slot to be released")
+    finally:
+        first.close()
+        gen.close()
+
+
+def test_idle_sessions_are_closed(workspace: Workspace) -> None:
+    gen = listener_fixture(workspace, "ftp", "--idle-timeout", "2")
+    listener = next(gen)
+    client = login(listener)
+    try:
+        def closed_by_server() -> bool:
+            try:
+                client.voidcmd("NOOP")
+            except (ftplib.Error, OSError, EOFError):
+                return True
+            return False
+
+        def idle_then_closed() -> bool:
+            # NOOP itself is activity: stay quiet longer than the timeout first.
+            time.sleep(3)
+            return closed_by_server()
+
+        wait_until(idle_then_closed, message="the idle session to close")
+    finally:
+        client.close()
         gen.close()

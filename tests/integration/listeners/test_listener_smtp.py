@@ -180,3 +180,21 @@ def test_suspended_account_cannot_send(smtp_listener: Listener, workspace: Works
     before = files(workspace)
     assert swaks(smtp_listener, "--attach", name).returncode != 0
     assert files(workspace) == before
+
+
+def test_require_tls_refuses_mail_before_starttls(workspace: Workspace) -> None:
+    cert, key = self_signed(workspace.root)
+    gen = listener_fixture(workspace, "smtp", "--domain", "partners.example",
+                           "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                           "--require-tls")
+    listener = next(gen)
+    try:
+        name = attachment(workspace, "report_12.csv")
+        clear = swaks(listener, "--attach", name, user=None)
+        assert clear.returncode != 0
+        assert "STARTTLS" in clear.stdout
+        secured = swaks(listener, "--tls", "--attach", name)
+        assert secured.returncode == 0, secured.stdout
+        assert "report_12.csv" in files(workspace)
+    finally:
+        gen.close()
