@@ -85,6 +85,9 @@ def make_units(files: list[RemoteFile], temps: dict[str, Path], shards: int) -> 
 
 def shard_main(settings: SftpSettings, units: list[Unit], results: Any) -> None:
     """Runs in a child process: one connection, `settings.parallelism` lanes."""
+    import sys
+
+    sys.setswitchinterval(0.05)  # as in job.run, for the transport thread
     try:
         client = SftpClient(settings)
     except TransferError as exc:
@@ -137,9 +140,7 @@ class _Progress:
 
 
 @contextlib.contextmanager
-def _processes(
-    settings: SftpSettings, shards: list[list[Unit]]
-) -> Iterator[tuple[Any, list[Any]]]:
+def _processes(settings: SftpSettings, shards: list[list[Unit]]) -> Iterator[tuple[Any, list[Any]]]:
     # spawn, not fork: the parent already runs paramiko threads, and forking a
     # threaded process can copy a held lock.
     context = multiprocessing.get_context("spawn")

@@ -40,6 +40,7 @@ PREFETCH_REQUESTS = 128
 # answers a 64 KiB read with less still works: paramiko reads the gap directly.
 READ_REQUEST = 1 << 16
 MAX_PACKET = 1 << 18
+WRITE_BATCH = 4 << 20
 # Preferred ciphers, fastest first in Python: AES-GCM is one pass (no separate
 # HMAC over the packet).
 CIPHERS = (
@@ -168,6 +169,13 @@ def _classify(exc: BaseException, transport: paramiko.Transport | None, what: st
     return FileError(f"{what}: {exc or type(exc).__name__}")
 
 
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
 class SftpWorker:
     def __init__(self, sftp: paramiko.SFTPClient, folder: str) -> None:
         self.sftp = sftp
@@ -209,13 +217,17 @@ class SftpWorker:
                     blocks = remote.readv(
                         chunks, max_concurrent_prefetch_requests=PREFETCH_REQUESTS
                     )
+                    # Written a few MiB at a time: each pwrite releases the GIL,
+                    # and taking it back from the transport thread is slow.
+                    pending: list[bytes] = []
+                    at = start
                     for (offset, length), data in zip(chunks, blocks, strict=True):
                         if len(data) != length:
                             raise FileError(f"{name}: shorter than listed (changed on the server?)")
-                        view = memoryview(data)
-                        while view:
-                            written = os.pwrite(fd, view, offset)
-                            view, offset = view[written:], offset + written
+                        pending.append(data)
+                        if offset + length - at >= WRITE_BATCH or offset + length == end:
+                            _pwrite_all(fd, b"".join(pending), at)
+                            at, pending = offset + length, []
             finally:
                 os.close(fd)
         except (OSError, EOFError, paramiko.SSHException) as exc:
