@@ -48,6 +48,13 @@ class Mailbox:
     def deliver(self, raw: bytes) -> None:
         deliver(self.maildir, raw, self.server.uid, self.server.gid)
 
+    def mark_all_unseen(self) -> None:
+        context = ssl.create_default_context(cafile=str(self.cert.cert))
+        with imaplib.IMAP4_SSL("127.0.0.1", self.server.imaps_port, ssl_context=context) as imap:
+            imap.login(self.user, self.password)
+            imap.select("INBOX")
+            imap.store("1:*", "-FLAGS", r"(\Seen)")
+
     def unseen(self) -> int:
         context = ssl.create_default_context(cafile=str(self.cert.cert))
         with imaplib.IMAP4_SSL("127.0.0.1", self.server.imaps_port, ssl_context=context) as imap:
@@ -142,3 +149,19 @@ def test_untrusted_certificate_is_refused(job: Job, mailbox: Mailbox) -> None:
     assert result.code != 0
     assert "certificate" in result.summary["message"]
     assert mailbox.unseen() == 1
+
+
+def test_landed_but_unmarked_message_is_not_landed_again(job: Job, mailbox: Mailbox) -> None:
+    """The job died after landing and recording the attachments, before the
+    message was marked seen."""
+    mailbox.deliver(message(("audiences_1.csv", b"a"), ("audiences_2.csv", b"b")))
+    assert job.run().code == 0
+    receipts = job.receipts()
+    mailbox.mark_all_unseen()
+    assert mailbox.unseen() == 1
+
+    again = job.run()
+    assert again.code == 0, again.stderr
+    assert again.summary["files"] == 0
+    assert job.receipts() == receipts
+    assert mailbox.unseen() == 0
