@@ -44,7 +44,8 @@ def credential_manifests(user: SystemUser, sshd: Sshd) -> str:
     secret = {
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/ssh-auth",
         "metadata": {"name": "partner-issued-key"},
-        "stringData": {"ssh-privatekey": sshd.client_key.read_text(), "username": user.name},
+        # No username key: the operator passes the Credential's username to the job.
+        "stringData": {"ssh-privatekey": sshd.client_key.read_text()},
     }
     credential = {
         "apiVersion": "connectors.dev/v1alpha1", "kind": "Credential",

@@ -115,6 +115,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "[CONNECTORS_CREDENTIAL_DIR]",
     )
     add(
+        "--username",
+        default=_env("CONNECTORS_USERNAME"),
+        help="login name on the partner's server; default: the credential folder's "
+        "`username` file (a Secret a third party issued may not hold one) [CONNECTORS_USERNAME]",
+    )
+    add(
         "--data-root",
         type=Path,
         default=Path(_env("CONNECTORS_DATA_ROOT", "/data") or ""),
@@ -215,8 +221,11 @@ def load_connection(path: Path, name: str) -> Connection:
     return Connection(name=name, namespace=data.get("namespace"), spec=spec)
 
 
-def load_secret(directory: Path, required: bool = True) -> Secret:
-    """Outbound Email goes through the platform's relay and needs no secret."""
+def load_secret(directory: Path, required: bool = True, username: str | None = None) -> Secret:
+    """Outbound Email goes through the platform's relay and needs no secret.
+
+    The login name comes from `username` when given (the operator sets it from the
+    Credential), else from the Secret's `username` key."""
 
     def read(key: str) -> str | None:
         path = directory / key
@@ -224,7 +233,7 @@ def load_secret(directory: Path, required: bool = True) -> Secret:
             return None
         return path.read_text(encoding="utf-8").strip("\r\n")
 
-    username = read("username")
+    username = username or read("username")
     if not username and required:
         raise PermanentError(f"the Credential has no username (expected {directory}/username)")
     key = directory / "ssh-privatekey"
@@ -484,7 +493,9 @@ def execute(args: argparse.Namespace, summary: Summary, redact: Redactor) -> Non
     connection = load_connection(args.config, args.connection)
     spec = connection.spec
     secret = load_secret(
-        args.credential_dir, required=not (spec.method == "Email" and spec.direction == "Outbound")
+        args.credential_dir,
+        required=not (spec.method == "Email" and spec.direction == "Outbound"),
+        username=args.username,
     )
     redact.secrets = secret.values
     landing = LandingArea(args.data_root, connection.name)

@@ -152,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # paramiko logs every negotiation step at INFO; keep its warnings only.
     logging.getLogger("paramiko").setLevel(logging.WARNING)
+    # A kubelet tcpSocket probe connects and hangs up without a word, every few
+    # seconds; paramiko's transport reports each one as an ERROR with a 30-line
+    # traceback. The SFTP server logs how every connection ended in one line, so
+    # the transport's own error lines add nothing but noise.
+    logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
     # aiosmtpd logs every command line at INFO, including the lines of an AUTH
     # LOGIN exchange: keep it to warnings so that no credential reaches a log.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
