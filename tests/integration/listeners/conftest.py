@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from listener_harness import Listener, Workspace, listener_fixture, workspace
+
+from tests.integration.listeners.listener_harness import (
+    Listener,
+    Workspace,
+    listener_fixture,
+    workspace,
+)
 
 __all__ = ["ftp_listener", "sftp_listener", "smtp_listener", "workspace"]
 

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from listener_harness import (
+
+from connectors.transfer.landing import TEMP_PREFIX
+from tests.integration.listeners.listener_harness import (
     PASSWORD,
     Listener,
     Workspace,
@@ -21,8 +23,6 @@ from listener_harness import (
     self_signed,
     wait_until,
 )
-
-from connectors.transfer.landing import TEMP_PREFIX
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -8,10 +8,15 @@ from typing import Any
 import paramiko
 import pytest
 from kubernetes import client
-from listener_harness import PASSWORD, Workspace, listener_fixture, wait_until
 
 from connectors.api.common import GROUP, VERSION
 from connectors.transfer.report import KubernetesReporter, TransferRecord
+from tests.integration.listeners.listener_harness import (
+    PASSWORD,
+    Workspace,
+    listener_fixture,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.timeout(600)]
 

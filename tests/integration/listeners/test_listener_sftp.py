@@ -12,7 +12,9 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from listener_harness import (
+
+from connectors.transfer.landing import TEMP_PREFIX
+from tests.integration.listeners.listener_harness import (
     PASSWORD,
     Listener,
     Workspace,
@@ -20,8 +22,6 @@ from listener_harness import (
     need,
     wait_until,
 )
-
-from connectors.transfer.landing import TEMP_PREFIX
 
 pytestmark = pytest.mark.timeout(300)
 

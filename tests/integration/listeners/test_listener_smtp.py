@@ -6,7 +6,8 @@ import json
 import subprocess
 
 import pytest
-from listener_harness import (
+
+from tests.integration.listeners.listener_harness import (
     MAIL_PASSWORD,
     Listener,
     Workspace,

@@ -1,5 +1,13 @@
 """Fixtures of the transfer job tests; the servers live in transfer_servers.py."""
 
-from transfer_servers import certificate, dovecot, job, remote_dir, sshd, system_user, vsftpd
+from tests.integration.transfer.transfer_servers import (
+    certificate,
+    dovecot,
+    job,
+    remote_dir,
+    sshd,
+    system_user,
+    vsftpd,
+)
 
 __all__ = ["certificate", "dovecot", "job", "remote_dir", "sshd", "system_user", "vsftpd"]

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from transfer_servers import (
+from tests.integration.transfer.transfer_servers import (
     Certificate,
     Job,
     SystemUser,

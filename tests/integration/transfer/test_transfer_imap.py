@@ -10,7 +10,8 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from transfer_servers import Certificate, Dovecot, Job, deliver
+
+from tests.integration.transfer.transfer_servers import Certificate, Dovecot, Job, deliver
 
 
 def message(*attachments: tuple[str, bytes], subject: str = "files") -> bytes:

@@ -7,7 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from transfer_servers import CuttingProxy, Job, Sshd, SystemUser, put_remote
+from tests.integration.transfer.transfer_servers import (
+    CuttingProxy,
+    Job,
+    Sshd,
+    SystemUser,
+    put_remote,
+)
 
 
 def spec(

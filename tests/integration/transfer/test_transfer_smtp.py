@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from transfer_servers import Certificate, Job, free_port
+
+from tests.integration.transfer.transfer_servers import Certificate, Job, free_port
 
 
 class Collector:
