@@ -147,7 +147,8 @@ class LandingArea:
             raise
         return self.write_receipt(name, size, digest.hexdigest())
 
-    def write_receipt(self, name: str, size: int, sha256: str) -> Receipt:
+    def draft_receipt(self, name: str, size: int, sha256: str) -> tuple[Receipt, Path]:
+        """The receipt of a landed file, written to a temporary name: (receipt, temp)."""
         receipt = Receipt(
             trace_id=str(uuid.uuid4()),
             name=name,
@@ -158,6 +159,10 @@ class LandingArea:
         )
         temp = self.temp_path(f"receipt_{name}.txt")
         temp.write_text(receipt.render())
+        return receipt, temp
+
+    def write_receipt(self, name: str, size: int, sha256: str) -> Receipt:
+        receipt, temp = self.draft_receipt(name, size, sha256)
         self.commit(temp, f"receipt_{name}.txt")
         return receipt
 
@@ -248,16 +253,7 @@ def prepare_receipts(
     (temporary, final) pairs for sync_files and publish."""
     pairs = []
     for name, size, sha256 in items:
-        receipt = Receipt(
-            trace_id=str(uuid.uuid4()),
-            name=name,
-            size=size,
-            sha256=sha256,
-            received_at=now_rfc3339(),
-            connection=area.connection,
-        )
-        temp = area.temp_path(f"receipt_{name}.txt")
-        temp.write_text(receipt.render())
+        _, temp = area.draft_receipt(name, size, sha256)
         pairs.append((temp, area.home / f"receipt_{name}.txt"))
     return pairs
 
