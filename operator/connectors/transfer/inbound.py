@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from ..api.connection import ConnectionSpec
 from .clients.base import FileError, PullClient, PullWorker, RemoteFile
@@ -236,6 +236,32 @@ def pull(
                 per_file(summary, functools.partial(worker.delete, file))
 
 
+W = TypeVar("W")
+T = TypeVar("T")
+
+
+def work_lane(
+    worker_context: contextlib.AbstractContextManager[W],
+    todo: queue.SimpleQueue[T],
+    stop: threading.Event,
+    fetch: Callable[[W, T], object],
+    file_failed: Callable[[T, FileError], None],
+) -> None:
+    """One lane: a worker (an SFTP channel) takes items until none is left or `stop`
+    is set. An error of one file is reported and the lane goes on; any other error
+    ends the lane and reaches the caller."""
+    with worker_context as worker:
+        while not stop.is_set():
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                fetch(worker, item)
+            except FileError as exc:
+                file_failed(item, exc)
+
+
 def fetch_all(
     client: PullClient,
     files: list[RemoteFile],
@@ -252,19 +278,15 @@ def fetch_all(
     arrived: queue.Queue[object] = queue.Queue()
     stop = threading.Event()
 
+    def file_failed(file: RemoteFile, exc: FileError) -> None:
+        summary.fail(str(exc))
+        log.warning("%s", exc)
+
     def lane() -> None:
         try:
-            with client.worker() as worker:
-                while not stop.is_set():
-                    try:
-                        file = todo.get_nowait()
-                    except queue.Empty:
-                        return
-                    try:
-                        arrived.put(download(worker, file, landing))
-                    except FileError as exc:
-                        summary.fail(str(exc))
-                        log.warning("%s", exc)
+            work_lane(client.worker(), todo, stop,
+                      lambda worker, file: arrived.put(download(worker, file, landing)),
+                      file_failed)
         except BaseException:
             stop.set()
             raise

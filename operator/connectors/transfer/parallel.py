@@ -26,7 +26,15 @@ from typing import Any
 
 from .clients.base import FileError, PermanentError, RemoteFile, TransferError, TransientError
 from .clients.sftp import SftpClient, SftpSettings
-from .inbound import BATCH_BYTES, BATCH_FILES, BATCH_WAIT, Downloaded, hash_file, land_batch
+from .inbound import (
+    BATCH_BYTES,
+    BATCH_FILES,
+    BATCH_WAIT,
+    Downloaded,
+    hash_file,
+    land_batch,
+    work_lane,
+)
 from .landing import LandingArea
 from .ledger import Ledger
 from .summary import Summary
@@ -99,19 +107,14 @@ def shard_main(settings: SftpSettings, units: list[Unit], results: Any) -> None:
         todo.put(unit)
     stop = threading.Event()
 
+    def fetch(worker: Any, unit: Unit) -> None:
+        worker.fetch_range(unit.name, unit.start, unit.end, Path(unit.temp))
+        results.put(("unit", unit.index))
+
     def lane() -> None:
         try:
-            with client.worker() as worker:
-                while not stop.is_set():
-                    try:
-                        unit = todo.get_nowait()
-                    except queue.Empty:
-                        return
-                    try:
-                        worker.fetch_range(unit.name, unit.start, unit.end, Path(unit.temp))
-                        results.put(("unit", unit.index))
-                    except FileError as exc:
-                        results.put(("file-error", unit.index, str(exc)))
+            work_lane(client.worker(), todo, stop, fetch,
+                      lambda unit, exc: results.put(("file-error", unit.index, str(exc))))
         except TransferError as exc:
             stop.set()
             results.put(("fatal", isinstance(exc, TransientError), str(exc)))
