@@ -124,3 +124,37 @@ def test_no_secret_value_reaches_logs_events_or_status(
     for value in plain:
         needle = value.strip().splitlines()[1] if "PRIVATE KEY" in value else value
         assert needle not in haystack
+
+
+def test_switching_who_starts_moves_the_workload(crds: Cluster, ns: str) -> None:
+    scenarios.apply(crds, ns, """
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: switch-login}
+spec: {type: Password, username: switcher}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: switch-clicks}
+spec:
+  direction: Inbound
+  dataType: Clicks
+  method: FTP
+  methodology: Pull
+  credentialRef: {name: switch-login}
+  filenamePattern: "clicks_*.csv"
+  remote: {host: ftp.partner.example, folder: /out}
+""")
+    scenarios.wait_condition(crds, ns, "switch-clicks", "True")
+    assert scenarios.read(crds, "CronJob", ns, "transfer-switch-clicks") is not None
+    crds.kubectl("patch", "connection", "switch-clicks", "-n", ns, "--type=merge", "-p",
+                 json.dumps({"spec": {"methodology": "Push", "remote": None}}))
+    eventually(lambda: scenarios.read(crds, "CronJob", ns, "transfer-switch-clicks") is None,
+               60, "the CronJob to go once the partner starts transfers")
+
+    def has_account() -> bool:
+        table = scenarios.account_table(crds, ns, "ftp")
+        return table is not None and "switcher" in table.by_username()
+    eventually(has_account, 60, "an account on the FTP listener")
+    ready = scenarios.wait_condition(crds, ns, "switch-clicks", "True")
+    assert ready["status"]["endpoint"]["protocol"] == "ftp"

@@ -177,8 +177,9 @@ class Operator:
         self, body: dict[str, Any], spec: ConnectionSpec, credential_body: dict[str, Any] | None
     ) -> tuple[Verdict, dict[str, Any] | None]:
         meta = body["metadata"]
-        if (body.get("status") or {}).get("observedGeneration") != meta.get("generation"):
-            # It may have been platform-initiated before this edit.
+        workload = find((body.get("status") or {}).get("conditions"), "WorkloadReady") or {}
+        if workload.get("reason") == "TransferScheduled":
+            # It was platform-initiated before an edit: its CronJob has no place now.
             await self.run(self._remove_transfer_job, meta["namespace"], meta["name"])
         result = await self.namespace_syncs.request(meta["namespace"])
         problem = result.problems.get(meta["name"])
