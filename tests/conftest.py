@@ -22,6 +22,7 @@ import pytest
 from kubernetes import client, config
 
 from connectors import devcluster
+from connectors.controller.kube import Kube
 
 
 @dataclass
@@ -78,4 +79,7 @@ def crds(cluster: Cluster) -> Cluster:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(repo / "crds"))
     for crd in ("connections.connectors.dev", "credentials.connectors.dev"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    # Established is not yet served: the new resources' storage starts a moment later.
+    kube = Kube(cluster.api_client())
+    kube.wait_until_served(("Connection", "Credential"))
     return cluster

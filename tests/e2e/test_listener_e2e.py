@@ -21,6 +21,7 @@ from tests.conftest import Cluster
 from tests.e2e.conftest import example
 from tests.integration import operator_scenarios as scenarios
 from tests.support.podrunner import materialize, pod_template
+from tests.support.secrets import assert_absent
 from tests.support.wait import eventually
 
 
@@ -69,7 +70,7 @@ def test_partner_upload_lands_with_receipt_and_status(
             timeout=120, check=False,
         )
         assert result.returncode == 0, result.stderr
-        assert password not in result.stdout + result.stderr
+        assert_absent(password, result.stdout + result.stderr, "the sftp client output")
 
         home = pod.local("/data") / "acme-conversions"
         landed = home / "conversions_2026-11-27.csv"
@@ -86,7 +87,7 @@ def test_partner_upload_lands_with_receipt_and_status(
         last = eventually(reported, 60, "status.lastTransfer from the listener")
         assert last["bytes"] == len(upload.read_bytes())
         assert last["outcome"] == "Succeeded"
-        assert password not in pod.log()
+        assert_absent(password, pod.log(), "the listener log")
     finally:
         pod.stop()
 

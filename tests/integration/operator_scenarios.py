@@ -20,6 +20,7 @@ from kubernetes.client.rest import ApiException
 from connectors.api import GROUP, VERSION
 from connectors.api.accounts import AccountTable
 from tests.conftest import Cluster
+from tests.support.secrets import assert_absent
 from tests.support.wait import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,7 +151,7 @@ def examples_reach_ready(cluster: Cluster, namespace: str) -> None:
     acme = sftp.by_username()["acme"]
     password = secret_value(cluster, namespace, "acme-sftp-credential", "password")
     assert acme.password_hash
-    assert password not in acme.password_hash
+    assert_absent(password, acme.password_hash, "the account table")
     assert acme.permissions == ["upload", "list", "readReceipts"]
     assert sftp.by_username()["northwind"].authorized_keys[0].startswith("ssh-ed25519 ")
 

@@ -15,6 +15,7 @@ from kubernetes import client
 from tests.conftest import Cluster
 from tests.integration import operator_scenarios as scenarios
 from tests.support.operator import OperatorProcess
+from tests.support.secrets import assert_absent
 from tests.support.wait import eventually
 
 
@@ -123,7 +124,7 @@ def test_no_secret_value_reaches_logs_events_or_status(
                                                               ns, kind)["items"])
     for value in plain:
         needle = value.strip().splitlines()[1] if "PRIVATE KEY" in value else value
-        assert needle not in haystack
+        assert_absent(needle, haystack, "the operator log, events or status")
 
 
 def test_switching_who_starts_moves_the_workload(crds: Cluster, ns: str) -> None:

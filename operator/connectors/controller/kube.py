@@ -12,6 +12,7 @@ import datetime
 import fnmatch
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,32 @@ class Kube:
                                reason=f"{response.reason} on {method} {path}",
                                body=data.decode(errors="replace"))
         return json.loads(data) if data else None
+
+    def wait_until_served(self, kinds: tuple[str, ...], poll: float = 0.5) -> None:
+        """Blocks until the API server lists every kind, saying every 10 s what it waits for.
+
+        Right after a CRD is installed the server answers 404, then 429 "storage is
+        (re)initializing" for a while. kopf retries with growing pauses (up to 21 s,
+        54 s in all), which left a fresh operator idle for most of a minute: so the
+        operator waits here first, asking every half second.
+        """
+        next_report = time.monotonic()
+        for kind in kinds:
+            prefix, plural = PATHS[kind]
+            while True:
+                try:
+                    self.request("GET", f"{prefix}/{plural}", query=[("limit", "1")])
+                    break
+                except ApiException as error:
+                    if error.status not in (404, 429, 503):
+                        raise
+                    if time.monotonic() >= next_report:
+                        hint = (": are the CRDs installed? kubectl apply -f crds/"
+                                if error.status == 404 else "")
+                        log.info("waiting for the API server to serve %s (HTTP %s)%s",
+                                 plural, error.status, hint)
+                        next_report = time.monotonic() + 10
+                time.sleep(poll)
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

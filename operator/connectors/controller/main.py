@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         # kopf's own login reads the same file.
         os.environ["KUBECONFIG"] = args.kubeconfig
-    registry, _operator = build(args)
+    registry, operator = build(args)
+    operator.kube.wait_until_served(("Connection", "Credential"))
     watched = namespaces(args)
     log.info("watching %s for %s/%s", ", ".join(watched) if watched else "all namespaces",
              GROUP, VERSION)
