@@ -18,7 +18,7 @@ from tests.integration.transfer.transfer_servers import (  # noqa: F401
     sshd,
     system_user,
 )
-from tests.support.operator import OperatorProcess
+from tests.support.operator import OperatorProcess, wait_until_watching
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,7 @@ def e2e_operator(crds: Cluster, tmp_path_factory: pytest.TempPathFactory
     crds.kubectl("apply", "-f", "-", input=rendered)
     log = tmp_path_factory.mktemp("e2e-operator") / "operator.log"
     process = OperatorProcess(crds.kubeconfig, ["e2e-*"], log).start()
+    wait_until_watching(crds, "e2e-")
     yield process
     process.stop()
     crds.kubectl("delete", "-f", "-", "--ignore-not-found", input=rendered)

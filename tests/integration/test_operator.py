@@ -14,7 +14,7 @@ from kubernetes import client
 
 from tests.conftest import Cluster
 from tests.integration import operator_scenarios as scenarios
-from tests.support.operator import OperatorProcess
+from tests.support.operator import OperatorProcess, wait_until_watching
 from tests.support.secrets import assert_absent
 from tests.support.wait import eventually
 
@@ -23,6 +23,7 @@ from tests.support.wait import eventually
 def operator(crds: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     process = OperatorProcess(crds.kubeconfig, ["op-*"], log).start()
+    wait_until_watching(crds, "op-")
     yield process
     process.stop()
 

@@ -6,7 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
+
+from tests.conftest import Cluster
 
 
 class OperatorProcess:
@@ -45,3 +49,35 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def wait_until_watching(cluster: Cluster, prefix: str, timeout: float = 120) -> None:
+    """Returns once the operator reconciles objects in a new namespace named `prefix...`.
+
+    kopf learns about namespaces that match a pattern from a namespace watch. A
+    namespace created while that watch starts can be missed until the namespace
+    changes (kopf 1.45 drops the events of the watch's own initial listing). So a
+    sentinel namespace is created, and touched until the operator reconciles a
+    Credential in it: from then on every new namespace is seen.
+    """
+    name = f"{prefix}ready-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("apply", "-n", name, "-f", "-", input=(
+        "apiVersion: connectors.dev/v1alpha1\nkind: Credential\n"
+        "metadata: {name: sentinel}\nspec: {type: Password}\n"))
+    deadline = time.monotonic() + timeout
+    touches = 0
+    try:
+        while time.monotonic() < deadline:
+            status = cluster.kubectl("get", "credential", "sentinel", "-n", name, "-o",
+                                     "jsonpath={.status.conditions[0].status}").stdout
+            if status == "True":
+                return
+            touches += 1
+            cluster.kubectl("label", "namespace", name, f"connectors.dev/touch={touches}",
+                            "--overwrite")
+            time.sleep(2)
+        raise AssertionError(f"the operator did not reconcile in namespace {name} "
+                             f"within {timeout}s")
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false")
