@@ -162,6 +162,14 @@ def examples_reach_ready(cluster: Cluster, namespace: str) -> None:
     email = get(cluster, namespace, "connections", "globex-audiences")["status"]["endpoint"]
     assert email["address"] == "globex-audiences@connectors.local"
 
+    # `kubectl describe` tells what was done: one Normal event per Connection made Ready.
+    events = client.CoreV1Api(cluster.api_client()).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=acme-conversions").items
+    configured = [e for e in events if e.reason == "Configured"]
+    assert len(configured) == 1
+    assert configured[0].type == "Normal"
+    assert "account acme" in configured[0].message
+
     credential = get(cluster, namespace, "credentials", "shandalear-pull")
     assert credential["status"]["publicKey"].startswith("ssh-ed25519 ")
     assert credential["status"]["fingerprints"][0].startswith("SHA256:")

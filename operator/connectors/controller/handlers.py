@@ -72,7 +72,7 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
         namespace = str(namespace)
         key = (namespace, name)
         if event["type"] == "DELETED":
-            operator.connections.pop(key, None)
+            operator.forget_connection(key)
             operator.namespace_queue.add(namespace)  # its account leaves the listener
             return
         before = operator.connections.get(key)

@@ -60,6 +60,8 @@ class Operator:
         self.credential_queue = WorkQueue("Credential", self._reconcile_credential, workers)
         self.namespace_queue = WorkQueue("listeners of namespace", self._namespace_work, 2)
         self._resync: asyncio.Task[None] | None = None
+        # Per Connection: the condition statuses and generation last announced by events.
+        self._announced: dict[Key, dict[str, Any]] = {}
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -108,6 +110,10 @@ class Operator:
         cached = self.secrets.get((namespace, name))
         return cached if cached is not None else self.kube.get("Secret", namespace, name)
 
+    def forget_connection(self, key: Key) -> None:
+        self.connections.pop(key, None)
+        self._announced.pop(key, None)
+
     def dependents(self, namespace: str, credential: str) -> list[Key]:
         return [key for key, body in self.connections.items()
                 if key[0] == namespace
@@ -150,7 +156,6 @@ class Operator:
                       else Verdict("CredentialReady", UNKNOWN, "SpecInvalid",
                                    "checked once the spec is valid"))
         endpoint = None
-        notes: list[tuple[str, str, str]] = []
         if spec is None or not validated.ok:
             workload = Verdict("WorkloadReady", FALSE, "SpecInvalid",
                                "nothing is configured until the spec is valid")
@@ -168,10 +173,35 @@ class Operator:
             workload, endpoint = await self._listener_workload(body, spec, credential_body)
         verdicts = [validated, credential, workload]
         ready = ready_verdict(verdicts, _ready_message(spec, endpoint))
-        generation = body["metadata"].get("generation", 0)
-        if ready.ok and (body.get("status") or {}).get("observedGeneration") != generation:
-            notes.append(("Normal", "Configured", workload.message))
+        notes = self._announcements(key, body, [*verdicts, ready], workload.message)
         await self.run(self._write_connection_status, body, [*verdicts, ready], endpoint, notes)
+
+    def _announcements(self, key: Key, body: dict[str, Any], verdicts: list[Verdict],
+                       configured: str) -> list[tuple[str, str, str]]:
+        """The events this reconcile owes: a Warning when a condition turns False, a
+        Normal when the Connection becomes Ready or a spec change has been carried out.
+
+        What was announced is remembered here rather than read from the cached
+        status, which may not show this operator's last write yet: a reconcile that
+        follows closely would otherwise announce the same thing twice.
+        """
+        generation = body["metadata"].get("generation", 0)
+        previous = body.get("status") or {}
+        announced = self._announced.setdefault(key, {
+            "conditions": {c["type"]: c["status"] for c in previous.get("conditions") or []},
+            "generation": previous.get("observedGeneration"),
+        })
+        events = []
+        for verdict in verdicts:
+            before = announced["conditions"].get(verdict.type)
+            if verdict.status == FALSE and before != FALSE and verdict.type != "Ready":
+                events.append(("Warning", verdict.reason, verdict.message))
+            if verdict.type == "Ready" and verdict.ok and (
+                    before != TRUE or announced["generation"] != generation):
+                events.append(("Normal", "Configured", configured))
+            announced["conditions"][verdict.type] = verdict.status
+        announced["generation"] = generation
+        return events
 
     async def _listener_workload(
         self, body: dict[str, Any], spec: ConnectionSpec, credential_body: dict[str, Any] | None
@@ -227,14 +257,8 @@ class Operator:
                                            now_rfc3339()),
             "endpoint": endpoint,
         }
-        events = list(notes)
-        for verdict in verdicts:
-            old = find(previous.get("conditions"), verdict.type)
-            flipped = old is None or old.get("status") != verdict.status
-            if flipped and verdict.status == FALSE and verdict.type != "Ready":
-                events.append(("Warning", verdict.reason, verdict.message))
         # Events first: whoever waits for the status to read `kubectl describe` sees them.
-        for type_, reason, message in events:
+        for type_, reason, message in notes:
             self.kube.event(body, type_, reason, message)
         if status_changed({k: previous.get(k) for k in status}, status):
             self.kube.patch_status("Connection", meta["namespace"], meta["name"], status)
