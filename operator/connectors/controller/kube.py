@@ -132,12 +132,6 @@ class Kube:
             raise
         return result
 
-    def list_labeled(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        answer = self.request("GET", self.path(kind, namespace),
-                              query=[("labelSelector", selector)])
-        items: list[dict[str, Any]] = answer.get("items", [])
-        return items
-
     def list_in(self, kind: str, namespaces: list[str], selector: str = "") -> list[dict[str, Any]]:
         """Objects of `kind` in these namespaces (names or glob patterns such as `team-*`),
         or in all of them when the list is empty."""

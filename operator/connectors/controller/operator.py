@@ -290,8 +290,8 @@ class Operator:
         failed = any(c.get("type") == "Failed" and c.get("status") == "True"
                      for c in (job.get("status") or {}).get("conditions") or [])
         summary: dict[str, Any] = {}
-        pods = self.kube.list_labeled("Pod", meta["namespace"],
-                              f"batch.kubernetes.io/job-name={meta['name']}")
+        pods = self.kube.list_in("Pod", [meta["namespace"]],
+                                  f"batch.kubernetes.io/job-name={meta['name']}")
         for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
             for status in (pod.get("status") or {}).get("containerStatuses") or []:
                 message = ((status.get("state") or {}).get("terminated") or {}).get("message")
@@ -329,5 +329,3 @@ def _ready_message(spec: ConnectionSpec | None, endpoint: dict[str, Any] | None)
                 f"{endpoint['host']}:{endpoint['port']}")
     return "transfers run on schedule" if not spec.suspend else "transfers are suspended"
 
-
-__all__ = ["TRUE", "Operator"]

@@ -53,9 +53,6 @@ class WorkQueue(Generic[K]):
     def add_after(self, key: K, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.add, key)
 
-    def idle(self) -> bool:
-        return not self._queued and not self._running
-
     async def _worker(self) -> None:
         while True:
             key = await self._queue.get()

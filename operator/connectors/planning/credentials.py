@@ -33,11 +33,6 @@ def secret_name_for(name: str, spec: CredentialSpec) -> str:
     return spec.secret_ref.name if spec.secret_ref else f"{name}-credential"
 
 
-def needs_generated_secret(spec: CredentialSpec) -> bool:
-    """Passwords and key pairs the operator makes; partners' keys and issued secrets it doesn't."""
-    return spec.secret_ref is None and spec.public_key is None
-
-
 def expected_secret_key(spec: CredentialSpec) -> str:
     return "password" if spec.type == "Password" else "ssh-privatekey"
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
-import hashlib
 import json
 import os
 import secrets
@@ -26,7 +25,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 RESERVED_PREFIXES = ("receipt_", "result_")
 INTERNAL_DIR = ".connectors"
@@ -128,24 +126,6 @@ class LandingArea:
         os.replace(temp, final)
         fsync_dir(final.parent)
         return final
-
-    def land_stream(self, name: str, source: BinaryIO, chunk: int = 1 << 20) -> Receipt:
-        """Copies `source` to a temporary file, then lands it and writes its receipt."""
-        self.ensure()
-        temp = self.temp_path(name)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with temp.open("wb") as out:
-                while block := source.read(chunk):
-                    out.write(block)
-                    digest.update(block)
-                    size += len(block)
-            self.commit(temp, name)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        return self.write_receipt(name, size, digest.hexdigest())
 
     def draft_receipt(self, name: str, size: int, sha256: str) -> tuple[Receipt, Path]:
         """The receipt of a landed file, written to a temporary name: (receipt, temp)."""
