@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 SUBCOMMANDS = {
@@ -18,6 +20,12 @@ SUBCOMMANDS = {
     "listen": ("connectors.transfer.listen", "run a listener: sftp, ftp or smtp"),
     "transfer": ("connectors.transfer.job", "run one transfer of a platform-initiated Connection"),
 }
+
+# Commands whose process ends as soon as they return. Tearing the interpreter
+# down (freeing every module and object, paramiko's and pydantic's included)
+# cost `connectors transfer` about 0.15 s of every run, a fifth of a run with
+# little to do; the output is flushed first, and nothing of theirs needs atexit.
+EXIT_WITHOUT_TEARDOWN = {"transfer"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
             module.add_arguments(sub)
             sub.set_defaults(handler=module.run)
     args = parser.parse_args(argv)
-    return int(args.handler(args))
+    code = int(args.handler(args))
+    if args.command in EXIT_WITHOUT_TEARDOWN:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 RESERVED_PREFIXES = ("receipt_", "result_")
@@ -72,7 +72,7 @@ class Receipt:
     connection: str
 
     def render(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+        return json.dumps(vars(self), indent=2) + "\n"
 
 
 def now_rfc3339() -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .landing import now_rfc3339
@@ -82,8 +82,10 @@ class Ledger:
     def record_many(self, entries: list[Entry]) -> list[Entry]:
         """Appends entries with one write and one fsync."""
         stamp = now_rfc3339()
-        entries = [e if e.at else Entry(**{**asdict(e), "at": stamp}) for e in entries]
-        data = "".join(json.dumps(asdict(e), separators=(",", ":")) + "\n" for e in entries)
+        entries = [e if e.at else replace(e, at=stamp) for e in entries]
+        # vars(), not asdict(): the fields are flat, and asdict's deep copy cost
+        # a fifth of the committer's time on a run of many small files.
+        data = "".join(json.dumps(vars(e), separators=(",", ":")) + "\n" for e in entries)
         with self._lock:
             self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             # O_APPEND makes each record one write at the end, even if two jobs

@@ -246,47 +246,67 @@ def test_push_delivers_each_file_once(
     assert list(remote_dir.iterdir()) == []
 
 
-def test_several_processes_split_a_large_file_and_share_small_ones(
+def test_files_of_every_size_in_one_pipelined_run(
     job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
 ) -> None:
-    big = os.urandom(70 * 1024 * 1024 + 12345)
-    put_remote(remote_dir, "big.csv", big)
-    small = {f"s{i}.csv": os.urandom(1000 + i) for i in range(5)}
-    for name, data in small.items():
+    """Many files in flight at once on one session: sizes around the read size
+    (64 KiB), empty and large files, and one the user may not read, which fails
+    alone and is tried again next run."""
+    files = {"big.csv": os.urandom(70 * 1024 * 1024 + 12345), "empty.csv": b""}
+    for size in (1, 65535, 65536, 65537, 3 * 65536):
+        files[f"edge-{size}.csv"] = os.urandom(size)
+    for i in range(300):
+        files[f"s{i:03d}.csv"] = os.urandom(1000 + 37 * i)
+    for name, data in files.items():
         put_remote(remote_dir, name, data)
-    put_remote(remote_dir, "empty.csv", b"")
+    put_remote(remote_dir, "locked.csv", b"secret").chmod(0o000)
     setup(job, sshd, system_user, remote_dir)
 
-    first = job.run("--processes", "3")
-    assert first.code == 0, first.stderr
-    assert job.landed() == {"big.csv": big, "empty.csv": b"", **small}
-    assert first.summary["files"] == 7
+    first = job.run()
+    assert first.code != 0
+    assert first.summary["files"] == len(files)
+    assert first.summary["failed"] == 1
+    assert "locked.csv: permission denied" in first.summary["message"]
+    assert job.landed() == files
+    receipts = {p.name for p in job.home.glob("receipt_*.txt")}
+    assert receipts == {f"receipt_{name}.txt" for name in files}
     assert job.temporaries() == []
-    again = job.run("--processes", "3")
+
+    again = job.run()
     assert again.summary["files"] == 0
-    assert len(ledger(job)) == 7
+    assert again.summary["failed"] == 1
+    assert len(ledger(job)) == len(files)
 
 
-def test_several_processes_cut_off_land_nothing_half_written(
+def test_cut_with_many_files_in_flight_lands_each_file_once(
     job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
 ) -> None:
-    big = os.urandom(80 * 1024 * 1024)
-    put_remote(remote_dir, "big.csv", big)
-    proxy = CuttingProxy(sshd.port, limit=10 * 1024 * 1024, cut_connections=10)
+    """The session drops while dozens of files are half-fetched: what had
+    arrived whole lands, nothing half-written does, and the next run fetches
+    exactly the rest."""
+    files = {f"f{i:04d}.csv": os.urandom(20_000 + i) for i in range(600)}
+    for name, data in files.items():
+        put_remote(remote_dir, name, data)
+    proxy = CuttingProxy(sshd.port, limit=4 * 1024 * 1024)
     try:
         setup(job, sshd, system_user, remote_dir, port=proxy.port)
-        cut = job.run("--processes", "2", "--retries", "0")
+        cut = job.run("--retries", "0")
     finally:
         proxy.close()
-    assert proxy.cuts >= 1
+    assert proxy.cuts == 1
     assert cut.code != 0
-    assert job.landed() == {}
+    landed_first = job.landed()
+    assert 0 < len(landed_first) < len(files)
+    assert all(files[name] == data for name, data in landed_first.items())
     assert job.temporaries() == []
 
     setup(job, sshd, system_user, remote_dir)
-    done = job.run("--processes", "2")
+    done = job.run()
     assert done.code == 0, done.stderr
-    assert job.landed() == {"big.csv": big}
+    assert done.summary["files"] == len(files) - len(landed_first)
+    assert job.landed() == files
+    names = [entry["name"] for entry in ledger(job)]
+    assert sorted(names) == sorted(files)
 
 
 def test_push_interrupted_after_upload_is_not_sent_again(

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,36 @@ class Sink(Protocol):
 
 
 class PullWorker(Protocol):
-    def fetch(self, file: RemoteFile, sink: Sink) -> None: ...
-
     def delete(self, file: RemoteFile) -> None: ...
 
 
-class PullClient(Protocol):
-    parallelism: int
+@runtime_checkable
+class StreamingWorker(PullWorker, Protocol):
+    """Fetches one file at a time (FTP: one data connection per file)."""
 
+    def fetch(self, file: RemoteFile, sink: Sink) -> None: ...
+
+
+Finish = Callable[[RemoteFile, Sink, "TransferError | None"], None]
+
+
+@runtime_checkable
+class PipelinedWorker(PullWorker, Protocol):
+    """Fetches many files at once on one session (SFTP)."""
+
+    def fetch_many(
+        self,
+        files: Iterator[RemoteFile],
+        start: Callable[[RemoteFile], Sink],
+        finish: Finish,
+        stopped: Callable[[], bool],
+    ) -> None:
+        """Opens a sink per file with `start` and hands each back once to
+        `finish`: complete (error None), failed (a FileError) or cut off (a
+        TransientError, raised again afterwards)."""
+
+
+class PullClient(Protocol):
     def list_files(self) -> list[RemoteFile]: ...
 
     def worker(self) -> contextlib.AbstractContextManager[PullWorker]: ...

@@ -97,7 +97,6 @@ def _parse_mdtm(reply: str) -> int:
 
 
 class FtpClient:
-    parallelism = 1
 
     def __init__(self, settings: FtpSettings) -> None:
         self.settings = settings

@@ -5,10 +5,10 @@ only source of trusted keys; the system's files are never loaded and an
 unknown key is refused with the key shown, so the user can pin it. Never
 Transport.connect() without a host key: it skips verification silently.
 
-Speed: one SSH connection, several SFTP channels on it (one per worker
-thread), so that round trips of small files overlap; each download is
-prefetched (many read requests in flight) and each upload pipelined, since
-an unpipelined paramiko loop runs near 1 MB/s.
+Speed: one SSH connection and one SFTP session. Downloads are pipelined
+across files by sftp_pipeline (paramiko fetches one file at a time); uploads
+use paramiko's pipelined putfo, since an unpipelined paramiko write loop runs
+near 1 MB/s.
 """
 
 from __future__ import annotations
@@ -17,30 +17,24 @@ import base64
 import contextlib
 import errno
 import hashlib
-import os
 import posixpath
 import socket
 import stat as stat_module
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import paramiko
 
-from .base import FileError, PermanentError, RemoteFile, Sink, TransientError
+from .base import FileError, Finish, PermanentError, RemoteFile, Sink, TransientError
+from .sftp_pipeline import FILES_IN_FLIGHT, Pipeline, run_pipeline
 
-# Read requests in flight per file. paramiko's own default is unbounded, which
-# LESSONS.md notes can hang; OpenSSH's client keeps 64 requests of 32 KiB.
-PREFETCH_REQUESTS = 128
-# paramiko's speed is bounded by Python work per SFTP message and per SSH
-# packet, not by bytes: 64 KiB reads in packets of up to 256 KiB measured 3-4x
-# faster than paramiko's defaults (32 KiB reads, 32 KiB packets, so each reply
-# split in two) against OpenSSH on loopback (bench/transfer.py). A server that
-# answers a 64 KiB read with less still works: paramiko reads the gap directly.
-READ_REQUEST = 1 << 16
+# paramiko's speed is bounded by Python work per SSH packet, not by bytes:
+# offering the server packets of up to 256 KiB, rather than paramiko's 32 KiB,
+# lets a 64 KiB read come back in one packet, which measured 3-4x faster on a
+# large file against OpenSSH on loopback (bench/transfer.py).
 MAX_PACKET = 1 << 18
-WRITE_BATCH = 4 << 20
 # Preferred ciphers, fastest first in Python: AES-GCM is one pass (no separate
 # HMAC over the packet).
 CIPHERS = (
@@ -82,10 +76,8 @@ class SftpSettings:
     password: str | None = None
     private_key: Path | None = None
     timeout: float = 30.0
-    parallelism: int = 4
-    """SFTP channels per connection, one file each at a time."""
-    processes: int = 1
-    """Connections, one process each, for runs with much to fetch."""
+    files_in_flight: int = FILES_IN_FLIGHT
+    """Downloads open at once on the session (see sftp_pipeline)."""
 
 
 def _transport_factory(sock: Any, /, **kwargs: Any) -> paramiko.Transport:
@@ -169,69 +161,42 @@ def _classify(exc: BaseException, transport: paramiko.Transport | None, what: st
     return FileError(f"{what}: {exc or type(exc).__name__}")
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
-
-
 class SftpWorker:
-    def __init__(self, sftp: paramiko.SFTPClient, folder: str) -> None:
+    """The SFTP session: what the job does with files on the partner's server."""
+
+    def __init__(self, sftp: paramiko.SFTPClient, folder: str, files_in_flight: int) -> None:
         self.sftp = sftp
         self.folder = folder
+        self.files_in_flight = max(1, files_in_flight)
 
     def _path(self, name: str) -> str:
         return posixpath.join(self.folder, name)
 
-    def fetch(self, file: RemoteFile, sink: Sink) -> None:
-        transport = self.sftp.get_channel().get_transport()  # type: ignore[union-attr]
+    def fetch_many(
+        self,
+        files: Iterator[RemoteFile],
+        start: Callable[[RemoteFile], Sink],
+        finish: Finish,
+        stopped: Callable[[], bool],
+    ) -> None:
+        """Downloads pipelined across files on this session's channel (see
+        sftp_pipeline). paramiko's own calls wait until it returns: they read
+        the same channel, and nothing of the pipeline is left on it when it
+        completes."""
+        channel = self.sftp.get_channel()
+        assert channel is not None
+        pipeline = Pipeline(
+            files, self.folder, start, finish, files_in_flight=self.files_in_flight
+        )
         try:
-            with self.sftp.open(self._path(file.name), "rb") as remote:
-                # Requests for the whole expected size go out at once, bounded
-                # in number; reads then come from what has arrived.
-                remote.MAX_REQUEST_SIZE = READ_REQUEST
-                if file.size > READ_REQUEST:
-                    # paramiko prefetches from a new thread per file: worth it
-                    # only when there is more than one request to overlap.
-                    remote.prefetch(file.size, max_concurrent_requests=PREFETCH_REQUESTS)
-                # Reading what one request returns avoids BufferedFile joining
-                # chunks into larger bytes objects.
-                while block := remote.read(READ_REQUEST):
-                    sink.write(block)
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise _classify(exc, transport, f"downloading {file.name}") from None
-
-    def fetch_range(self, name: str, start: int, end: int, temp: Path) -> None:
-        """Bytes [start, end) of a remote file, written at the same offsets into
-        `temp` (shared with other processes fetching other ranges)."""
-        transport = self.sftp.get_channel().get_transport()  # type: ignore[union-attr]
-        chunks = [(o, min(READ_REQUEST, end - o)) for o in range(start, end, READ_REQUEST)]
-        try:
-            fd = os.open(temp, os.O_WRONLY)
-            try:
-                with self.sftp.open(self._path(name), "rb") as remote:
-                    remote.MAX_REQUEST_SIZE = READ_REQUEST
-                    if not chunks:
-                        return
-                    blocks = remote.readv(
-                        chunks, max_concurrent_prefetch_requests=PREFETCH_REQUESTS
-                    )
-                    # Written a few MiB at a time: each pwrite releases the GIL,
-                    # and taking it back from the transport thread is slow.
-                    pending: list[bytes] = []
-                    at = start
-                    for (offset, length), data in zip(chunks, blocks, strict=True):
-                        if len(data) != length:
-                            raise FileError(f"{name}: shorter than listed (changed on the server?)")
-                        pending.append(data)
-                        if offset + length - at >= WRITE_BATCH or offset + length == end:
-                            _pwrite_all(fd, b"".join(pending), at)
-                            at, pending = offset + length, []
-            finally:
-                os.close(fd)
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise _classify(exc, transport, f"downloading {name}") from None
+            run_pipeline(channel, pipeline, stopped)
+        except TransientError as exc:
+            pipeline.abandon(exc)
+            raise
+        except BaseException:
+            pipeline.abandon(TransientError("the download was interrupted"))
+            raise
+        pipeline.abandon(TransientError("the run stopped before this file"))
 
     def delete(self, file: RemoteFile) -> None:
         transport = self.sftp.get_channel().get_transport()  # type: ignore[union-attr]
@@ -278,16 +243,14 @@ class SftpWorker:
 
 
 class SftpClient:
-    """One SSH connection to the partner; SFTP channels handed to workers."""
+    """One SSH connection to the partner, with one SFTP session on it."""
 
     def __init__(self, settings: SftpSettings) -> None:
         self.settings = settings
-        self.parallelism = max(1, settings.parallelism)
-        self.processes = max(1, settings.processes)
         self.ssh = connect(settings)
-        self._main = self._open_channel()
+        self._main = self._open_session()
 
-    def _open_channel(self) -> SftpWorker:
+    def _open_session(self) -> SftpWorker:
         try:
             sftp = paramiko.SFTPClient.from_transport(
                 self.ssh.get_transport(),  # type: ignore[arg-type]
@@ -296,9 +259,11 @@ class SftpClient:
             )
             if sftp is None:
                 raise paramiko.SSHException("the server refused the SFTP subsystem")
+            # A server that stops answering must not hold the run forever.
+            sftp.get_channel().settimeout(self.settings.timeout)  # type: ignore[union-attr]
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise TransientError(f"cannot open an SFTP session: {exc}") from None
-        return SftpWorker(sftp, self.settings.folder)
+        return SftpWorker(sftp, self.settings.folder, self.settings.files_in_flight)
 
     def list_files(self) -> list[RemoteFile]:
         transport = self.ssh.get_transport()
@@ -319,12 +284,9 @@ class SftpClient:
 
     @contextlib.contextmanager
     def worker(self) -> Iterator[SftpWorker]:
-        worker = self._open_channel()
-        try:
-            yield worker
-        finally:
-            with contextlib.suppress(Exception):
-                worker.sftp.close()
+        # The one session: a second channel would cost a round trip or two
+        # to open and buy nothing, since one pipeline keeps the server busy.
+        yield self._main
 
     # Push
     def remote_size(self, name: str) -> int | None:
