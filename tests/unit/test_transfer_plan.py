@@ -10,6 +10,7 @@ import pytest
 
 from connectors.transfer import job
 from connectors.transfer.clients.base import PermanentError, RemoteFile
+from connectors.transfer.landing import Receipt
 from connectors.transfer.ledger import FETCHED, SENDING, SENT, Entry, Ledger
 from connectors.transfer.plan import OutboxFile, plan_pull, plan_push
 from connectors.transfer.summary import Summary, render, write_termination_log
@@ -151,3 +152,9 @@ def test_arguments_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert args.connection == "from-env"
     assert args.retries == 7
     assert parser.parse_args(["--connection", "x"]).connection == "x"
+
+
+def test_receipt_is_the_json_of_its_fields_one_per_line() -> None:
+    receipt = Receipt("id-1", 'odd "name".csv', 12, "ab" * 32, "2026-11-27T00:00:00Z", "acme")
+    assert receipt.render() == json.dumps(vars(receipt), indent=2) + "\n"
+    assert json.loads(receipt.render())["name"] == 'odd "name".csv'

@@ -72,7 +72,11 @@ class Receipt:
     connection: str
 
     def render(self) -> str:
-        return json.dumps(vars(self), indent=2) + "\n"
+        """JSON, one field per line, as json.dumps(indent=2) would write it.
+        json.dumps with an indent runs in pure Python, and cost a tenth of a
+        second per thousand receipts; each scalar here takes the C encoder."""
+        lines = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in vars(self).items())
+        return "{\n" + lines + "\n}\n"
 
 
 def now_rfc3339() -> str:
@@ -138,7 +142,11 @@ class LandingArea:
             connection=self.connection,
         )
         temp = self.temp_path(f"receipt_{name}.txt")
-        temp.write_text(receipt.render())
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            os.write(fd, receipt.render().encode())  # a few hundred bytes: one write
+        finally:
+            os.close(fd)
         return receipt, temp
 
     def write_receipt(self, name: str, size: int, sha256: str) -> Receipt:
