@@ -16,13 +16,11 @@ import functools
 import hashlib
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from ..api.connection import ConnectionSpec
 from .clients.base import (
@@ -41,21 +39,19 @@ from .summary import Summary
 
 log = logging.getLogger("connectors.transfer")
 
-# A batch lands when it holds this many files or bytes, when its oldest file
-# has waited BATCH_AGE seconds, or when the downloads are over. Each landing
-# costs a few journal commits, and file creation in the download thread slows
-# down three- to fourfold while one runs (measured on ext4), so few large
-# batches are much faster than many small ones; a crash loses at most one
-# batch of downloads, fetched again on the next run.
+# A batch lands when it holds this many files or bytes, every BATCH_AGE
+# seconds, and when the downloads are over. Each landing costs a few journal
+# commits, and file creation in the download thread slows down three- to
+# fourfold while one runs (measured on ext4), so few large batches are much
+# faster than many small ones; a crash loses at most one batch of downloads,
+# fetched again on the next run.
 BATCH_FILES = 2048
 BATCH_BYTES = 256 << 20
 BATCH_AGE = 1.0
-# How often the committer looks at the clock while no file arrives.
-BATCH_WAIT = 0.25
 
 
 class HashingWriter:
-    """Counts and hashes bytes on their way to the temporary file.
+    """Counts and hashes bytes on their way to a file descriptor.
 
     Blocks are gathered and written and hashed a few MiB at a time: both calls
     release the GIL, and getting it back from paramiko's busy transport thread
@@ -69,8 +65,8 @@ class HashingWriter:
     # instead of the whole file (seconds per GiB) after the download.
     SYNC_EVERY = 64 << 20
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
         self.size = 0
         self.digest = hashlib.sha256()
         self._pending: list[bytes] = []
@@ -92,14 +88,15 @@ class HashingWriter:
         block = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending = []
         self._pending_size = 0
-        self.raw.write(block)
+        view = memoryview(block)
+        while view:
+            view = view[os.write(self.fd, view) :]
         self.digest.update(block)
         self._unsynced += len(block)
         if self._unsynced >= self.SYNC_EVERY and not (self._syncer and self._syncer.is_alive()):
             self._unsynced = 0
-            self.raw.flush()
             self._syncer = threading.Thread(
-                target=_datasync_quietly, args=(self.raw.fileno(),), daemon=True
+                target=_datasync_quietly, args=(self.fd,), daemon=True
             )
             self._syncer.start()
 
@@ -141,8 +138,8 @@ class Arrival:
     def __init__(self, file: RemoteFile, landing: LandingArea) -> None:
         self.file = file
         self.temp = landing.temp_path(file.name)
-        self._raw = self.temp.open("wb")
-        self._writer = HashingWriter(self._raw)
+        self._fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        self._writer = HashingWriter(self._fd)
 
     def write(self, data: bytes) -> int:
         return self._writer.write(data)
@@ -150,14 +147,14 @@ class Arrival:
     def complete(self) -> Downloaded:
         try:
             self._writer.finish()
-            self._raw.close()
             if self._writer.size != self.file.size:
                 raise FileError(
                     f"{self.file.name}: received {self._writer.size} bytes, the server listed "
                     f"{self.file.size} (still being written?); it will be fetched again on "
                     "the next run"
                 )
-            os.utime(self.temp, (self.file.mtime, self.file.mtime))
+            os.utime(self._fd, (self.file.mtime, self.file.mtime))
+            os.close(self._fd)
         except BaseException:
             self.discard()
             raise
@@ -166,7 +163,8 @@ class Arrival:
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             self._writer.finish()
-        self._raw.close()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
         self.temp.unlink(missing_ok=True)
 
 
@@ -276,6 +274,43 @@ def pull(
                 per_file(summary, functools.partial(worker.delete, file))
 
 
+class Arrived:
+    """Downloaded files on their way from the download thread to the
+    committer. The committer is woken only when a batch is full or the
+    downloads are over, not for every file: each wake-up is a hand-over of
+    the GIL, and a thousand of them showed in a run of small files."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[Downloaded] = []
+        self._bytes = 0
+        self._due = threading.Event()
+        self._closed = False
+
+    def put(self, item: Downloaded) -> None:
+        with self._lock:
+            self._items.append(item)
+            self._bytes += item.file.size
+            if len(self._items) >= BATCH_FILES or self._bytes >= BATCH_BYTES:
+                self._due.set()
+
+    def close(self) -> None:
+        """No more files will come."""
+        with self._lock:
+            self._closed = True
+            self._due.set()
+
+    def take(self, timeout: float) -> tuple[list[Downloaded], bool]:
+        """Waits until a batch is due or `timeout` passed; returns what has
+        arrived, and whether that is the last of it."""
+        self._due.wait(timeout)
+        with self._lock:
+            items, self._items, self._bytes = self._items, [], 0
+            if not self._closed:
+                self._due.clear()
+            return items, self._closed
+
+
 def fetch_all(
     client: PullClient,
     files: list[RemoteFile],
@@ -287,7 +322,7 @@ def fetch_all(
     files landed. On a connection failure the files already downloaded are
     still landed, then the failure propagates (the job retries with a new
     connection)."""
-    arrived: queue.Queue[object] = queue.Queue()
+    arrived = Arrived()
     stop = threading.Event()
 
     def file_failed(file: RemoteFile, exc: FileError) -> None:
@@ -316,38 +351,19 @@ def fetch_all(
             stop.set()
             raise
         finally:
-            arrived.put(_DONE)
+            arrived.close()
 
     landed: list[RemoteFile] = []
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="download") as pool:
         future = pool.submit(downloads)
-        running = True
+        last = False
         batch: list[Downloaded] = []
-        batch_bytes = 0
-        batch_started = 0.0
         try:
-            while running:
-                try:
-                    item = arrived.get(timeout=BATCH_WAIT)
-                except queue.Empty:
-                    item = None
-                if item is _DONE:
-                    running = False
-                elif isinstance(item, Downloaded):
-                    if not batch:
-                        batch_started = time.monotonic()
-                    batch.append(item)
-                    batch_bytes += item.file.size
-                due = (
-                    not running
-                    or len(batch) >= BATCH_FILES
-                    or batch_bytes >= BATCH_BYTES
-                    or time.monotonic() - batch_started >= BATCH_AGE
-                )
-                if batch and due:
+            while not last:
+                batch, last = arrived.take(BATCH_AGE)
+                if batch:
                     land_batch(batch, landing, ledger, summary)
                     landed.extend(d.file for d in batch)
-                    batch, batch_bytes = [], 0
         except BaseException:
             stop.set()
             for leftover in batch:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import itertools
 import json
 import os
 import secrets
@@ -92,6 +93,10 @@ class LandingArea:
         self.connection = connection
         self.home = root / connection
         self.internal = self.home / INTERNAL_DIR
+        # Temporary names: a random part per LandingArea and a counter, unique
+        # across processes and threads without a getrandom call per file.
+        self._temp_token = secrets.token_hex(6)
+        self._temp_count = itertools.count()
 
     def ensure(self) -> None:
         for path in (self.home, self.internal):
@@ -109,7 +114,8 @@ class LandingArea:
         """A hidden temporary name in the same folder as the final name, so the
         final rename stays on one filesystem and is atomic."""
         folder = folder or self.home
-        return folder / f"{TEMP_PREFIX}{secrets.token_hex(6)}.{name[:100]}{TEMP_SUFFIX}"
+        unique = f"{self._temp_token}-{next(self._temp_count)}"
+        return folder / f"{TEMP_PREFIX}{unique}.{name[:100]}{TEMP_SUFFIX}"
 
     def remove_stale_temporaries(self) -> int:
         """Removes temporary files a crash left behind; returns how many."""
@@ -131,14 +137,16 @@ class LandingArea:
         fsync_dir(final.parent)
         return final
 
-    def draft_receipt(self, name: str, size: int, sha256: str) -> tuple[Receipt, Path]:
+    def draft_receipt(
+        self, name: str, size: int, sha256: str, received_at: str | None = None
+    ) -> tuple[Receipt, Path]:
         """The receipt of a landed file, written to a temporary name: (receipt, temp)."""
         receipt = Receipt(
             trace_id=str(uuid.uuid4()),
             name=name,
             size=size,
             sha256=sha256,
-            received_at=now_rfc3339(),
+            received_at=received_at or now_rfc3339(),
             connection=self.connection,
         )
         temp = self.temp_path(f"receipt_{name}.txt")
@@ -240,8 +248,9 @@ def prepare_receipts(
     """Writes the receipts of (name, size, sha256) to temporary files; returns
     (temporary, final) pairs for sync_files and publish."""
     pairs = []
+    received_at = now_rfc3339()  # the batch lands at once
     for name, size, sha256 in items:
-        _, temp = area.draft_receipt(name, size, sha256)
+        _, temp = area.draft_receipt(name, size, sha256, received_at)
         pairs.append((temp, area.home / f"receipt_{name}.txt"))
     return pairs
 
