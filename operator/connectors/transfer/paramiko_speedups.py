@@ -1,4 +1,5 @@
-"""Faster versions of three paramiko internals, for the listener process only.
+"""Faster versions of three paramiko internals, for the SFTP listener and the
+SFTP transfer job.
 
 Profiling a 1 GiB upload through the SFTP listener (py-spy, paramiko 5.1)
 showed the transport thread, which decrypts and authenticates every SSH
@@ -12,7 +13,8 @@ packet, as the bottleneck, with most of its time in three places:
   reads up to 256 KiB at once and serves the parts from memory.
 
 Each replacement returns exactly what the original returns; `install()` is
-idempotent. Transfer jobs (paramiko clients) never call it.
+idempotent. In the transfer job (a paramiko client, AES-GCM, so no HMAC) the
+buffered read took a 64 MiB pull from about 1.15 s to 1.0 s end to end.
 """
 
 from __future__ import annotations

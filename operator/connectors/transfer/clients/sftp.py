@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import paramiko
 
+from .. import paramiko_speedups
 from .base import FileError, Finish, PermanentError, RemoteFile, Sink, TransientError
 from .sftp_pipeline import FILES_IN_FLIGHT, Pipeline, run_pipeline
 
@@ -93,6 +94,7 @@ def _transport_factory(sock: Any, /, **kwargs: Any) -> paramiko.Transport:
 
 
 def connect(settings: SftpSettings) -> paramiko.SSHClient:
+    paramiko_speedups.install()
     client = paramiko.SSHClient()
     # Only the operator's file: no ~/.ssh/known_hosts, no /etc/ssh.
     try:
