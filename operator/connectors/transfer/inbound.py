@@ -69,12 +69,12 @@ class HashingWriter:
         self.fd = fd
         self.size = 0
         self.digest = hashlib.sha256()
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | memoryview] = []
         self._pending_size = 0
         self._unsynced = 0
         self._syncer: threading.Thread | None = None
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self._pending.append(data)
         self._pending_size += len(data)
         self.size += len(data)
@@ -141,7 +141,7 @@ class Arrival:
         self._fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self._writer = HashingWriter(self._fd)
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         return self._writer.write(data)
 
     def complete(self) -> Downloaded:

@@ -19,11 +19,13 @@ buffered read took a 64 MiB pull from about 1.15 s to 1.0 s end to end.
 
 from __future__ import annotations
 
+import collections
 import errno
 import hashlib
 import hmac
 from typing import Any
 
+import paramiko.buffered_pipe
 import paramiko.packet
 import paramiko.util
 
@@ -94,8 +96,75 @@ def buffered_read_all(self: Any, n: int, check_rekey: bool = False) -> bytes:
 NeedRekey: Any = paramiko.packet.NeedRekeyException
 
 
+class ChunkBuffer:
+    """What a channel received and nobody read yet, kept as the chunks it came
+    in. paramiko's BufferedPipe keeps an array of bytes: every byte is copied
+    in, copied twice on the way out, and everything behind a partial read is
+    moved forward. Here a read that takes whole chunks copies nothing, and
+    several chunks are joined once. It offers exactly what BufferedPipe uses of
+    its array: len(), and deleting a prefix."""
+
+    def __init__(self) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, data: bytes) -> None:
+        if data:
+            self._chunks.append(data)
+            self._size += len(data)
+
+    def peek(self, limit: int | None = None) -> bytes:
+        """The first `limit` bytes (all when None), left in place."""
+        need = self._size if limit is None else min(limit, self._size)
+        parts = []
+        for chunk in self._chunks:
+            if need <= 0:
+                break
+            parts.append(chunk if len(chunk) <= need else chunk[:need])
+            need -= len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def __delitem__(self, index: slice) -> None:
+        if not isinstance(index, slice) or index.start is not None or index.step is not None:
+            raise TypeError("only a prefix can be deleted")
+        count = self._size if index.stop is None else min(index.stop, self._size)
+        self._size -= count
+        while count:
+            first = self._chunks[0]
+            if len(first) <= count:
+                self._chunks.popleft()
+                count -= len(first)
+            else:
+                self._chunks[0] = first[count:]
+                count = 0
+
+
+_original_pipe_init = paramiko.buffered_pipe.BufferedPipe.__init__
+
+
+def _chunked_pipe_init(self: Any) -> None:
+    _original_pipe_init(self)
+    self._buffer = ChunkBuffer()
+
+
+def _pipe_frombytes(self: Any, data: bytes) -> None:
+    self._buffer.append(data)
+
+
+def _pipe_tobytes(self: Any, limit: int | None = None) -> bytes:
+    buffer: ChunkBuffer = self._buffer
+    return buffer.peek(limit)
+
+
 def install() -> None:
     # setattr: these are module internals that the type stubs do not describe.
     setattr(paramiko.packet, "compute_hmac", one_shot_hmac)  # noqa: B010
     setattr(paramiko.util, "constant_time_bytes_eq", hmac.compare_digest)  # noqa: B010
     setattr(paramiko.packet.Packetizer, "read_all", buffered_read_all)  # noqa: B010
+    pipe = paramiko.buffered_pipe.BufferedPipe
+    setattr(pipe, "__init__", _chunked_pipe_init)  # noqa: B010
+    setattr(pipe, "_buffer_frombytes", _pipe_frombytes)  # noqa: B010
+    setattr(pipe, "_buffer_tobytes", _pipe_tobytes)  # noqa: B010

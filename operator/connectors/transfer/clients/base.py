@@ -38,7 +38,7 @@ class FileError(TransferError):
 
 
 class Sink(Protocol):
-    def write(self, data: bytes, /) -> int: ...
+    def write(self, data: bytes | memoryview, /) -> int: ...
 
 
 class PullWorker(Protocol):
