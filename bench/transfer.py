@@ -7,6 +7,10 @@ files per second, MB/s and the ratio. Not a test: run it by hand, as root
 
     python bench/transfer.py [--small 1000] [--large-mib 1024] [--rounds 2]
 
+Each line reports the best round of each side and their ratio, the medians,
+and the job's own clock (its summary's durationSeconds), which leaves out the
+interpreter's start-up and imports (about half a second here).
+
 All data lives under /tmp/cx-bench-*, removed at the end. The job makes every
 landed file, its receipt and its ledger record durable before it counts them;
 OpenSSH's client does not sync at all, so the comparison is conservative for
@@ -23,6 +27,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,7 +156,7 @@ def main() -> int:
             ("small", remote / "small", options.small, options.small * SMALL_SIZE),
             ("large", remote / "large", 1, options.large_mib << 20),
         ):
-            ours, theirs = [], []
+            ours, theirs, inside = [], [], []
             for _ in range(options.rounds):
                 target = work / f"openssh-{time.monotonic_ns()}"
                 theirs.append(run_openssh(port, key, known_hosts, folder, target))
@@ -160,6 +165,7 @@ def main() -> int:
                 )
                 assert summary["files"] == files, summary
                 ours.append(elapsed)
+                inside.append(float(str(summary["durationSeconds"])))
             best_ours, best_theirs = min(ours), min(theirs)
             results[label] = {
                 "files": files,
@@ -171,6 +177,14 @@ def main() -> int:
                 "job_MB_per_s": round(size / best_ours / 1e6, 1),
                 "openssh_MB_per_s": round(size / best_theirs / 1e6, 1),
                 "ratio_job_to_openssh": round(best_theirs / best_ours, 3),
+                # Medians show how much the machine varied between rounds.
+                "job_median_seconds": round(statistics.median(ours), 3),
+                "openssh_median_seconds": round(statistics.median(theirs), 3),
+                # The job's own clock (durationSeconds: from reading its
+                # config through connecting, listing, fetching and landing),
+                # without the Python interpreter's start-up and imports.
+                "job_in_process_seconds": round(min(inside), 3),
+                "ratio_in_process_to_openssh": round(best_theirs / min(inside), 3),
             }
             print(json.dumps({label: results[label]}), flush=True)
         return 0
