@@ -1,11 +1,12 @@
 """Inbound Pull of files (SFTP, FTP): download, verify, land, record.
 
-Lanes (threads, one protocol worker each: an SFTP channel) download files to
-temporary names in the landing area and check their size; the committer, in
-the calling thread, lands what has arrived in batches: one sync of the data,
-the renames, one fsync of the folder, one ledger write, the receipts. A file
-is recorded only after it is durable under its final name, and a crash in
-between is recovered from the remote mtime stamped on the landed file.
+One download thread fetches files to temporary names in the landing area and
+checks their size: SFTP with many files in flight on one session, FTP one
+file after the other. The committer, in the calling thread, lands what has
+arrived in batches: one sync of the data, the renames, one fsync of the
+folder, one ledger write, the receipts. A file is recorded only after it is
+durable under its final name, and a crash in between is recovered from the
+remote mtime stamped on the landed file.
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ from .summary import Summary, render, write_termination_log
 log = logging.getLogger("connectors.transfer")
 
 
-SWITCH_INTERVAL = 0.05
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -381,11 +380,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    # paramiko's transport thread decrypts and parses every packet; with the
-    # default 5 ms switch interval the lanes keep taking the GIL from it. A
-    # longer interval measured 1.3-2x faster on a large file, and no slower on
-    # many small ones (bench/transfer.py); all our threads block on I/O often.
-    sys.setswitchinterval(SWITCH_INTERVAL)
     summary = Summary(connection=args.connection)
     redact = Redactor(())
     try:
