@@ -1,9 +1,9 @@
 """The Connection and Credential API: pydantic models, the one source of truth for
 the CRD schema, the operator's checks and `connectors validate`."""
 
+from ..ports import DEFAULT_PORTS
 from .common import API_VERSION, GROUP, VERSION, Condition, LocalObjectReference
 from .connection import (
-    DEFAULT_PORTS,
     DEFAULT_SCHEDULE,
     ConnectionSpec,
     ConnectionStatus,

@@ -34,7 +34,6 @@ HOST_PATTERN = (
 SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|\S+( +\S+){4})$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 DEFAULT_SCHEDULE = "*/15 * * * *"
-DEFAULT_PORTS = {"SFTP": 22, "FTP": 21}
 
 _PLATFORM_INITIATED = "((self.direction == 'Inbound') == (self.methodology == 'Pull'))"
 

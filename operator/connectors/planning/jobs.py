@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..api.connection import DEFAULT_PORTS, DEFAULT_SCHEDULE, ConnectionSpec
+from ..api.connection import DEFAULT_SCHEDULE, ConnectionSpec
+from ..ports import DEFAULT_PORTS
 from .config import LABEL_CONNECTION, OperatorConfig
 from .objects import (
     base_labels,

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..api.connection import ConnectionSpec
 from .clients.base import (
     FileError,
     PipelinedWorker,
@@ -36,6 +35,7 @@ from .clients.base import (
 from .landing import LandingArea, prepare_receipts, publish, sync_files
 from .ledger import FETCHED, Entry, Ledger
 from .plan import plan_pull
+from .spec import TransferSpec
 from .summary import Summary
 
 log = logging.getLogger("connectors.transfer")
@@ -251,7 +251,7 @@ _DONE = object()
 
 def pull(
     client: PullClient,
-    spec: ConnectionSpec,
+    spec: TransferSpec,
     landing: LandingArea,
     ledger: Ledger,
     summary: Summary,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import random
@@ -26,9 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from ..api.connection import DEFAULT_PORTS, ConnectionSpec
 from .clients.base import (
     PermanentError,
     TransferError,
@@ -36,6 +32,7 @@ from .clients.base import (
 )
 from .landing import LandingArea
 from .ledger import Ledger
+from .spec import Connection, load_connection
 from .summary import Summary, render, write_termination_log
 
 log = logging.getLogger("connectors.transfer")
@@ -44,9 +41,6 @@ log = logging.getLogger("connectors.transfer")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-DEFAULT_IMAP_PORTS = {"IMAPS": 993, "STARTTLS": 143}
-DEFAULT_FTPS_IMPLICIT_PORT = 990
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -156,13 +150,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @dataclass(frozen=True)
-class Connection:
-    name: str
-    namespace: str | None
-    spec: ConnectionSpec
-
-
-@dataclass(frozen=True)
 class Secret:
     username: str
     password: str | None
@@ -171,26 +158,6 @@ class Secret:
     @property
     def values(self) -> tuple[str, ...]:
         return tuple(v for v in (self.password,) if v)
-
-
-def load_connection(path: Path, name: str) -> Connection:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PermanentError(f"cannot read the Connection config {path}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
-        raise PermanentError(f"{path} must hold a JSON object with a 'spec' object")
-    try:
-        spec = ConnectionSpec.model_validate(data["spec"])
-    except ValidationError as exc:
-        raise PermanentError(f"the Connection spec in {path} is not valid: {exc}") from None
-    if data.get("name") not in (None, name):
-        raise PermanentError(f"{path} describes Connection {data.get('name')!r}, not {name!r}")
-    if not spec.platform_initiated or spec.remote is None:
-        raise PermanentError(
-            "transfer jobs run only for Inbound+Pull and Outbound+Push Connections with a remote"
-        )
-    return Connection(name=name, namespace=data.get("namespace"), spec=spec)
 
 
 def load_secret(directory: Path, required: bool = True, username: str | None = None) -> Secret:
@@ -232,17 +199,6 @@ class Redactor:
 # ---- Building clients -----------------------------------------------------------------------
 
 
-def remote_port(spec: ConnectionSpec) -> int:
-    assert spec.remote is not None
-    if spec.remote.port:
-        return spec.remote.port
-    if spec.method == "FTP" and spec.remote.tls == "Implicit":
-        return DEFAULT_FTPS_IMPLICIT_PORT
-    if spec.method == "Email":
-        return DEFAULT_IMAP_PORTS[spec.remote.tls or "IMAPS"]
-    return DEFAULT_PORTS[spec.method]
-
-
 @contextlib.contextmanager
 def open_client(connection: Connection, secret: Secret, args: argparse.Namespace) -> Iterator[Any]:
     spec = connection.spec
@@ -259,7 +215,7 @@ def open_client(connection: Connection, secret: Secret, args: argparse.Namespace
         client = SftpClient(
             SftpSettings(
                 host=remote.host or "",
-                port=remote_port(spec),
+                port=spec.port,
                 folder=remote.folder or "/",
                 username=secret.username,
                 known_hosts=args.known_hosts,
@@ -275,7 +231,7 @@ def open_client(connection: Connection, secret: Secret, args: argparse.Namespace
         client = FtpClient(
             FtpSettings(
                 host=remote.host or "",
-                port=remote_port(spec),
+                port=spec.port,
                 folder=remote.folder or "/",
                 username=secret.username,
                 password=secret.password or "",
@@ -290,7 +246,7 @@ def open_client(connection: Connection, secret: Secret, args: argparse.Namespace
         client = ImapClient(
             ImapSettings(
                 host=remote.host or "",
-                port=remote_port(spec),
+                port=spec.port,
                 mailbox=remote.folder or "INBOX",
                 username=secret.username,
                 password=secret.password or "",

@@ -9,10 +9,10 @@ import logging
 from email.parser import BytesParser
 from typing import Protocol
 
-from ..api.connection import ConnectionSpec
 from .attachments import Attachment, select_attachments
 from .landing import LandingArea
 from .ledger import FETCHED, IGNORED, Entry, Ledger
+from .spec import TransferSpec
 from .summary import Summary
 
 log = logging.getLogger("connectors.transfer")
@@ -63,7 +63,7 @@ def ignore_message(
 
 def pull_mail(
     client: ImapClientLike,
-    spec: ConnectionSpec,
+    spec: TransferSpec,
     landing: LandingArea,
     ledger: Ledger,
     summary: Summary,

@@ -7,12 +7,12 @@ import functools
 import logging
 import os
 
-from ..api.connection import ConnectionSpec
 from .clients.base import PushClient
 from .inbound import hash_file, per_file
 from .landing import LandingArea, is_hidden
 from .ledger import SENDING, SENT, Entry, Ledger
 from .plan import OutboxFile, plan_push
+from .spec import TransferSpec
 from .summary import Summary
 
 log = logging.getLogger("connectors.transfer")
@@ -36,7 +36,7 @@ def move_to_sent(landing: LandingArea, file: OutboxFile) -> None:
 
 def push(
     client: PushClient,
-    spec: ConnectionSpec,
+    spec: TransferSpec,
     landing: LandingArea,
     ledger: Ledger,
     summary: Summary,

@@ -23,7 +23,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import TypeVar
 
-from ...api.connection import ConnectionSpec
+from ..spec import TransferSpec
 from .base import FileError, PermanentError, TransientError, tls_context
 
 T = TypeVar("T")
@@ -42,7 +42,7 @@ class SmtpSettings:
 
     @classmethod
     def from_args(
-        cls, connection: str, spec: ConnectionSpec, args: argparse.Namespace
+        cls, connection: str, spec: TransferSpec, args: argparse.Namespace
     ) -> SmtpSettings:
         if not args.smtp_relay:
             raise PermanentError(
