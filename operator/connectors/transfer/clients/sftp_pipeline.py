@@ -250,7 +250,8 @@ class Pipeline:
         self._reader = ReplyReader()
         self._active: dict[RemoteFile, _Download] = {}
         self._requests: dict[int, _Request] = {}
-        self._next_id = 1 << 20  # clear of the ids paramiko used to set up the session
+        # Clear of the ids of paramiko's own requests (listing, deleting) on the session.
+        self._next_id = 1 << 20
         self._outstanding_bytes = 0
         self._more_files = True
 
