@@ -82,6 +82,7 @@ class Server:
     denied: set[str] = field(default_factory=set)
     handles: dict[bytes, str] = field(default_factory=dict)
     opened: int = 0
+    reads: int = 0
     most_open: int = 0
     closed: list[str] = field(default_factory=list)
 
@@ -100,6 +101,7 @@ class Server:
             del self.handles[request.handle]
             self.closed.append(name)
             return status(request.request_id, 0)
+        self.reads += 1
         end = request.offset + min(request.length, self.max_read)
         data = self.files[name][request.offset : end]
         if not data:
@@ -170,6 +172,14 @@ def test_every_file_arrives_whole_and_every_handle_is_closed() -> None:
     assert outcome.failed == {}
     assert sorted(server.closed) == sorted(files)
     assert server.handles == {}
+
+
+def test_a_small_file_costs_one_read_which_also_proves_its_end() -> None:
+    files = {f"f{i}.csv": random.randbytes(100 + i) for i in range(10)}
+    server = Server(files)
+    outcome = run(listed(files), server)
+    assert outcome.done == files
+    assert server.reads == 10
 
 
 def test_replies_out_of_order_and_in_pieces_still_give_the_bytes_in_order() -> None:

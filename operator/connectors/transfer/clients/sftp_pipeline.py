@@ -11,8 +11,8 @@ Here paramiko still does SSH (key exchange, host key check, encryption,
 windows); this module speaks SFTP version 3 itself on the channel paramiko
 opened and initialised:
 
-- requests for many files (OPEN, then READs, an end-of-file probe, CLOSE) go out
-  together, many per SSH packet, as the replies come back;
+- requests for many files (OPEN, then READs, CLOSE) go out together, many per
+  SSH packet, as the replies come back;
 - replies are parsed from large reads of the channel, not two reads per reply.
 
 Draft-ietf-secsh-filexfer-02, section 6.1: a server may process requests in any
@@ -201,6 +201,7 @@ class _Download:
     pending: int = 0
     """Requests of this file not yet answered."""
     probed: bool = False
+    """The read that reaches one byte past the listed size was sent."""
     at_end: bool = False
     """The server said end-of-file at the listed size."""
     error: FileError | None = None
@@ -223,8 +224,8 @@ class Pipeline:
     No I/O: `requests()` returns the bytes to send now, `receive()` takes what
     the server sent. Sinks are opened with `start(file)` when a file's turn
     comes, and handed back to `finish(file, sink, error)` once: with no error
-    when every byte up to the listed size arrived and the server said
-    end-of-file there; otherwise with the error (`abandon()` hands back the
+    when every byte up to the listed size arrived and a read past it found the
+    end of the file; otherwise with the error (`abandon()` hands back the
     rest when the session ends early). A file that grew or shrank since the
     listing is an error: it is fetched whole on a later run.
     """
@@ -318,17 +319,21 @@ class Pipeline:
                 offset = download.requested
                 length = min(self._read_size, size - offset)
                 download.requested += length
+            elif not download.probed:
+                offset, length = size, 0  # an empty file: only the probe below
             else:
                 break
-            self._outstanding_bytes += length
+            if offset + length == size:
+                # The read that reaches the listed size asks for one byte more. A
+                # disk file answers a read with all it asks for up to end-of-file
+                # (draft-02, 6.4): getting exactly the rest proves the file did
+                # not grow, in the same request.
+                length += 1
+                download.probed = True
+            if offset < size:
+                self._outstanding_bytes += length
             request_id = self._register(_Request(download, FXP_READ, offset, length))
             out.append(encode_read(request_id, handle, offset, length))
-        if download.requested >= size and not download.gaps and not download.probed:
-            # One byte past the listed size: end-of-file proves the file did not
-            # grow. Sent with the reads, it costs no extra round trip.
-            download.probed = True
-            request_id = self._register(_Request(download, FXP_READ, size, 1))
-            out.append(encode_read(request_id, handle, size, 1))
 
     # ---- replies --------------------------------------------------------------------------
 
@@ -360,22 +365,25 @@ class Pipeline:
         if download.error is not None:
             return
         name, size = download.file.name, download.file.size
+        asked_end = request.offset + request.length
         if reply.kind == FXP_DATA:
             data, _ = parse_string(reply.body)
-            if request.offset >= size:
-                self._fail(download, FileError(
-                    f"{name}: longer than the {size} bytes listed (still being written?); "
-                    "it will be fetched again on the next run"
-                ))
-            elif not data or len(data) > request.length:
+            end = request.offset + len(data)
+            if not data or len(data) > request.length:
                 self._fail(download, FileError(
                     f"{name}: the server answered a read of {request.length} bytes with "
                     f"{len(data)}"
                 ))
+            elif end > size:
+                self._fail(download, FileError(
+                    f"{name}: longer than the {size} bytes listed (still being written?); "
+                    "it will be fetched again on the next run"
+                ))
             else:
-                if len(data) < request.length:  # a short read: ask for the rest again
-                    rest = (request.offset + len(data), request.length - len(data))
-                    download.gaps.append(rest)
+                if end == size and asked_end > size:
+                    download.at_end = True  # a short read at the listed size: end-of-file
+                elif end < asked_end:  # a short read before it: ask for the rest again
+                    download.gaps.append((end, asked_end - end))
                 self._deliver(download, request.offset, data)
         else:
             code, message = self._expect_status(reply)
