@@ -203,7 +203,8 @@ class _Download:
     probed: bool = False
     """The read that reaches one byte past the listed size was sent."""
     at_end: bool = False
-    """The server said end-of-file at the listed size."""
+    """The end of the file was found at the listed size: a short read up to it,
+    or, for an empty file, an end-of-file status."""
     error: FileError | None = None
     handed_back: bool = False
     """The sink went back to `finish`: complete, or with `error`."""
