@@ -155,18 +155,26 @@ class Arrival:
                     "the next run"
                 )
             os.utime(self._fd, (self.file.mtime, self.file.mtime))
-            os.close(self._fd)
+            self._close()
         except BaseException:
             self.discard()
             raise
         return Downloaded(self.file, self.temp, self._writer.digest.hexdigest())
 
     def discard(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                self._writer.finish()
         with contextlib.suppress(OSError):
-            self._writer.finish()
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+            self._close()
         self.temp.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        """Closes the descriptor once: a second close could hit a descriptor
+        another thread has opened since under the same number."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def download(worker: StreamingWorker, file: RemoteFile, landing: LandingArea) -> Downloaded:
@@ -246,9 +254,6 @@ def per_file(summary: Summary, action: Callable[[], None]) -> None:
         log.warning("%s", exc)
 
 
-_DONE = object()
-
-
 def pull(
     client: PullClient,
     spec: TransferSpec,
@@ -256,7 +261,6 @@ def pull(
     ledger: Ledger,
     summary: Summary,
 ) -> None:
-    assert spec.remote is not None
     delete_after = spec.remote.delete_after_transfer
     plan = plan_pull(
         client.list_files(), ledger.has, spec.filename_pattern, landed_stats(landing), delete_after

@@ -71,7 +71,7 @@ def pull_mail(
     """Unseen messages, oldest first. A message is marked seen only after each
     of its accepted attachments has landed and been recorded; a run that dies
     in between lands the missing attachments next time and skips the rest."""
-    mailbox = spec.remote.folder if spec.remote and spec.remote.folder else "INBOX"
+    mailbox = spec.remote.folder or "INBOX"
     for uid in client.unseen():
         key = f"imap/{mailbox}/{client.uidvalidity}/{uid}"
         if ledger.has(IGNORED, key, 0, 0):

@@ -53,7 +53,6 @@ class SmtpSettings:
         host, _, port = str(args.smtp_relay).rpartition(":")
         if not host or not port.isdigit():
             raise PermanentError(f"--smtp-relay must be HOST:PORT, not {args.smtp_relay!r}")
-        assert spec.remote is not None
         return cls(
             connection=connection,
             display_name=spec.display_name or connection,
