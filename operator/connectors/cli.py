@@ -22,8 +22,8 @@ SUBCOMMANDS = {
 }
 
 # Commands whose process ends as soon as they return. Tearing the interpreter
-# down (freeing every module and object, paramiko's and pydantic's included)
-# cost `connectors transfer` about 0.15 s of every run, a fifth of a run with
+# down (freeing every module and object, paramiko's included) cost
+# `connectors transfer` about 0.15 s of every run, a fifth of a run with
 # little to do; the output is flushed first, and nothing of theirs needs atexit.
 EXIT_WITHOUT_TEARDOWN = {"transfer"}
 
