@@ -235,13 +235,6 @@ def publish(temps: list[tuple[Path, Path]]) -> None:
         fsync_dir(folder)
 
 
-def commit_many(temps: list[tuple[Path, Path]]) -> None:
-    """Lands several (temporary, final) pairs: data synced first, then the
-    renames, then one fsync per folder."""
-    sync_files([temp for temp, _ in temps])
-    publish(temps)
-
-
 def prepare_receipts(
     area: LandingArea, items: list[tuple[str, int, str]]
 ) -> list[tuple[Path, Path]]:
@@ -253,8 +246,3 @@ def prepare_receipts(
         _, temp = area.draft_receipt(name, size, sha256, received_at)
         pairs.append((temp, area.home / f"receipt_{name}.txt"))
     return pairs
-
-
-def write_receipts(area: LandingArea, items: list[tuple[str, int, str]]) -> None:
-    """write_receipt for a batch of (name, size, sha256), with one sync."""
-    commit_many(prepare_receipts(area, items))

@@ -89,19 +89,11 @@ class PushClient(Protocol):
     def close(self) -> None: ...
 
 
-# ssl is imported where TLS is used (FTP, IMAP, SMTP): an SFTP run does not
-# pay the 10 ms its import costs.
-
-
-def is_tls_verification_error(exc: BaseException) -> bool:
-    import ssl
-
-    return isinstance(exc, ssl.SSLCertVerificationError)
-
-
 def tls_context(insecure: bool) -> ssl.SSLContext:
     """Verified against the system CAs (SSL_CERT_FILE overrides them) unless
     the user explicitly turned verification off for a test server."""
+    # Imported here, where TLS is used (FTP, IMAP, SMTP): an SFTP run does not
+    # pay the 10 ms its import costs.
     import ssl
 
     context = ssl.create_default_context()
