@@ -39,6 +39,13 @@ def write_config(tmp_path: Path, name: str, spec: ConnectionSpec) -> Path:
     return path
 
 
+def config(tmp_path: Path, spec: dict[str, Any]) -> Path:
+    """A connection.json holding `spec`, written by hand."""
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"spec": spec}))
+    return path
+
+
 def test_examples_cover_every_platform_initiated_method() -> None:
     methods = {spec.method for _, spec in platform_initiated_examples()}
     assert methods == {"SFTP", "FTP", "Email"}
@@ -79,21 +86,15 @@ def test_the_job_reads_what_the_operator_wrote(
 def test_sftp_port_defaults_as_documented(
     tmp_path: Path, remote: dict[str, Any], expected: int
 ) -> None:
-    path = tmp_path / "c.json"
-    path.write_text(json.dumps({"spec": {
-        "direction": "Inbound", "method": "SFTP", "methodology": "Pull", "remote": remote,
-    }}))
-    assert load_connection(path, "c").spec.port == expected
+    spec = {"direction": "Inbound", "method": "SFTP", "methodology": "Pull", "remote": remote}
+    assert load_connection(config(tmp_path, spec), "c").spec.port == expected
 
 
 def test_ftp_and_imap_ports_follow_the_tls_mode(tmp_path: Path) -> None:
     def port(method: str, tls: str | None) -> int:
         remote = {"host": "h", **({"tls": tls} if tls else {})}
-        path = tmp_path / "c.json"
-        path.write_text(json.dumps({"spec": {
-            "direction": "Inbound", "method": method, "methodology": "Pull", "remote": remote,
-        }}))
-        return load_connection(path, "c").spec.port
+        spec = {"direction": "Inbound", "method": method, "methodology": "Pull", "remote": remote}
+        return load_connection(config(tmp_path, spec), "c").spec.port
 
     assert port("FTP", None) == 21
     assert port("FTP", "Explicit") == 21
@@ -118,10 +119,8 @@ def test_ftp_and_imap_ports_follow_the_tls_mode(tmp_path: Path) -> None:
 def test_a_wrong_type_is_refused_naming_the_field(
     tmp_path: Path, spec: dict[str, Any], field: str
 ) -> None:
-    path = tmp_path / "c.json"
-    path.write_text(json.dumps({"spec": spec}))
     with pytest.raises(PermanentError, match=rf"{field} must be"):
-        load_connection(path, "c")
+        load_connection(config(tmp_path, spec), "c")
 
 
 def test_a_transfer_run_imports_neither_pydantic_nor_the_api_models() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from tests.integration.transfer.transfer_servers import (
     CuttingProxy,
     Job,
+    JobResult,
     Sshd,
     SystemUser,
     put_remote,
@@ -45,6 +46,19 @@ def setup(
         [f"[127.0.0.1]:{port} {sshd.host_key_line}"],
     )
     job.credential(user.name, password=user.password)
+
+
+def run_cut(
+    job: Job, sshd: Sshd, user: SystemUser, folder: Path, limit: int, *extra: str
+) -> tuple[JobResult, CuttingProxy]:
+    """One run through a proxy that drops the session once `limit` bytes came
+    back from sshd."""
+    proxy = CuttingProxy(sshd.port, limit=limit)
+    try:
+        setup(job, sshd, user, folder, port=proxy.port)
+        return job.run(*extra), proxy
+    finally:
+        proxy.close()
 
 
 def ledger(job: Job) -> list[dict[str, Any]]:
@@ -147,12 +161,7 @@ def test_dropped_connection_lands_nothing_and_next_run_completes(
 ) -> None:
     big = os.urandom(24 * 1024 * 1024)
     put_remote(remote_dir, "big.csv", big)
-    proxy = CuttingProxy(sshd.port, limit=8 * 1024 * 1024)
-    try:
-        setup(job, sshd, system_user, remote_dir, port=proxy.port)
-        cut = job.run("--retries", "0")
-    finally:
-        proxy.close()
+    cut, proxy = run_cut(job, sshd, system_user, remote_dir, 8 * 1024 * 1024, "--retries", "0")
     assert proxy.cuts == 1
     assert cut.code != 0
     assert cut.summary["outcome"] == "Failed"
@@ -172,12 +181,7 @@ def test_retry_after_a_drop_completes_in_the_same_run(
 ) -> None:
     data = os.urandom(6 * 1024 * 1024)
     put_remote(remote_dir, "a.csv", data)
-    proxy = CuttingProxy(sshd.port, limit=2 * 1024 * 1024)
-    try:
-        setup(job, sshd, system_user, remote_dir, port=proxy.port)
-        result = job.run("--retries", "2")
-    finally:
-        proxy.close()
+    result, proxy = run_cut(job, sshd, system_user, remote_dir, 2 * 1024 * 1024, "--retries", "2")
     assert proxy.cuts == 1
     assert result.code == 0, result.stderr
     assert job.landed() == {"a.csv": data}
@@ -287,12 +291,7 @@ def test_cut_with_many_files_in_flight_lands_each_file_once(
     files = {f"f{i:04d}.csv": os.urandom(20_000 + i) for i in range(600)}
     for name, data in files.items():
         put_remote(remote_dir, name, data)
-    proxy = CuttingProxy(sshd.port, limit=4 * 1024 * 1024)
-    try:
-        setup(job, sshd, system_user, remote_dir, port=proxy.port)
-        cut = job.run("--retries", "0")
-    finally:
-        proxy.close()
+    cut, proxy = run_cut(job, sshd, system_user, remote_dir, 4 * 1024 * 1024, "--retries", "0")
     assert proxy.cuts == 1
     assert cut.code != 0
     landed_first = job.landed()
