@@ -115,6 +115,11 @@ def _datasync_quietly(fd: int) -> None:
         os.fdatasync(fd)
 
 
+def remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def hash_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -126,7 +131,7 @@ def hash_file(path: Path) -> str:
 @dataclass(frozen=True)
 class Downloaded:
     file: RemoteFile
-    temp: Path
+    temp: str
     sha256: str
 
 
@@ -138,7 +143,7 @@ class Arrival:
 
     def __init__(self, file: RemoteFile, landing: LandingArea) -> None:
         self.file = file
-        self.temp = landing.temp_path(file.name)
+        self.temp = landing.temp_name(file.name)
         self._fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self._writer = HashingWriter(self._fd)
 
@@ -167,7 +172,7 @@ class Arrival:
                 self._writer.finish()
         with contextlib.suppress(OSError):
             self._close()
-        self.temp.unlink(missing_ok=True)
+        remove(self.temp)
 
     def _close(self) -> None:
         """Closes the descriptor once: a second close could hit a descriptor
@@ -193,8 +198,8 @@ def land_batch(
     if not batch:
         return
     started = time.monotonic()
-    files = [(d.temp, landing.home / d.file.name) for d in batch]
-    receipts: list[tuple[Path, Path]] = []
+    files = [(d.temp, landing.final_name(d.file.name)) for d in batch]
+    receipts: list[tuple[str, str]] = []
     try:
         receipts = prepare_receipts(landing, [(d.file.name, d.file.size, d.sha256) for d in batch])
         # One wave of fsyncs for files and receipts alike.
@@ -202,7 +207,7 @@ def land_batch(
         publish(files)
     except BaseException:
         for temp, _ in files + receipts:
-            temp.unlink(missing_ok=True)
+            remove(temp)
         raise
     ledger.record_many(
         [Entry(FETCHED, d.file.name, d.file.size, d.file.mtime, d.sha256) for d in batch]
@@ -372,7 +377,7 @@ def fetch_all(
         except BaseException:
             stop.set()
             for leftover in batch:
-                leftover.temp.unlink(missing_ok=True)
+                remove(leftover.temp)
             raise
     error = future.exception()
     if error is not None:
