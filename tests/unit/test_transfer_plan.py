@@ -154,7 +154,10 @@ def test_arguments_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert parser.parse_args(["--connection", "x"]).connection == "x"
 
 
-def test_receipt_is_the_json_of_its_fields_one_per_line() -> None:
-    receipt = Receipt("id-1", 'odd "name".csv', 12, "ab" * 32, "2026-11-27T00:00:00Z", "acme")
+@pytest.mark.parametrize(
+    "name", ['odd "name".csv', "caf\u00e9 \u65e5\u672c.csv", "tab\there\\back.csv", "\U0001f4c4.csv"]
+)
+def test_receipt_is_the_json_of_its_fields_one_per_line(name: str) -> None:
+    receipt = Receipt("id-1", name, 12, "ab" * 32, "2026-11-27T00:00:00Z", "acme")
     assert receipt.render() == json.dumps(vars(receipt), indent=2) + "\n"
-    assert json.loads(receipt.render())["name"] == 'odd "name".csv'
+    assert json.loads(receipt.render())["name"] == name
