@@ -155,7 +155,8 @@ def test_arguments_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.parametrize(
-    "name", ['odd "name".csv', "caf\u00e9 \u65e5\u672c.csv", "tab\there\\back.csv", "\U0001f4c4.csv"]
+    "name",
+    ['odd "name".csv', "caf\u00e9 \u65e5\u672c.csv", "tab\there\\back.csv", "\U0001f4c4.csv"],
 )
 def test_receipt_is_the_json_of_its_fields_one_per_line(name: str) -> None:
     receipt = Receipt("id-1", name, 12, "ab" * 32, "2026-11-27T00:00:00Z", "acme")
