@@ -189,8 +189,9 @@ def main() -> int:
     try:
         if options.volume == "ext4":
             # Every round of both sides keeps its copy, plus room to spare.
-            needed = (2 * options.rounds * (options.large_mib + options.small * SMALL_SIZE / 2**20))
-            landing = mount_volume(work, int(needed) // 1024 + 2)
+            set_mib = options.large_mib + options.small * SMALL_SIZE / 2**20
+            needed_mib = 2 * options.rounds * set_mib
+            landing = mount_volume(work, int(needed_mib) // 1024 + 2)
         sshd, port, host_key, key = start_sshd(work)
         known_hosts = work / "known_hosts"
         known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
