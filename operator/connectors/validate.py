@@ -6,13 +6,16 @@ Connection and its Credential when both are in the files. One line per problem:
 
     FILE:LINE: Kind/name: field.path: message
 
-Exit status: 0 when all is well, 1 when anything is wrong, 2 for unreadable input.
+Exit status: 0 when all is well, 1 when anything is wrong, 2 when a file cannot be
+read (not there, not UTF-8 text, not YAML, nested absurdly deep): each such file
+gets one line on stderr saying why, and the readable files are still checked.
 It prints names of fields, never values, so no secret can leak into CI logs.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -84,38 +87,126 @@ class Problem:
     message: str = field(compare=False)
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}"
-        return f"{where}: {self.kind}/{self.name}: {self.field_path}: {self.message}"
+        where = f"{printable(self.path)}:{self.line}"
+        return (f"{where}: {self.kind}/{printable(self.name)}: {printable(self.field_path)}: "
+                f"{self.message}")
+
+
+def printable(text: str) -> str:
+    """`text` on one line of any terminal: names and keys come from the files, and a
+    newline, a control character or a lone surrogate in one must not break the
+    one-line-per-problem output, nor the encoding of stdout."""
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(c) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+        else f"\\U{code:08x}")
 
 
 class Unreadable(Exception):
     """A file that is not there, not text, or not YAML."""
 
 
-def load_documents(path: Path) -> Iterator[Document]:
+# Deeper than any manifest needs; well inside Python's recursion limit, which
+# PyYAML's recursive composer would otherwise hit (about 300 levels).
+MAX_DEPTH = 100
+
+
+class _TooDeep(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__()
+        self.problem_mark = mark
+        self.problem = f"nested more than {MAX_DEPTH} levels deep"
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, bounded in depth, with values it cannot build turned
+    into YAML errors that carry their line."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as error:
+            # A date such as 2001-13-45, an integer of 5,000 digits: PyYAML lets
+            # Python's own errors through.
+            reason = str(error)
+            if "int_max_str_digits" in reason:
+                reason = f"an integer of more than {sys.get_int_max_str_digits()} digits"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read the value: {reason}", node.start_mark) from error
+
+
+def read_text(path: Path) -> str:
+    """The file as text; Unreadable with the reason in words."""
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise Unreadable(f"{path}: cannot read: {error.__class__.__name__}") from error
-    loader = yaml.SafeLoader(text)
+        data = path.read_bytes()
+    except OSError as error:
+        reason = (error.strerror or error.__class__.__name__).lower()
+        if error.errno == errno.EISDIR:
+            reason = "is a folder"
+        raise Unreadable(f"{printable(str(path))}: cannot read: {reason}") from error
     try:
+        # A UTF-8 byte order mark, as some Windows editors write it, is not content.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        byte = data[error.start]
+        raise Unreadable(f"{printable(str(path))}: not UTF-8 text "
+                         f"(byte 0x{byte:02x} at offset {error.start})") from error
+
+
+def load_documents(path: Path) -> list[Document]:
+    """Every YAML document of the file; Unreadable, with one line that says what is
+    wrong, for a file that cannot be read whole."""
+    text = read_text(path)
+    shown = printable(str(path))
+    documents = []
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text)  # checks the characters at once
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
-            yield Document(path, node, loader.construct_document(node))
+            documents.append(Document(path, node, loader.construct_document(node)))
+    except yaml.reader.ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        char = error.character if isinstance(error.character, str) else chr(error.character)
+        raise Unreadable(f"{shown}:{line}: not valid YAML: character U+{ord(char):04X} is "
+                         "not allowed in YAML text") from error
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise Unreadable(f"{where}: not valid YAML: {problem}") from error
+        where = f"{shown}:{mark.line + 1}" if mark else shown
+        problem = " ".join(str(getattr(error, "problem", None) or "invalid YAML").split())
+        raise Unreadable(f"{where}: not valid YAML: {printable(problem)}") from error
+    except RecursionError as error:  # a safety net: MAX_DEPTH should keep it away
+        raise Unreadable(f"{shown}: not valid YAML: nested too deeply to read") from error
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+    return documents
 
 
 def manifest_files(targets: Iterable[Path]) -> Iterator[Path]:
     for target in targets:
-        if target.is_dir():
+        try:
+            is_dir = target.is_dir()
+        except OSError:  # a name too long, say: reading it says why
+            is_dir = False
+        if is_dir:
             yield from sorted(p for p in target.rglob("*") if p.suffix in (".yaml", ".yml"))
         else:
             yield target
@@ -140,7 +231,8 @@ class Parsed:
 def check_document(doc: Document) -> tuple[Parsed | None, list[Problem]]:
     """Schema and CEL-rule problems of one document; None for documents not ours."""
     data = doc.data
-    if not isinstance(data, dict) or data.get("kind") not in SPECS:
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str) \
+            or data["kind"] not in SPECS:
         return None, []
     kind = data["kind"]
     raw_metadata = data.get("metadata")
@@ -201,18 +293,41 @@ def check_references(parsed: list[Parsed]) -> list[Problem]:
     return problems
 
 
-def validate_paths(targets: Iterable[Path]) -> list[Problem]:
-    """All problems in the given files and folders; raises Unreadable."""
+@dataclass
+class Report:
+    problems: list[Problem]
+    unreadable: list[Unreadable]
+
+
+def check_paths(targets: Iterable[Path]) -> Report:
+    """The problems of every readable file, and one Unreadable per file that is not."""
     problems: list[Problem] = []
     parsed: list[Parsed] = []
+    unreadable: list[Unreadable] = []
     for path in manifest_files(targets):
-        for doc in load_documents(path):
+        try:
+            documents = load_documents(path)
+        except Unreadable as error:
+            unreadable.append(error)
+            continue
+        for doc in documents:
             result, found = check_document(doc)
             problems += found
             if result is not None:
                 parsed.append(result)
-    problems += check_references(parsed)
-    return sorted(problems)
+    if not unreadable:
+        # A Credential may be in a file that could not be read: then "no Credential
+        # named ..." would be a guess, not a finding.
+        problems += check_references(parsed)
+    return Report(sorted(problems), unreadable)
+
+
+def validate_paths(targets: Iterable[Path]) -> list[Problem]:
+    """All problems in the given files and folders; raises the first Unreadable."""
+    report = check_paths(targets)
+    if report.unreadable:
+        raise report.unreadable[0]
+    return report.problems
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -221,11 +336,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        problems = validate_paths(args.paths)
-    except Unreadable as error:
-        print(error, file=sys.stderr)
-        return 2
-    for problem in problems:
+    report = check_paths(args.paths)
+    for problem in report.problems:
         print(problem)
-    return 1 if problems else 0
+    for error in report.unreadable:
+        print(error, file=sys.stderr)
+    if report.unreadable:
+        return 2
+    return 1 if report.problems else 0
