@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import describe
 from .clients.base import (
     PermanentError,
     TransferError,
@@ -315,7 +316,7 @@ def execute(args: argparse.Namespace, summary: Summary, redact: Redactor) -> Non
             delay = next(delays, None)
             if delay is None:
                 raise
-            log.warning("%s; retrying in %.1f s", redact(str(exc)), delay)
+            log.warning("%s; retrying in %.1f s", redact(describe(exc)), delay)
             time.sleep(delay)
 
 
@@ -341,16 +342,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         execute(args, summary, redact)
     except TransferError as exc:
-        summary.error(redact(str(exc)))
+        summary.error(redact(describe(exc)))
     except OSError as exc:
         # The landing area itself (full disk, permissions): nothing to retry.
-        summary.error(redact(f"local storage: {exc}"))
-    if summary.errors:
+        summary.error(redact(f"local storage: {describe(exc)}"))
+    except BaseException as exc:
+        # A defect, or the pod being stopped: the summary still says so, and
+        # the exception is logged with its traceback for the developers.
+        log.exception("the run stopped on an unexpected error")
+        summary.error(redact(f"unexpected error: {type(exc).__name__}: {describe(exc)}"))
+    finally:
         for message in summary.errors:
             log.error("%s", redact(message))
-    line = render(summary.to_dict())
-    print(line, flush=True)
-    write_termination_log(args.termination_log, line)
+        line = render(summary.to_dict())
+        print(line, flush=True)
+        write_termination_log(args.termination_log, line)
     return EXIT_OK if summary.succeeded else EXIT_FAILED
 
 

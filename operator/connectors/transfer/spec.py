@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import describe
 from .clients.base import PermanentError
 
 # Default ports of the partner's servers; the API documents the same defaults
@@ -154,7 +155,9 @@ def load_connection(path: Path, name: str) -> Connection:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise PermanentError(f"cannot read the Connection config {path}: {exc}") from None
+        raise PermanentError(
+            f"cannot read the Connection config {path}: {describe(exc)}"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
         raise PermanentError(f"{path} must hold a JSON object with a 'spec' object")
     if data.get("name") not in (None, name):
