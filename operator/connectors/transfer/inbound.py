@@ -7,12 +7,21 @@ arrived in batches: one sync of the data, the renames, one fsync of the
 folder, one ledger write, the receipts. A file is recorded only after it is
 durable under its final name, and a crash in between is recovered from the
 remote mtime stamped on the landed file.
+
+A landed file is never overwritten. The ledger fetches each version of a
+remote file once (name, size, mtime); a new version of a name that already
+landed, or a name whose spot is taken, lands beside it under the next free
+name, `stem-2.ext`, `stem-3.ext`..., and its receipt names the remote file
+in `source`. A file that cannot land at all (a name too long for its
+receipt) is reported as failed and fetched again next run; the others of its
+batch land.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import functools
 import hashlib
 import logging
@@ -23,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import describe
 from .clients.base import (
     FileError,
     PipelinedWorker,
@@ -31,10 +41,11 @@ from .clients.base import (
     Sink,
     StreamingWorker,
     TransferError,
+    Unreadable,
 )
-from .landing import LandingArea, prepare_receipts, publish, sync_files
+from .landing import LandingArea, draft_receipt_from, fsync_dir, now_rfc3339, publish, sync_files
 from .ledger import FETCHED, Entry, Ledger
-from .plan import plan_pull
+from .plan import plan_pull, wanted
 from .spec import TransferSpec
 from .summary import Summary
 
@@ -194,39 +205,162 @@ def download(worker: StreamingWorker, file: RemoteFile, landing: LandingArea) ->
     return arrival.complete()
 
 
-def land_batch(
-    batch: list[Downloaded], landing: LandingArea, ledger: Ledger, summary: Summary
-) -> None:
-    if not batch:
-        return
-    started = time.monotonic()
-    files = [(d.temp, landing.final_name(d.file.name)) for d in batch]
-    receipts: list[tuple[str, str]] = []
+# ---- Landing without overwriting -------------------------------------------------------------
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+NAME_MAX = 255
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
     try:
-        receipts = prepare_receipts(landing, [(d.file.name, d.file.size, d.sha256) for d in batch])
+        import ctypes
+
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+def rename_no_replace(source: str, target: str) -> None:
+    """rename(2) that never replaces what is there: FileExistsError when
+    `target` exists. renameat2(RENAME_NOREPLACE) where the filesystem has it,
+    else link and unlink, which refuse an existing target as well."""
+    function = _renameat2()
+    if function is not None:
+        import ctypes
+
+        if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
+                    _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), target)
+    os.link(source, target)
+    os.unlink(source)
+
+
+def name_variants(name: str) -> Iterator[str]:
+    """`name`, then `stem-2.ext`, `stem-3.ext`... (the extension is what
+    follows the last dot, when the name has one after its first character)."""
+    yield name
+    dot = name.rfind(".")
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
+    number = 2
+    while True:
+        yield f"{stem}-{number}{ext}"
+        number += 1
+
+
+def receipt_name(name: str) -> str:
+    return f"receipt_{name}.txt"
+
+
+class FreeNames:
+    """Landing names in one folder that neither a landed file nor a receipt
+    holds, chosen so that the file and its receipt can both be created. The
+    folder is read once; names chosen are remembered."""
+
+    def __init__(self, folder: str) -> None:
+        self.taken = set(os.listdir(folder))
+
+    def choose(self, name: str) -> str:
+        if len(os.fsencode(receipt_name(name))) > NAME_MAX:
+            raise FileError(
+                f"{name}: the name is too long to land with its receipt "
+                f"({NAME_MAX} bytes at most for receipt_NAME.txt)"
+            )
+        for candidate in name_variants(name):
+            receipt = receipt_name(candidate)
+            if len(os.fsencode(receipt)) > NAME_MAX:
+                raise FileError(f"{name}: no free name to land it under")
+            if candidate not in self.taken and receipt not in self.taken:
+                self.taken.update((candidate, receipt))
+                return candidate
+        raise AssertionError("unreachable")
+
+
+def land_batch(
+    batch: list[Downloaded],
+    landing: LandingArea,
+    ledger: Ledger,
+    summary: Summary,
+    source: Callable[[RemoteFile], str] = lambda file: file.name,
+) -> list[RemoteFile]:
+    """Lands what is in `batch`, each file on its own: one that cannot land
+    is reported and the others go on. Returns the files landed."""
+    if not batch:
+        return []
+    started = time.monotonic()
+    names = FreeNames(landing.home_str)
+    received_at = now_rfc3339()  # the batch lands at once
+    planned: list[tuple[Downloaded, str, str]] = []  # (download, landed name, receipt temp)
+
+    def cannot_land(item: Downloaded, why: str) -> None:
+        remove(item.temp)
+        message = f"{why}; it will be fetched again on the next run"
+        summary.fail(message)
+        log.warning("%s", message)
+
+    try:
+        for item in batch:
+            try:
+                final = names.choose(item.file.name)
+                _, receipt_temp = draft_receipt_from(
+                    landing, final, item.file.size, item.sha256, source(item.file), received_at
+                )
+            except FileError as exc:
+                cannot_land(item, str(exc))
+                continue
+            planned.append((item, final, receipt_temp))
         # One wave of fsyncs for files and receipts alike.
-        sync_files([temp for temp, _ in files + receipts])
-        publish(files)
+        sync_files([path for item, _, receipt in planned for path in (item.temp, receipt)])
     except BaseException:
-        for temp, _ in files + receipts:
-            remove(temp)
+        for _, _, receipt in planned:
+            remove(receipt)
+        for item in batch:
+            remove(item.temp)
         raise
+    landed: list[tuple[Downloaded, str, str]] = []
+    for item, final, receipt in planned:
+        try:
+            rename_no_replace(item.temp, landing.final_name(final))
+        except OSError as exc:
+            remove(receipt)
+            cannot_land(item, f"{item.file.name}: cannot land as {final}: {describe(exc)}")
+            continue
+        landed.append((item, final, receipt))
+    if not landed:
+        return []
+    fsync_dir(landing.home_str)
     ledger.record_many(
-        [Entry(FETCHED, d.file.name, d.file.size, d.file.mtime, d.sha256) for d in batch]
+        [
+            Entry(
+                FETCHED,
+                item.file.name,
+                item.file.size,
+                item.file.mtime,
+                item.sha256,
+                note="" if final == item.file.name else f"landed as {final}",
+            )
+            for item, final, _ in landed
+        ]
     )
     # Receipts appear only once the files are recorded.
-    publish(receipts)
-    for item in batch:
+    publish([(receipt, landing.final_name(receipt_name(final))) for _, final, receipt in landed])
+    for item, _, _ in landed:
         summary.transferred(item.file.size)
     # One line per batch: a line per file cost a tenth of a second per
     # thousand files, and the ledger and receipts name every file anyway.
     log.info(
         "landed %d files (%d bytes) in %.2f s: %s",
-        len(batch),
-        sum(d.file.size for d in batch),
+        len(landed),
+        sum(item.file.size for item, _, _ in landed),
         time.monotonic() - started,
-        name_some([d.file.name for d in batch]),
+        name_some([final for _, final, _ in landed]),
     )
+    return [item.file for item, _, _ in landed]
 
 
 def name_some(names: list[str], most: int = 5) -> str:
@@ -235,13 +369,18 @@ def name_some(names: list[str], most: int = 5) -> str:
     return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
-def recover(file: RemoteFile, landing: LandingArea, ledger: Ledger, summary: Summary) -> None:
-    """The previous run landed this file and died before recording it."""
-    sha = hash_file(landing.home / file.name)
-    ledger.record(Entry(FETCHED, file.name, file.size, file.mtime, sha, note="recovered"))
-    landing.write_receipt(file.name, file.size, sha)
-    summary.transferred(0)
-    log.info("recorded %s, landed by an earlier run", file.name)
+def recover(
+    file: RemoteFile, landed_as: str, landing: LandingArea, ledger: Ledger, summary: Summary
+) -> None:
+    """The previous run landed this file (as `landed_as`) and died before
+    recording it."""
+    sha = hash_file(landing.home / landed_as)
+    note = "recovered" if landed_as == file.name else f"recovered, landed as {landed_as}"
+    ledger.record(Entry(FETCHED, file.name, file.size, file.mtime, sha, note=note))
+    if not (landing.home / receipt_name(landed_as)).exists():
+        landing.write_receipt(landed_as, file.size, sha)
+    summary.transferred(file.size)
+    log.info("recorded %s, landed by an earlier run as %s", file.name, landed_as)
 
 
 def landed_stats(landing: LandingArea) -> dict[str, tuple[int, int]]:
@@ -250,6 +389,21 @@ def landed_stats(landing: LandingArea) -> dict[str, tuple[int, int]]:
         st = path.stat()
         stats[path.name] = (st.st_size, int(st.st_mtime))
     return stats
+
+
+def landed_variant(
+    file: RemoteFile, stats: dict[str, tuple[int, int]]
+) -> str | None:
+    """A landed `stem-N.ext` of this remote file with its size and remote mtime:
+    a new version that landed beside an older one, unrecorded."""
+    for number, candidate in enumerate(name_variants(file.name)):
+        if number == 0:
+            continue
+        if candidate not in stats:
+            return None
+        if stats[candidate] == (file.size, file.mtime):
+            return candidate
+    return None
 
 
 def per_file(summary: Summary, action: Callable[[], None]) -> None:
@@ -261,6 +415,21 @@ def per_file(summary: Summary, action: Callable[[], None]) -> None:
         log.warning("%s", exc)
 
 
+def report_unreadable(
+    entries: list[Unreadable], pattern: str | None, summary: Summary
+) -> None:
+    """Listing entries the job cannot use: failures when they look like the
+    Connection's files (so the run says so and the partner can fix them),
+    skipped otherwise."""
+    for entry in entries:
+        if wanted(entry.name, pattern):
+            message = f"{entry.name}: {entry.reason}"
+            summary.fail(message)
+            log.warning("%s", message)
+        else:
+            summary.skip()
+
+
 def pull(
     client: PullClient,
     spec: TransferSpec,
@@ -269,20 +438,38 @@ def pull(
     summary: Summary,
 ) -> None:
     delete_after = spec.remote.delete_after_transfer
-    plan = plan_pull(
-        client.list_files(), ledger.has, spec.filename_pattern, landed_stats(landing), delete_after
-    )
+    listing = client.list_files()
+    report_unreadable(listing.unreadable, spec.filename_pattern, summary)
+    stats = landed_stats(landing)
+    plan = plan_pull(listing.files, ledger.has, spec.filename_pattern, stats, delete_after)
     summary.skip(plan.skipped)
+    recovered: list[RemoteFile] = []
     for file in plan.recover:
-        recover(file, landing, ledger, summary)
+        recover(file, file.name, landing, ledger, summary)
+        recovered.append(file)
+    fetch: list[RemoteFile] = []
+    for file in plan.fetch:
+        variant = landed_variant(file, stats)
+        if variant is None:
+            fetch.append(file)
+        else:
+            recover(file, variant, landing, ledger, summary)
+            recovered.append(file)
+    folder = (spec.remote.folder or "/").rstrip("/")
+    method = spec.method.lower()
+    host = f"{spec.remote.host}:{spec.port}"
+
+    def source(file: RemoteFile) -> str:
+        return f"{method}://{host}{folder}/{file.name}"
+
     landed: list[RemoteFile] = []
-    if plan.fetch:
-        landed = fetch_all(client, list(plan.fetch), landing, ledger, summary)
+    if fetch:
+        landed = fetch_all(client, fetch, landing, ledger, summary, source)
     if delete_after:
         # Only what is recorded: a crash before this point leaves the files on
         # the remote, and the next run's plan deletes them.
         with client.worker() as worker:
-            for file in (*plan.delete, *plan.recover, *landed):
+            for file in (*plan.delete, *recovered, *landed):
                 per_file(summary, functools.partial(worker.delete, file))
 
 
@@ -329,6 +516,7 @@ def fetch_all(
     landing: LandingArea,
     ledger: Ledger,
     summary: Summary,
+    source: Callable[[RemoteFile], str] = lambda file: file.name,
 ) -> list[RemoteFile]:
     """Downloads in one thread and lands in batches in this one; returns the
     files landed. On a connection failure the files already downloaded are
@@ -374,8 +562,7 @@ def fetch_all(
             while not last:
                 batch, last = arrived.take(BATCH_AGE)
                 if batch:
-                    land_batch(batch, landing, ledger, summary)
-                    landed.extend(d.file for d in batch)
+                    landed.extend(land_batch(batch, landing, ledger, summary, source))
         except BaseException:
             stop.set()
             for leftover in batch:

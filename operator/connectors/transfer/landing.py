@@ -275,3 +275,34 @@ def prepare_receipts(
         _, temp = area.draft_receipt(name, size, sha256, received_at)
         pairs.append((temp, area.final_name(f"receipt_{name}.txt")))
     return pairs
+
+
+def draft_receipt_from(
+    area: LandingArea,
+    name: str,
+    size: int,
+    sha256: str,
+    source: str,
+    received_at: str | None = None,
+) -> tuple[Receipt, str]:
+    """draft_receipt, with one more field, `source`: where a transfer job got
+    the file (the remote path, or the email and attachment). A job may land a
+    file under another name than its source's, since a landed file is never
+    overwritten. Written to a temporary name: (receipt, temp)."""
+    receipt = Receipt(
+        trace_id=str(uuid.uuid4()),
+        name=name,
+        size=size,
+        sha256=sha256,
+        received_at=received_at or now_rfc3339(),
+        connection=area.connection,
+    )
+    text = receipt.render()
+    text = text.removesuffix("\n}\n") + f',\n  "source": {json_string(source)}\n}}\n'
+    temp = area.temp_name(f"receipt_{name}.txt")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    return receipt, temp

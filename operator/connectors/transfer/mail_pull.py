@@ -1,16 +1,28 @@
 """Inbound Pull of email (IMAP): land the attachments the product rules accept,
-then mark the message seen; record the messages they refuse."""
+then mark the message seen; record the messages they refuse.
+
+A refused message (an attachment that does not match filenamePattern, too
+large) is ignored, as the product rule says: the job records it in the
+ledger, so it is not read again, and leaves it as it was, unseen, so that a
+person looking at the mailbox still sees a message nobody processed.
+
+Attachments never overwrite a landed file: two messages that each carry
+`daily_report.csv` land as `daily_report.csv` and `daily_report-2.csv`, each
+with a receipt whose `source` names its message.
+"""
 
 from __future__ import annotations
 
 import email.policy
 import hashlib
 import logging
+import os
 from email.parser import BytesParser
 from typing import Protocol
 
 from .attachments import Attachment, select_attachments
-from .landing import LandingArea
+from .inbound import FreeNames, receipt_name, remove, rename_no_replace
+from .landing import LandingArea, draft_receipt_from, fsync_dir, publish
 from .ledger import FETCHED, IGNORED, Entry, Ledger
 from .spec import TransferSpec
 from .summary import Summary
@@ -35,30 +47,52 @@ MAX_MESSAGE_BYTES = 100 * 1024 * 1024
 
 
 def land_attachment(
-    key: str, attachment: Attachment, landing: LandingArea, ledger: Ledger, summary: Summary
-) -> None:
-    temp = landing.temp_path(attachment.name)
-    try:
-        temp.write_bytes(attachment.payload)
-        landing.commit(temp, attachment.name)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    sha = hashlib.sha256(attachment.payload).hexdigest()
+    key: str,
+    attachment: Attachment,
+    source: str,
+    landing: LandingArea,
+    ledger: Ledger,
+    summary: Summary,
+) -> str:
+    """Lands one attachment under a free name; returns that name."""
     size = len(attachment.payload)
-    ledger.record(Entry(FETCHED, key, size, 0, sha, note=attachment.name))
-    landing.write_receipt(attachment.name, size, sha)
+    sha = hashlib.sha256(attachment.payload).hexdigest()
+    names = FreeNames(landing.home_str)
+    final = names.choose(attachment.name)
+    temp = landing.temp_name(attachment.name)
+    receipt_temp = ""
+    try:
+        with open(temp, "xb") as handle:
+            handle.write(attachment.payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _, receipt_temp = draft_receipt_from(landing, final, size, sha, source)
+        rename_no_replace(temp, landing.final_name(final))
+    except BaseException:
+        remove(temp)
+        if receipt_temp:
+            remove(receipt_temp)
+        raise
+    fsync_dir(landing.home_str)
+    note = attachment.name if final == attachment.name else f"{attachment.name}, landed as {final}"
+    ledger.record(Entry(FETCHED, key, size, 0, sha, note=note))
+    publish([(receipt_temp, landing.final_name(receipt_name(final)))])
     summary.transferred(size)
-    log.info("landed attachment %s (%d bytes)", attachment.name, size)
+    log.info("landed attachment %s as %s (%d bytes)", attachment.name, final, size)
+    return final
 
 
-def ignore_message(
-    client: ImapClientLike, uid: int, key: str, reason: str, ledger: Ledger, summary: Summary
-) -> None:
+def ignore_message(key: str, reason: str, ledger: Ledger, summary: Summary) -> None:
+    """Recorded, so that the next runs skip it without reading it; not marked
+    seen (see the module's docstring)."""
     ledger.record(Entry(IGNORED, key, 0, 0, note=reason))
     summary.skip()
     log.info("ignored message %s: %s", key, reason)
-    client.mark_seen(uid)
+
+
+def describe_source(key: str, message_id: str | None, attachment: str) -> str:
+    where = f"email {message_id} ({key})" if message_id else f"email {key}"
+    return f"{where}, attachment {attachment}"
 
 
 def pull_mail(
@@ -76,13 +110,10 @@ def pull_mail(
         key = f"imap/{mailbox}/{client.uidvalidity}/{uid}"
         if ledger.has(IGNORED, key, 0, 0):
             summary.skip()
-            client.mark_seen(uid)
             continue
         size = client.size(uid)
         if size is not None and size > MAX_MESSAGE_BYTES:
-            ignore_message(
-                client, uid, key, f"message larger than {MAX_MESSAGE_BYTES} bytes", ledger, summary
-            )
+            ignore_message(key, f"message larger than {MAX_MESSAGE_BYTES} bytes", ledger, summary)
             continue
         raw = client.fetch(uid)
         if raw is None:
@@ -90,13 +121,15 @@ def pull_mail(
         message = BytesParser(policy=email.policy.default).parsebytes(raw)
         verdict = select_attachments(message, spec.filename_pattern)
         if not verdict.is_accepted:
-            ignore_message(client, uid, key, verdict.reason or "refused", ledger, summary)
+            ignore_message(key, verdict.reason or "refused", ledger, summary)
             continue
+        message_id = message.get("Message-ID")
         for attachment in verdict.accepted:
             attachment_key = f"{key}/{attachment.name}"
             if ledger.has(FETCHED, attachment_key, len(attachment.payload), 0):
                 summary.skip()
                 continue
-            land_attachment(attachment_key, attachment, landing, ledger, summary)
+            source = describe_source(key, str(message_id) if message_id else None, attachment.name)
+            land_attachment(attachment_key, attachment, source, landing, ledger, summary)
         summary.skip(len(verdict.ignored))
         client.mark_seen(uid)

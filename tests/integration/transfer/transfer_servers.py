@@ -618,3 +618,174 @@ service imap-login {{
     finally:
         stop(process)
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ---- other partner servers: proftpd (FTP, FTPS, mod_sftp) and pure-ftpd ----------------------
+#
+# Debian's vsftpd, proftpd and pure-ftpd packages conflict (each provides
+# ftp-server), so hack/install-deps.sh unpacks proftpd and pure-ftpd from
+# Debian's .deb files into EXTRA_SERVERS without installing them as system
+# services; the tests start their own instances on free loopback ports.
+
+EXTRA_SERVERS = Path(os.environ.get("CONNECTORS_TEST_SERVERS", "/opt/connectors-test-servers"))
+
+
+def need_extra(binary: str) -> Path:
+    for folder in (EXTRA_SERVERS / "usr/sbin", Path("/usr/sbin")):
+        if (folder / binary).is_file():
+            return folder / binary
+    pytest.skip(f"{binary} is not unpacked in {EXTRA_SERVERS} (run hack/install-deps.sh)")
+
+
+@dataclass
+class Partner:
+    """A partner server the transfer job talks to."""
+
+    kind: str
+    """proftpd, pure-ftpd or proftpd-sftp."""
+    port: int
+    tls: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    host_key_line: str = ""
+
+
+def start_proftpd(
+    work: Path, cert: Certificate, tls: str = "None", sftp: bool = False, deny_mlsd: bool = True
+) -> Partner:
+    binary = need_extra("proftpd")
+    modules = binary.parent.parent / "lib/proftpd"
+    port = free_port()
+    pasv = free_port()
+    log = work / "proftpd.log"
+    lines = [
+        'ServerName "partner"',
+        "ServerType standalone",
+        "DefaultServer on",
+        f"Port {port}",
+        "DefaultAddress 127.0.0.1",
+        "SocketBindTight on",
+        "UseIPv6 off",
+        "User nobody",
+        "Group nogroup",
+        "RequireValidShell off",
+        "AuthOrder mod_auth_unix.c",
+        "UseReverseDNS off",
+        "WtmpLog off",
+        "DelayTable none",
+        "UseLastlog off",
+        f"ScoreboardFile {work}/scoreboard",
+        f"PidFile {work}/proftpd.pid",
+        f"SystemLog {log}",
+        "TransferLog none",
+        "AllowOverwrite on",
+        "MaxInstances 50",
+        f"PassivePorts {pasv} {pasv + 20}",
+        f"ModulePath {modules}",
+    ]
+    if deny_mlsd:
+        # As some partners configure it: no machine listing, only NLST/LIST.
+        lines += ["<Limit MLSD MLST>", "  DenyAll", "</Limit>"]
+    host_key_line = ""
+    if tls != "None":
+        lines += [
+            "LoadModule mod_tls.c",
+            "TLSEngine on",
+            "TLSRequired on",
+            f"TLSECCertificateFile {cert.cert}",
+            f"TLSECCertificateKeyFile {cert.key}",
+            "TLSProtocol TLSv1.2 TLSv1.3",
+            f"TLSLog {work}/tls.log",
+        ]
+        if tls == "Implicit":
+            lines.append("TLSOptions UseImplicitSSL")
+    if sftp:
+        host_key = work / "host_ecdsa"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ecdsa", "-m", "PEM", "-N", "", "-f", str(host_key)],
+            check=True,
+        )
+        host_key_line = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
+        lines += [
+            "LoadModule mod_sftp.c",
+            "SFTPEngine on",
+            f"SFTPHostKey {host_key}",
+            f"SFTPLog {work}/sftp.log",
+            "SFTPAuthMethods password",
+        ]
+    config = work / "proftpd.conf"
+    config.write_text("\n".join(lines) + "\n")
+    process = subprocess.Popen([str(binary), "-n", "-q", "-c", str(config)])
+    wait_for_port(port, process)
+    return Partner("proftpd-sftp" if sftp else "proftpd", port, tls, process, log, host_key_line)
+
+
+def start_pure_ftpd(work: Path, cert: Certificate, tls: str = "None") -> Partner:
+    binary = need_extra("pure-ftpd")
+    port = free_port()
+    pasv = free_port()
+    args = [
+        str(binary),
+        "-S", f"127.0.0.1,{port}",
+        "-p", f"{pasv}:{pasv + 20}",
+        "-l", "unix",
+        "-E",  # no anonymous logins
+        "-H",  # no reverse DNS
+        "-u", "1",  # the test user's uid may be low
+        "-x",  # refuse names starting with a dot, as some partners do
+        "-c", "50",
+        "-C", "50",
+    ]  # fmt: skip
+    if tls != "None":
+        pem = work / "pure-ftpd.pem"
+        pem.write_bytes(cert.key.read_bytes() + cert.cert.read_bytes())
+        pem.chmod(0o600)
+        args += ["-Y", "2", "-2", str(pem)]
+    process = subprocess.Popen(args)
+    wait_for_port(port, process)
+    return Partner("pure-ftpd", port, tls, process, work / "none")
+
+
+# ---- sshd with an external sftp-server, whose process can be killed alone --------------------
+
+
+@pytest.fixture(scope="session")
+def sshd_subsystem(
+    system_user: SystemUser, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sshd]:
+    """Like `sshd`, but SFTP runs as its own process (sftp-server), so a test
+    can end the SFTP session while the SSH connection stays up."""
+    binary = need("sshd")
+    server = Path("/usr/lib/openssh/sftp-server")
+    if not server.is_file():
+        pytest.skip("/usr/lib/openssh/sftp-server is not installed (openssh-sftp-server)")
+    work = tmp_path_factory.mktemp("sshd-subsystem")
+    host_key = work / "host_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+    port = free_port()
+    config = work / "sshd_config"
+    config.write_text(
+        f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {host_key}
+PidFile {work}/sshd.pid
+UsePAM no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+StrictModes no
+AllowUsers {system_user.name}
+Subsystem sftp {server}
+MaxStartups 50
+MaxSessions 50
+LogLevel VERBOSE
+"""
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    log = work / "sshd.log"
+    process = subprocess.Popen([binary, "-D", "-E", str(log), "-f", str(config)])
+    try:
+        wait_for_port(port, process)
+        line = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
+        yield Sshd(port, line, process, work / "none")
+    finally:
+        stop(process)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -21,6 +21,43 @@ class RemoteFile:
     size: int
     mtime: int
     """Seconds since the epoch, as the server reports it."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A listing entry the job cannot use: a name that is not UTF-8, a size
+    the server will not tell. Reported (when it concerns the Connection),
+    never silently dropped, and never fetched under a guessed name."""
+
+    name: str
+    """As shown in messages: bytes that are not UTF-8 appear as \\xNN."""
+    reason: str
+
+
+@dataclass
+class Listing:
+    files: list[RemoteFile] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+
+def decode_name(raw: bytes) -> str | None:
+    """A remote name as text, or None when it is not valid UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def shown_name(raw: bytes) -> str:
+    """A remote name for messages and pattern matching: bytes that are not
+    UTF-8 appear as \\xNN, so the name stays readable and printable."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+NOT_UTF8 = (
+    "the name is not valid UTF-8, so it cannot land under a name the platform can "
+    "read; skipped (rename it on the server)"
+)
 
 
 class TransferError(Exception):
@@ -74,7 +111,7 @@ class PipelinedWorker(PullWorker, Protocol):
 
 
 class PullClient(Protocol):
-    def list_files(self) -> list[RemoteFile]: ...
+    def list_files(self) -> Listing: ...
 
     def worker(self) -> contextlib.AbstractContextManager[PullWorker]: ...
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from ...errors import describe
 from .base import PermanentError, TransientError, tls_context
 
 T = TypeVar("T")
@@ -37,9 +38,22 @@ def _guard(what: str, action: Callable[[], T]) -> T:
     try:
         return action()
     except (imaplib.IMAP4.abort, OSError, EOFError) as exc:
-        raise TransientError(f"connection lost while {what}: {exc or type(exc).__name__}") from None
+        raise TransientError(f"connection lost while {what}: {describe(exc)}") from None
     except imaplib.IMAP4.error as exc:
-        raise PermanentError(f"{what}: {exc}") from None
+        if _temporary(exc):
+            raise TransientError(f"{what}: the server is temporarily unavailable") from None
+        raise PermanentError(f"{what}: {describe(exc)}") from None
+
+
+# Response codes of RFC 5530 that say "try again later", not "wrong
+# credentials": a login refused with one of them is retried, never reported
+# as a Credential problem.
+_TEMPORARY_CODES = (b"[UNAVAILABLE]", b"[INUSE]", b"[SERVERBUG]", b"[LIMIT]")
+
+
+def _temporary(exc: BaseException) -> bool:
+    text = describe(exc).encode("utf-8", "replace").upper()
+    return any(code in text for code in _TEMPORARY_CODES)
 
 
 class ImapClient:
@@ -66,21 +80,28 @@ class ImapClient:
                 "server"
             ) from None
         except (OSError, EOFError, imaplib.IMAP4.error) as exc:
-            raise TransientError(
-                f"cannot connect to {where}: {exc or type(exc).__name__}"
-            ) from None
+            raise TransientError(f"cannot connect to {where}: {describe(exc)}") from None
         try:
             imap.login(s.username, s.password)
         except imaplib.IMAP4.abort as exc:
-            raise TransientError(f"connection lost while logging in to {where}: {exc}") from None
-        except imaplib.IMAP4.error:
+            raise TransientError(
+                f"connection lost while logging in to {where}: {describe(exc)}"
+            ) from None
+        except imaplib.IMAP4.error as exc:
             # The server's text may quote the command; never show it.
             imap.shutdown()
+            if _temporary(exc):
+                raise TransientError(
+                    f"login as {s.username!r} on {where}: the server is temporarily "
+                    "unavailable ([UNAVAILABLE] or alike); the run is retried"
+                ) from None
             raise PermanentError(
                 f"login as {s.username!r} on {where} refused: check the Credential"
             ) from None
         except OSError as exc:
-            raise TransientError(f"connection lost while logging in to {where}: {exc}") from None
+            raise TransientError(
+                f"connection lost while logging in to {where}: {describe(exc)}"
+            ) from None
         return imap
 
     def _select(self) -> int:

@@ -26,9 +26,23 @@ from pathlib import Path
 from typing import Any, cast
 
 import paramiko
+import paramiko.sftp as sftp_const
 
+from ...errors import describe
 from .. import paramiko_speedups
-from .base import FileError, Finish, PermanentError, RemoteFile, Sink, TransientError
+from .base import (
+    NOT_UTF8,
+    FileError,
+    Finish,
+    Listing,
+    PermanentError,
+    RemoteFile,
+    Sink,
+    TransientError,
+    Unreadable,
+    decode_name,
+    shown_name,
+)
 from .sftp_pipeline import FILES_IN_FLIGHT, Pipeline, run_pipeline
 
 # paramiko's speed is bounded by Python work per SSH packet, not by bytes:
@@ -143,7 +157,7 @@ def connect(settings: SftpSettings) -> paramiko.SSHClient:
         ) from None
     except (OSError, EOFError, paramiko.SSHException) as exc:
         client.close()
-        raise TransientError(f"cannot connect to {host_name}: {exc}") from None
+        raise TransientError(f"cannot connect to {host_name}: {describe(exc)}") from None
     return client
 
 
@@ -151,16 +165,76 @@ def _is_connection_lost(transport: paramiko.Transport | None) -> bool:
     return transport is None or not transport.is_active()
 
 
-def _classify(exc: BaseException, transport: paramiko.Transport | None, what: str) -> Exception:
-    """A failure while the session is up concerns the file; once the session is
-    gone it is the connection's, and the run is retried."""
-    if _is_connection_lost(transport) or isinstance(exc, socket.timeout | ConnectionError):
-        return TransientError(f"connection lost while {what}: {exc or type(exc).__name__}")
+def _session_lost(sftp: paramiko.SFTPClient) -> bool:
+    """The SFTP session is gone: the SSH connection, or only the subsystem
+    (the server's sftp process ended while SSH stays up)."""
+    channel = sftp.get_channel()
+    if channel is None or channel.closed or channel.eof_received:
+        return True
+    return _is_connection_lost(channel.get_transport())
+
+
+def _classify(exc: BaseException, lost: bool, what: str) -> Exception:
+    """A refusal the server answered (an SFTP status: no such file, permission
+    denied, failure) concerns the file. Anything else (the session or the
+    connection gone, a timeout, a broken packet) is the connection's, and the
+    run is retried with a new one. paramiko turns an SFTP status into an
+    IOError/OSError that is neither a socket error nor a ConnectionError."""
+    if (
+        lost
+        or isinstance(exc, EOFError | paramiko.SSHException | socket.timeout | ConnectionError)
+        or (isinstance(exc, OSError) and exc.errno in _SOCKET_ERRNOS)
+    ):
+        return TransientError(f"connection lost while {what}: {describe(exc)}")
     if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
         return FileError(f"{what}: no such file")
     if isinstance(exc, OSError) and exc.errno == errno.EACCES:
         return FileError(f"{what}: permission denied")
-    return FileError(f"{what}: {exc or type(exc).__name__}")
+    return FileError(f"{what}: {describe(exc)}")
+
+
+_SOCKET_ERRNOS = frozenset(
+    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENOTCONN}
+)
+
+
+def list_folder(sftp: paramiko.SFTPClient, folder: str) -> Listing:
+    """READDIR at the bytes level: paramiko's listdir_attr decodes every name
+    as strict UTF-8, and one name in another encoding (Latin-1 from a Windows
+    partner) made the whole listing, and so the whole run, fail."""
+    request = cast(Any, sftp)._request  # paramiko has no public bytes-level listing
+    kind, msg = request(sftp_const.CMD_OPENDIR, folder)
+    if kind != sftp_const.CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    handle = msg.get_binary()
+    listing = Listing()
+    try:
+        while True:
+            try:
+                kind, msg = request(sftp_const.CMD_READDIR, handle)
+            except EOFError:
+                break  # the end of the folder (SSH_FX_EOF)
+            if kind != sftp_const.CMD_NAME:
+                raise paramiko.SFTPError("Expected name response")
+            for _ in range(msg.get_int()):
+                raw = msg.get_string()
+                msg.get_string()  # longname
+                attrs = cast(Any, paramiko.SFTPAttributes)._from_msg(msg)
+                if raw in (b".", b".."):
+                    continue
+                if not stat_module.S_ISREG(attrs.st_mode or 0):
+                    continue
+                name = decode_name(raw)
+                if name is None:
+                    listing.unreadable.append(Unreadable(shown_name(raw), NOT_UTF8))
+                    continue
+                listing.files.append(
+                    RemoteFile(name, attrs.st_size or 0, int(attrs.st_mtime or 0))
+                )
+    finally:
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            request(sftp_const.CMD_CLOSE, handle)
+    return listing
 
 
 class SftpWorker:
@@ -201,14 +275,16 @@ class SftpWorker:
         pipeline.abandon(TransientError("the run stopped before this file"))
 
     def delete(self, file: RemoteFile) -> None:
-        transport = self.sftp.get_channel().get_transport()  # type: ignore[union-attr]
         try:
             self.sftp.remove(self._path(file.name))
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise _classify(exc, transport, f"deleting {file.name}") from None
+            raise _classify(exc, _session_lost(self.sftp), f"deleting {file.name}") from None
 
     def upload(self, name: str, source: Path, temp_name: str) -> None:
-        transport = self.sftp.get_channel().get_transport()  # type: ignore[union-attr]
+        """Writes `temp_name`, then renames it to `name`. The temporary name is
+        the same on every attempt, so a run cut off halfway leaves at most one
+        temporary file, which the attempt that completes the upload replaces
+        and renames away."""
         temp = self._path(temp_name)
         final = self._path(name)
         try:
@@ -217,10 +293,12 @@ class SftpWorker:
                 self.sftp.putfo(handle, temp, file_size=source.stat().st_size, confirm=True)
             self._rename(temp, final)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            if not _is_connection_lost(transport):
+            lost = _session_lost(self.sftp)
+            error = _classify(exc, lost, f"uploading {name}")
+            if isinstance(error, FileError):
                 with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                     self.sftp.remove(temp)
-            raise _classify(exc, transport, f"uploading {name}") from None
+            raise error from None
 
     def _rename(self, temp: str, final: str) -> None:
         """posix-rename@openssh.com replaces an existing file atomically; plain
@@ -264,25 +342,18 @@ class SftpClient:
             # A server that stops answering must not hold the run forever.
             sftp.get_channel().settimeout(self.settings.timeout)  # type: ignore[union-attr]
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise TransientError(f"cannot open an SFTP session: {exc}") from None
+            raise TransientError(f"cannot open an SFTP session: {describe(exc)}") from None
         return SftpWorker(sftp, self.settings.folder, self.settings.files_in_flight)
 
-    def list_files(self) -> list[RemoteFile]:
-        transport = self.ssh.get_transport()
+    def list_files(self) -> Listing:
+        sftp = self._main.sftp
         try:
-            entries = self._main.sftp.listdir_attr(self.settings.folder)
+            return list_folder(sftp, self.settings.folder)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            error = _classify(exc, transport, f"listing {self.settings.folder}")
+            error = _classify(exc, _session_lost(sftp), f"listing {self.settings.folder}")
             if isinstance(error, FileError):
                 raise PermanentError(str(error)) from None
             raise error from None
-        files = []
-        for attrs in entries:
-            mode = attrs.st_mode or 0
-            if not stat_module.S_ISREG(mode):
-                continue
-            files.append(RemoteFile(attrs.filename, attrs.st_size or 0, int(attrs.st_mtime or 0)))
-        return files
 
     @contextlib.contextmanager
     def worker(self) -> Iterator[SftpWorker]:
@@ -295,12 +366,29 @@ class SftpClient:
         try:
             return self._main.size(name)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise _classify(exc, self.ssh.get_transport(), f"checking {name}") from None
+            raise _classify(exc, _session_lost(self._main.sftp), f"checking {name}") from None
 
     def upload(self, name: str, source: Path) -> None:
         self._main.upload(name, source, temp_name=f".{name}.part")
 
     def close(self) -> None:
+        """Ends the session the way OpenSSH's client does: the SFTP channel,
+        then an SSH disconnect message (paramiko's close only drops the
+        socket, which servers log as a connection lost)."""
         with contextlib.suppress(Exception):
             self._main.sftp.close()
+        transport = self.ssh.get_transport()
+        if transport is not None and transport.is_active():
+            with contextlib.suppress(Exception):
+                disconnect(transport)
         self.ssh.close()
+
+
+def disconnect(transport: paramiko.Transport) -> None:
+    """Sends SSH_MSG_DISCONNECT, reason 11 (disconnected by application)."""
+    message = paramiko.Message()
+    message.add_byte(paramiko.common.cMSG_DISCONNECT)
+    message.add_int(11)
+    message.add_string("run complete")
+    message.add_string("")
+    transport._send_user_message(message)  # type: ignore[attr-defined]

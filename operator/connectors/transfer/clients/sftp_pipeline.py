@@ -34,6 +34,7 @@ from typing import Protocol
 
 import paramiko
 
+from ...errors import describe
 from .base import FileError, Finish, RemoteFile, Sink, TransferError, TransientError
 
 # Packet types and status codes of SFTP version 3.
@@ -464,4 +465,4 @@ def _session_errors() -> Iterator[None]:
     except TimeoutError:
         raise TransientError("the server stopped answering SFTP requests") from None
     except (OSError, EOFError, paramiko.SSHException) as exc:
-        raise TransientError(f"connection lost: {exc or type(exc).__name__}") from None
+        raise TransientError(f"connection lost: {describe(exc)}") from None

@@ -23,6 +23,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import TypeVar
 
+from ...errors import describe
 from ..spec import TransferSpec
 from .base import FileError, PermanentError, TransientError, tls_context
 
@@ -108,7 +109,7 @@ def _guard(what: str, action: Callable[[], T]) -> T:
             f"{what}: the relay's TLS certificate does not verify ({exc.verify_message})"
         ) from None
     except (smtplib.SMTPException, OSError) as exc:
-        raise TransientError(f"{what}: {exc or type(exc).__name__}") from None
+        raise TransientError(f"{what}: {describe(exc)}") from None
 
 
 class SmtpClient:
