@@ -3,7 +3,7 @@
 # and sshd), lftp and curl (FTP clients), vsftpd (FTP server), swaks (SMTP client),
 # dovecot (IMAP server). Needs root (as on CI) or sudo; skips what is present.
 set -euo pipefail
-packages=(openssh-client openssh-server lftp curl swaks vsftpd dovecot-imapd sshpass)
+packages=(openssh-client openssh-server lftp curl swaks msmtp vsftpd dovecot-imapd sshpass)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
