@@ -6,8 +6,9 @@ from tests.integration.transfer.transfer_servers import (
     job,
     remote_dir,
     sshd,
+    sshd_subsystem,
     system_user,
     vsftpd,
 )
 
-__all__ = ["certificate", "dovecot", "job", "remote_dir", "sshd", "system_user", "vsftpd"]
+__all__ = ["certificate", "dovecot", "job", "remote_dir", "sshd", "sshd_subsystem", "system_user", "vsftpd"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -354,3 +355,166 @@ def test_missing_known_hosts_is_a_clear_error(
     assert result.code != 0
     assert "trusted host keys" in result.summary["message"]
     assert job.landed() == {}
+
+
+LATIN1_NAME = os.fsdecode(b"conversions_caf\xe9.csv")
+
+
+def test_a_name_that_is_not_utf8_is_reported_and_the_others_land(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    good = {f"conversions_{i}.csv": f"{i}\n".encode() for i in range(3)}
+    for name, data in good.items():
+        put_remote(remote_dir, name, data)
+    put_remote(remote_dir, LATIN1_NAME, b"latin-1 name")
+    put_remote(remote_dir, os.fsdecode(b"notes_\xe9.txt"), b"not ours")
+    setup(job, sshd, system_user, remote_dir)
+
+    result = job.run()
+    assert job.landed() == good
+    assert result.summary["files"] == 3
+    assert result.summary["failed"] == 1
+    assert "conversions_caf\\xe9.csv" in result.summary["message"]
+    assert "UTF-8" in result.summary["message"]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_new_version_of_a_landed_file_lands_beside_it(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    put_remote(remote_dir, "a.csv", b"first\n", mtime=1_700_000_000)
+    setup(job, sshd, system_user, remote_dir)
+    assert job.run().code == 0
+
+    put_remote(remote_dir, "a.csv", b"second version\n", mtime=1_700_000_100)
+    second = job.run()
+    assert second.code == 0, second.stderr
+    assert second.summary["files"] == 1
+    assert job.landed() == {"a.csv": b"first\n", "a-2.csv": b"second version\n"}
+    receipt = json.loads((job.home / "receipt_a-2.csv.txt").read_text())
+    assert receipt["name"] == "a-2.csv"
+    assert receipt["source"].endswith(f"{remote_dir}/a.csv")
+    assert job.run().summary["files"] == 0
+
+
+def test_recovered_file_counts_its_bytes(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    put_remote(remote_dir, "a.csv", b"alpha")
+    setup(job, sshd, system_user, remote_dir)
+    assert job.run().code == 0
+    (job.home / ".connectors" / "ledger.jsonl").unlink()
+
+    again = job.run()
+    assert again.summary["files"] == 1
+    assert again.summary["bytes"] == 5, "files and bytes agree"
+
+
+def test_one_file_that_cannot_land_does_not_hold_back_the_others(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    """A name too long to land with its receipt, and a landing spot taken by a
+    folder, in one batch with good files."""
+    long_name = "x" * 240 + ".csv"
+    put_remote(remote_dir, long_name, b"long")
+    good = {f"g{i}.csv": f"{i}".encode() for i in range(5)}
+    for name, data in good.items():
+        put_remote(remote_dir, name, data)
+    setup(job, sshd, system_user, remote_dir)
+    (job.home / "g0.csv").mkdir(parents=True)
+
+    result = job.run()
+    landed = job.landed()
+    assert landed == {**{k: v for k, v in good.items() if k != "g0.csv"}, "g0-2.csv": b"0"}
+    assert result.summary["files"] == 5
+    assert result.summary["failed"] == 1
+    assert "too long" in result.summary["message"]
+    assert job.temporaries() == []
+    assert len(job.receipts()) == 5
+
+
+def test_push_retries_after_the_sftp_subsystem_dies(
+    job: Job, sshd_subsystem: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    """The partner's sftp-server process ends while SSH stays up."""
+    import signal
+    import time
+
+    from tests.integration.transfer.transfer_servers import descendants
+
+    port = sshd_subsystem.port
+    job.configure(
+        push_spec(port, remote_dir, sshd_subsystem.host_key_line),
+        [f"[127.0.0.1]:{port} {sshd_subsystem.host_key_line}"],
+    )
+    job.credential(system_user.name, password=system_user.password)
+    outbox = job.home / "outbox"
+    outbox.mkdir(parents=True)
+    data = os.urandom(96 * 1024 * 1024)
+    (outbox / "r.csv").write_bytes(data)
+
+    process = job.start("--retries", "2")
+    killed = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not killed:
+        temp = remote_dir / ".r.csv.part"
+        if temp.exists() and temp.stat().st_size > 0:
+            for pid in descendants(sshd_subsystem.process.pid):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/exe").resolve().name == "sftp-server":
+                        os.kill(pid, signal.SIGKILL)
+                        killed = True
+        time.sleep(0.002)
+    result = job.finish(process)
+    assert killed, "the upload never started"
+    assert result.code == 0, result.summary["message"]
+    assert "retrying" in result.stderr
+    assert remote_files(remote_dir) == {"r.csv": data}, "no temporary file left behind"
+
+
+def test_push_cut_by_the_network_completes_without_leftovers(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    proxy = CuttingProxy(sshd.port, limit=40_000)
+    try:
+        job.configure(
+            push_spec(proxy.port, remote_dir, sshd.host_key_line),
+            [f"[127.0.0.1]:{proxy.port} {sshd.host_key_line}"],
+        )
+        job.credential(system_user.name, password=system_user.password)
+        outbox = job.home / "outbox"
+        outbox.mkdir(parents=True)
+        data = os.urandom(32 * 1024 * 1024)
+        (outbox / "r.csv").write_bytes(data)
+        result = job.run("--retries", "2")
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert result.code == 0, result.summary["message"]
+    assert "retrying" in result.stderr
+    assert remote_files(remote_dir) == {"r.csv": data}
+
+
+def test_the_job_ends_its_ssh_session_with_a_disconnect(
+    job: Job, sshd_subsystem: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    put_remote(remote_dir, "a.csv", b"alpha")
+    port = sshd_subsystem.port
+    job.configure(
+        spec(port, remote_dir, sshd_subsystem.host_key_line),
+        [f"[127.0.0.1]:{port} {sshd_subsystem.host_key_line}"],
+    )
+    job.credential(system_user.name, password=system_user.password)
+    log = Path(sshd_subsystem.client_key).parent / "sshd.log"
+    before = log.read_text() if log.exists() else ""
+
+    assert job.run().code == 0
+    import time
+
+    time.sleep(0.5)
+    new = log.read_text()[len(before) :]
+    assert "Received disconnect from 127.0.0.1" in new, new
+
+
+def remote_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
