@@ -8,6 +8,7 @@ it with a problem on that field. Both must accept every example.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,28 @@ def test_both_accept_every_example(crds: Cluster, namespace: str) -> None:
                 assert api_verdict(custom, namespace, manifest) is None, path
             else:
                 utils.create_from_dict(api_client, manifest, namespace=namespace)
+
+
+@pytest.mark.parametrize("pattern", ["in/*.csv", "in\\*.csv", "[abc]*.csv"])
+def test_a_bad_filename_pattern_reads_in_words_in_both(
+    crds: Cluster, namespace: str, tmp_path: Path, pattern: str
+) -> None:
+    manifest = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Connection",
+        "metadata": {"name": "worded"},
+        "spec": {"direction": "Inbound", "dataType": "Clicks", "method": "SFTP",
+                 "methodology": "Push", "credentialRef": {"name": "acme"},
+                 "filenamePattern": pattern},
+    }
+    refusal = api_verdict(client.CustomObjectsApi(crds.api_client()), namespace, manifest)
+    assert refusal is not None
+    path = tmp_path / "worded.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    [offline] = validate_paths([path])
+    # The API server's JSON escapes the backslash and quotes; compare on its decoded text.
+    message = json.loads(refusal)["message"]
+    for said in (message, offline.message):
+        assert "filenamePattern is a file name, not a path" in said, said
+        assert "* (any run of characters) and ? (one character)" in said, said
+        assert "should match" not in said, said
+        assert "^[^" not in said, said

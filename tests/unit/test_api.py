@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 from connectors.api import ConnectionSpec, CredentialSpec
 from connectors.api.accounts import AccountTable, hash_password, verify_password
 from connectors.api.compat import credential_misfit
+from connectors.api.connection import FILENAME_PATTERN, FILENAME_PATTERN_MESSAGE
 from connectors.api.crd import render_all
 from connectors.api.rules import broken_rules
 from connectors.validate import validate_paths
@@ -180,3 +182,46 @@ def test_password_hash_round_trip_and_table_render_is_stable() -> None:
     rendered = table.render()
     assert AccountTable.parse(rendered).render() == rendered
     assert [a.username for a in AccountTable.parse(rendered).accounts] == ["a", "b"]
+
+
+FILENAME_REGEX = r"^[^/\\\[\]]+$"
+
+
+@pytest.mark.parametrize("pattern", ["in/*.csv", "in\\*.csv", "[abc]*.csv"])
+def test_bad_filename_pattern_is_explained_in_words_offline(tmp_path: Path, pattern: str) -> None:
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(
+        "apiVersion: connectors.dev/v1alpha1\nkind: Connection\nmetadata: {name: acme}\n"
+        "spec:\n  direction: Inbound\n  dataType: Clicks\n  method: SFTP\n"
+        "  methodology: Push\n  credentialRef: {name: acme}\n"
+        f"  filenamePattern: {json.dumps(pattern)}\n")
+    [problem] = validate_paths([manifest])
+    assert problem.field_path == "spec.filenamePattern"
+    assert problem.message == FILENAME_PATTERN_MESSAGE
+    assert FILENAME_REGEX not in problem.message
+    assert "should match pattern" not in problem.message
+    # The words name every character the rule refuses, and the two wildcards.
+    for refused in ("'/'", "'\\'", "'['", "']'", "* (any run of characters)",
+                    "? (one character)"):
+        assert refused in problem.message
+
+
+def test_crd_explains_a_bad_filename_pattern_in_words_too() -> None:
+    crd = yaml.safe_load(render_all()["connections.yaml"])
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    field = spec["properties"]["filenamePattern"]
+    # A `pattern` keyword would make the API server quote the regular expression.
+    assert "pattern" not in field
+    [rule] = field["x-kubernetes-validations"]
+    assert rule["message"] == FILENAME_PATTERN_MESSAGE
+    # The CEL rule checks the very expression the models check.
+    assert FILENAME_REGEX in rule["rule"]
+    assert FILENAME_PATTERN == FILENAME_REGEX
+
+
+def test_python_m_connectors_is_the_connectors_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "connectors", "--help"],
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: connectors ")
+    assert "validate" in result.stdout

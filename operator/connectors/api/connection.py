@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from .common import Condition, LocalObjectReference, Model
 from .rules import Rule, cel_extension
@@ -25,6 +27,13 @@ Tls = Literal["None", "Explicit", "Implicit", "IMAPS", "STARTTLS"]
 
 # `*` and `?` are the only wildcards; no path separators, no character classes.
 FILENAME_PATTERN = r"^[^/\\\[\]]+$"
+# The same rule in words, for `kubectl apply` and `connectors validate` alike: a
+# refusal that quotes the regular expression leaves the reader to decode it.
+FILENAME_PATTERN_MESSAGE = (
+    "filenamePattern is a file name, not a path: any characters but '/', '\\', '[' and "
+    "']', with the wildcards * (any run of characters) and ? (one character), "
+    "for example 'conversions_*.csv'"
+)
 # A DNS name, an IPv4 address (which the DNS form also matches) or an IPv6 address.
 HOST_PATTERN = (
     r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
@@ -34,6 +43,25 @@ HOST_PATTERN = (
 SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|\S+( +\S+){4})$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 DEFAULT_SCHEDULE = "*/15 * * * *"
+
+
+
+def _filename_pattern(value: str) -> str:
+    if not re.fullmatch(FILENAME_PATTERN, value):
+        raise PydanticCustomError("filename_pattern", FILENAME_PATTERN_MESSAGE)
+    return value
+
+
+assert "'" not in FILENAME_PATTERN, "the CEL rule quotes it in a raw '...' string"
+# No `pattern` keyword: the API server would quote the expression. A CEL rule on the
+# field checks the same expression (RE2 reads it as Python does) with the message.
+FilenamePattern = Annotated[
+    str,
+    Field(min_length=1, max_length=255, json_schema_extra={"x-kubernetes-validations": [
+        {"rule": f"self.matches(r'{FILENAME_PATTERN}')", "message": FILENAME_PATTERN_MESSAGE},
+    ]}),
+    AfterValidator(_filename_pattern),
+]
 
 _PLATFORM_INITIATED = "((self.direction == 'Inbound') == (self.methodology == 'Pull'))"
 
@@ -214,9 +242,7 @@ class ConnectionSpec(Model):
     credential_ref: LocalObjectReference
     """The Credential in this namespace that the partner logs in with, or that the
     platform logs in to the partner with."""
-    filename_pattern: (
-        Annotated[str, Field(min_length=1, max_length=255, pattern=FILENAME_PATTERN)] | None
-    ) = None
+    filename_pattern: FilenamePattern | None = None
     """Which files belong to this Connection: wildcards `*` (any run of characters) and
     `?` (one character), no path separators. Required for Email."""
     remote: Remote | None = None
