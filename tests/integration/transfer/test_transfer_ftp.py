@@ -163,3 +163,36 @@ def test_push_delivers_each_file_once(
     assert second.code == 0, second.stderr
     assert second.summary["files"] == 0
     assert list(remote_dir.iterdir()) == []
+
+
+def test_a_name_that_is_not_utf8_is_reported_and_the_others_land(
+    job: Job, vsftpd: Vsftpd, system_user: SystemUser, remote_dir: Path, certificate: Certificate
+) -> None:
+    good = {f"clicks_{i}.csv": f"{i}\n".encode() for i in range(3)}
+    for name, data in good.items():
+        put_remote(remote_dir, name, data)
+    put_remote(remote_dir, os.fsdecode(b"clicks_caf\xe9.csv"), b"latin-1 name")
+    setup(job, vsftpd, system_user, remote_dir, certificate)
+
+    result = job.run()
+    assert job.landed() == good
+    assert result.summary["files"] == 3
+    assert result.summary["failed"] == 1
+    assert "clicks_caf\\xe9.csv" in result.summary["message"]
+    assert "Traceback" not in result.stderr
+
+
+def test_failure_messages_name_their_cause(
+    job: Job, vsftpd: Vsftpd, system_user: SystemUser, remote_dir: Path, certificate: Certificate
+) -> None:
+    """A session killed mid-download: 'connection lost while downloading X: '
+    must go on with a cause, never end empty."""
+    put_remote(remote_dir, "clicks_big.csv", os.urandom(64 * 1024 * 1024))
+    setup(job, vsftpd, system_user, remote_dir, certificate)
+
+    process = job.start("--retries", "0", "--timeout", "20")
+    assert kill_sessions_mid_transfer(vsftpd.process.pid, job.home)
+    cut = job.finish(process)
+    assert cut.code != 0
+    for part in cut.summary["message"].split("; "):
+        assert part.strip() and not part.rstrip().endswith(":"), cut.summary["message"]
