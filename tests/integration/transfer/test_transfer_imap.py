@@ -116,7 +116,15 @@ def test_message_with_a_non_matching_attachment_is_ignored_and_recorded(
     entries = ledger(job)
     assert [e["kind"] for e in entries] == ["ignored"]
     assert "holiday.jpg" in entries[0]["note"]
-    assert mailbox.unseen() == 0, "handled once, not again on every run"
+    # Ignored means left as it was: unseen, for a person to notice; the ledger
+    # keeps the job from reading it again.
+    assert mailbox.unseen() == 1
+
+    again = job.run()
+    assert again.code == 0, again.stderr
+    assert again.summary["skipped"] == 1
+    assert [e["kind"] for e in ledger(job)] == ["ignored"], "not read again"
+    assert mailbox.unseen() == 1
 
 
 def test_attachment_names_are_sanitised(job: Job, mailbox: Mailbox) -> None:
@@ -166,3 +174,47 @@ def test_landed_but_unmarked_message_is_not_landed_again(job: Job, mailbox: Mail
     assert again.summary["files"] == 0
     assert job.receipts() == receipts
     assert mailbox.unseen() == 0
+
+
+def test_same_named_attachments_of_different_messages_all_land(
+    job: Job, mailbox: Mailbox
+) -> None:
+    mailbox.spec["filenamePattern"] = "daily_report.csv"
+    job.configure(mailbox.spec)
+    contents = [b"monday\n", b"tuesday\n", b"wednesday\n"]
+    for data in contents:
+        mailbox.deliver(message(("daily_report.csv", data)))
+
+    result = job.run()
+    assert result.code == 0, result.stderr
+    assert result.summary["files"] == 3
+    landed = job.landed()
+    assert sorted(landed.values()) == sorted(contents), "nothing overwritten"
+    assert set(landed) == {"daily_report.csv", "daily_report-2.csv", "daily_report-3.csv"}
+    sources = {
+        json.loads((job.home / f"receipt_{name}.txt").read_text())["source"] for name in landed
+    }
+    assert len(sources) == 3, "each receipt names its own message"
+    assert all("email" in source and "daily_report.csv" in source for source in sources)
+    assert mailbox.unseen() == 0
+
+
+def test_temporary_login_failure_is_retried_not_blamed_on_the_credential(
+    job: Job, mailbox: Mailbox
+) -> None:
+    """dovecot answers NO [UNAVAILABLE] when it cannot read its user database."""
+    mailbox.deliver(message(("audiences_1.csv", b"ok")))
+    users = mailbox.server.work / "passwd.d" / mailbox.user
+    users.chmod(0o000)
+    try:
+        result = job.run("--retries", "1")
+    finally:
+        users.chmod(0o644)
+    assert result.code != 0
+    assert "temporarily unavailable" in result.summary["message"]
+    assert "check the Credential" not in result.summary["message"]
+    assert "retrying" in result.stderr
+    assert mailbox.password not in result.stdout + result.stderr
+
+    assert job.run().code == 0
+    assert job.landed() == {"audiences_1.csv": b"ok"}
