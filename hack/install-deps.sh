@@ -1,16 +1,52 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests use as real peers: OpenSSH (sftp client
-# and sshd), lftp and curl (FTP clients), vsftpd (FTP server), swaks (SMTP client),
-# dovecot (IMAP server). Needs root (as on CI) or sudo; skips what is present.
+# Installs the Debian packages the tests use as real peers: OpenSSH (sftp client,
+# sshd and sftp-server), lftp and curl (FTP clients), vsftpd (FTP server), swaks
+# (SMTP client, with Net::SSLeay and IO::Socket::SSL for `swaks --tls`), dovecot
+# (IMAP server). Needs root (as on CI) or sudo; skips what is present.
+#
+# proftpd (FTP, FTPS and its own SFTP, mod_sftp, in proftpd-mod-crypto) and
+# pure-ftpd conflict with vsftpd as Debian packages (each provides ftp-server),
+# so they are unpacked from Debian's .deb files into $SERVERS instead of being
+# installed as system services: nothing listens on port 21, and the tests start
+# their own instances on free loopback ports with their own configuration.
 set -euo pipefail
-packages=(openssh-client openssh-server lftp curl swaks msmtp vsftpd dovecot-imapd sshpass)
+SERVERS=${CONNECTORS_TEST_SERVERS:-/opt/connectors-test-servers}
+packages=(openssh-client openssh-server openssh-sftp-server lftp curl swaks
+  libnet-ssleay-perl libio-socket-ssl-perl vsftpd dovecot-imapd sshpass
+  # libraries proftpd and pure-ftpd need, installed as usual
+  libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libsodium23 libidn2-0)
+unpacked=(proftpd-core proftpd-mod-crypto pure-ftpd)
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "install-deps: installing ${missing[*]}" >&2
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+updated=""
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  updated=yes
+  # Services the packages would start (sshd, vsftpd, dovecot) are not needed:
+  # the tests run their own. policy-rc.d keeps them from starting on install.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    added_policy=yes
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+  [ -z "$added_policy" ] || $sudo rm -f "$policy"
+fi
+if [ ! -x "$SERVERS/usr/sbin/proftpd" ] || [ ! -x "$SERVERS/usr/sbin/pure-ftpd" ]; then
+  echo "install-deps: unpacking ${unpacked[*]} into $SERVERS" >&2
+  [ -n "$updated" ] || $sudo apt-get update -qq
+  work=$(mktemp -d)
+  chmod 777 "$work"  # apt downloads as the _apt user
+  (cd "$work" && $sudo apt-get download -qq "${unpacked[@]}")
+  $sudo mkdir -p "$SERVERS"
+  for deb in "$work"/*.deb; do $sudo dpkg-deb -x "$deb" "$SERVERS"; done
+  rm -rf "$work"
+fi

@@ -11,4 +11,13 @@ from tests.integration.transfer.transfer_servers import (
     vsftpd,
 )
 
-__all__ = ["certificate", "dovecot", "job", "remote_dir", "sshd", "sshd_subsystem", "system_user", "vsftpd"]
+__all__ = [
+    "certificate",
+    "dovecot",
+    "job",
+    "remote_dir",
+    "sshd",
+    "sshd_subsystem",
+    "system_user",
+    "vsftpd",
+]

@@ -195,4 +195,5 @@ def test_failure_messages_name_their_cause(
     cut = job.finish(process)
     assert cut.code != 0
     for part in cut.summary["message"].split("; "):
-        assert part.strip() and not part.rstrip().endswith(":"), cut.summary["message"]
+        assert part.strip(), cut.summary["message"]
+        assert not part.rstrip().endswith(":"), cut.summary["message"]

@@ -167,9 +167,8 @@ def test_proftpd_sftp_pull_and_push(
         if path.is_file():
             path.unlink()
     push = Job(job.root / "push")
-    configure(
-        push, proftpd_sftp, system_user, certificate, sftp_spec(proftpd_sftp, remote_dir, "Outbound")
-    )
+    push_spec = sftp_spec(proftpd_sftp, remote_dir, "Outbound")
+    configure(push, proftpd_sftp, system_user, certificate, push_spec)
     expected = fill_outbox(push)
     pushed = push.run()
     assert pushed.code == 0, pushed.stderr
@@ -177,7 +176,11 @@ def test_proftpd_sftp_pull_and_push(
 
 
 def test_pure_ftpd_pull(
-    job: Job, pure_ftpd: Partner, system_user: SystemUser, remote_dir: Path, certificate: Certificate
+    job: Job,
+    pure_ftpd: Partner,
+    system_user: SystemUser,
+    remote_dir: Path,
+    certificate: Certificate,
 ) -> None:
     files = pull_many(job, remote_dir)
     configure(job, pure_ftpd, system_user, certificate, ftp_spec(pure_ftpd, remote_dir, "Inbound"))
@@ -188,7 +191,11 @@ def test_pure_ftpd_pull(
 
 
 def test_pure_ftpd_refusing_dot_files_still_gets_pushes(
-    job: Job, pure_ftpd: Partner, system_user: SystemUser, remote_dir: Path, certificate: Certificate
+    job: Job,
+    pure_ftpd: Partner,
+    system_user: SystemUser,
+    remote_dir: Path,
+    certificate: Certificate,
 ) -> None:
     """pure-ftpd -x refuses the hidden temporary name `.NAME.part`: the job
     uploads to the visible `NAME.part` instead, then renames."""
