@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use as real peers: OpenSSH (sftp client,
 # sshd and sftp-server), lftp and curl (FTP clients), vsftpd (FTP server), swaks
-# (SMTP client, with Net::SSLeay and IO::Socket::SSL for `swaks --tls`), dovecot
+# and msmtp (SMTP clients; swaks with Net::SSLeay and IO::Socket::SSL for
+# `swaks --tls`), dovecot
 # (IMAP server). Needs root (as on CI) or sudo; skips what is present.
 #
 # proftpd (FTP, FTPS and its own SFTP, mod_sftp, in proftpd-mod-crypto) and
@@ -11,7 +12,7 @@
 # their own instances on free loopback ports with their own configuration.
 set -euo pipefail
 SERVERS=${CONNECTORS_TEST_SERVERS:-/opt/connectors-test-servers}
-packages=(openssh-client openssh-server openssh-sftp-server lftp curl swaks
+packages=(openssh-client openssh-server openssh-sftp-server lftp curl swaks msmtp
   libnet-ssleay-perl libio-socket-ssl-perl vsftpd dovecot-imapd sshpass
   # libraries proftpd and pure-ftpd need, installed as usual
   libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libsodium23 libidn2-0)
