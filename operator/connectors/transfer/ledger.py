@@ -5,7 +5,10 @@ Append-only JSON lines in <landing home>/.connectors/ledger.jsonl, fsync'd
 after every record: a job killed at any moment loses at most the record it
 was writing, and a torn last line is skipped on load. Entries are keyed by
 (kind, name, size, mtime): a remote file that changes size or mtime is a new
-version and is fetched again.
+version and is fetched again. A new version never replaces the landed one: it
+lands beside it as `stem-2.ext` (inbound.py), and its entry's note says
+"landed as ...". An ignored email is recorded here and left unseen on the
+server (mail_pull.py).
 """
 
 from __future__ import annotations
