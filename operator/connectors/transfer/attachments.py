@@ -1,10 +1,18 @@
-"""Which attachments of an email the platform accepts: pure, shared by the IMAP
-transfer job and the SMTP listener.
+"""Which attachments of an email the platform accepts: pure, the one rule set of
+the IMAP transfer job and the SMTP listener.
 
 Product rules (DESIGN.md): every attachment must match the Connection's
 filenamePattern, or the whole message is ignored; attachments named receipt_*
-or result_* are reserved and ignored. Attachment names come from the sender,
-so they are sanitised before anything else looks at them.
+or result_* are reserved and ignored. Attachment names come from the sender:
+a name that is not plainly a file name (control or format characters, a
+leading dot, too long in bytes for the file and its receipt) is refused, and
+so is the whole message, rather than guessed at.
+
+One reading is not a refusal: a name with folders in it (`../x.csv`,
+`C:\\tmp\\x.csv`) stands for its last component, as RFC 2183 section 2.3 asks
+of a receiving agent ("The filename should be treated as a terminal component
+only"), with both slashes counted as separators since Windows clients send
+backslashes.
 """
 
 from __future__ import annotations
@@ -13,12 +21,11 @@ import unicodedata
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 
-from .landing import is_reserved, matches_pattern
+from .landing import is_reserved, matches_pattern, name_refusal
 
 # A message with more parts than this is refused outright: walking thousands of
 # nested parts costs memory and time, and no partner sends that many files.
 MAX_PARTS = 100
-MAX_NAME_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -37,32 +44,51 @@ class Verdict:
     reason: str | None = None
     """Why the whole message is ignored, or None when it is accepted."""
     rejected: tuple[str, ...] = field(default=())
-    """Sanitised names of the attachments that did not match the pattern."""
+    """The attachments that made the message ignored: sanitised names that did
+    not match the pattern, and refused names as ASCII literals (ascii())."""
 
     @property
     def is_accepted(self) -> bool:
         return self.reason is None
 
 
-def sanitize_filename(raw: str | None) -> str | None:
-    """The last path component, without control characters; None when nothing
-    usable is left.
-
-    Senders control the name, so both `/` and `\\` count as separators (a
-    Windows client may send `C:\\x\\y.csv`), and names that would be hidden or
-    special (`.`, `..`, a leading dot) are refused rather than guessed at.
-    """
-    if raw is None:
-        return None
+def _terminal(raw: str) -> str:
+    """The last path component, NFC, without surrounding blanks."""
     name = unicodedata.normalize("NFC", raw)
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if unicodedata.category(c)[0] != "C")
-    name = name.strip()
-    if not name or name.startswith("."):
+    return name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+
+
+def _shape_refusal(name: str) -> str | None:
+    """Why `name` (a terminal component) is not plainly a file name."""
+    if not name:
+        return "an attachment has no file name"
+    if any(unicodedata.category(c)[0] == "C" for c in name):
+        return "file names may not contain control or format characters"
+    if name.startswith("."):
+        return "names starting with '.' are reserved"
+    return None
+
+
+def filename_refusal(raw: str | None) -> str | None:
+    """Why the attachment name `raw` is refused, or None when it is usable
+    (its usable form is `sanitize_filename(raw)`)."""
+    if raw is None:
+        return "an attachment has no file name"
+    name = _terminal(raw)
+    return _shape_refusal(name) or name_refusal(name)
+
+
+def sanitize_filename(raw: str | None) -> str | None:
+    """The file name an attachment lands under, or None when it is refused
+    (see filename_refusal for why)."""
+    if raw is None or filename_refusal(raw) is not None:
         return None
-    if len(name) > MAX_NAME_LENGTH:
-        return None
-    return name
+    return _terminal(raw)
+
+
+def _shown(label: str, limit: int = 60) -> str:
+    """A refused name for a reason text: bounded (it may be long on purpose)."""
+    return label if len(label) <= limit else f"{label[:limit - 4]}...{label[-1]}"
 
 
 def _attachment_parts(message: Message) -> list[Message]:
@@ -82,33 +108,50 @@ def count_parts(message: Message) -> int:
     return sum(1 for _ in message.walk())
 
 
-def select_attachments(message: Message | EmailMessage, pattern: str | None) -> Verdict:
+def select_attachments(message: Message | EmailMessage, pattern: str | None,
+                       max_parts: int = MAX_PARTS) -> Verdict:
     """Applies the product's attachment rules to one parsed message."""
-    if count_parts(message) > MAX_PARTS:
-        return Verdict(reason=f"the message has more than {MAX_PARTS} MIME parts")
+    if count_parts(message) > max_parts:
+        return Verdict(reason=f"too many MIME parts: the message has more than {max_parts}")
     accepted: list[Attachment] = []
     ignored: list[str] = []
-    rejected: list[str] = []
+    refused: list[tuple[str, str]] = []  # (name as an ASCII literal, why)
+    unmatched: list[str] = []
     for part in _attachment_parts(message):
-        name = sanitize_filename(part.get_filename())
-        if name is None:
-            rejected.append("(unnamed)")
+        raw = part.get_filename()
+        name = _terminal(raw) if raw is not None else ""
+        shape = _shape_refusal(name)
+        if shape is not None:
+            refused.append((ascii(raw), shape))
             continue
+        # Before the length rule: a partner may send back one of our own
+        # receipts, whose name is longer than any landed file's.
         if is_reserved(name):
             ignored.append(name)
             continue
+        size = name_refusal(name)
+        if size is not None:
+            refused.append((ascii(name), size))
+            continue
         if not matches_pattern(name, pattern):
-            rejected.append(name)
+            unmatched.append(name)
             continue
         payload = part.get_payload(decode=True)
         accepted.append(
             Attachment(name=name, payload=payload if isinstance(payload, bytes) else b"")
         )
-    if rejected:
-        listed = ", ".join(rejected[:5])
+    if refused:
         return Verdict(
             ignored=tuple(ignored),
-            rejected=tuple(rejected),
+            rejected=tuple(label for label, _ in refused) + tuple(unmatched),
+            reason="attachment name refused: "
+            + "; ".join(f"{why}: {_shown(label)}" for label, why in refused[:3]),
+        )
+    if unmatched:
+        listed = ", ".join(unmatched[:5])
+        return Verdict(
+            ignored=tuple(ignored),
+            rejected=tuple(unmatched),
             reason=f"attachments not matching filenamePattern {pattern!r}: {listed}",
         )
     if not accepted:
