@@ -1,11 +1,22 @@
 """The SMTP listener for Inbound Email Push, on aiosmtpd.
 
 Each Connection receives mail at `<connection>@<domain>`. The sender logs in
-with SMTP AUTH as the Connection's account (only after STARTTLS when a
-certificate is mounted) and may send only to its own Connection's address.
-A message lands only whole: every attachment must match filenamePattern
-(attachments named receipt_* or result_* are skipped), or the whole message is
-refused with the reason, which is also recorded as a failed transfer.
+with SMTP AUTH as the Connection's account, only after STARTTLS: without a
+certificate the listener refuses every AUTH (and says so once at start). The
+login goes through the listeners' one LoginGate, so a ban, a wrong password or
+a full session table means what it means for SFTP and FTP; the session slot is
+given back when the connection ends. A sender may send only to its own
+Connection's address.
+
+A message lands whole or not at all. Its attachments follow the one rule set of
+attachments.py (shared with the IMAP pull): every attachment must match
+filenamePattern (receipt_* and result_* are left out), and every name must
+pass the listeners' upload rules, before anything is written; a refusal is a
+permanent 550 with the reason. Then every attachment is written and synced to
+a temporary file, and only then do they land one after the other. A failure
+before the first lands removes the temporaries; a failure after it takes back
+what this message already landed, so the sender's retry of the 451 does not
+duplicate anything.
 
 aiosmtpd holds a message in memory until DATA ends, so its size is capped
 (`data_size_limit`), as is the number of MIME parts. Parsing and landing run
@@ -15,25 +26,36 @@ in a worker thread so that one large message does not stall other sessions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.policy
 import logging
 import ssl
-import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage, Message
+from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from threading import Event
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import (
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    Session,
+    TLSSetupException,
+)
 
-from connectors.api.accounts import Account, verify_password
+from connectors.api.accounts import Account
 from connectors.transfer.accounts_file import AccountsFile
+from connectors.transfer.attachments import MAX_PARTS, Attachment, select_attachments
 from connectors.transfer.defender import Defender
-from connectors.transfer.landing import Receipt, is_reserved
+from connectors.transfer.landing import LandingArea, Receipt, fsync_dir, receipt_name
+from connectors.transfer.login_gate import Admission, LoginGate
 from connectors.transfer.report import TransferReporter
+from connectors.transfer.tls import stdlib_server_context
 from connectors.transfer.upload import (
     LandingFile,
     landing_area,
@@ -44,7 +66,11 @@ from connectors.transfer.upload import (
 
 log = logging.getLogger(__name__)
 
-MAX_NAME_LENGTH = 200
+# What the greeting calls the server: no software name or version for strangers
+# (aiosmtpd's default is "Python SMTP <version>").
+IDENT = "Connectors ESMTP"
+# RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its code and CRLF.
+MAX_REPLY = 500
 
 
 @dataclass
@@ -54,64 +80,13 @@ class SmtpSettings:
     tls_key_file: Path | None = None
     require_tls: bool = False
     max_message_bytes: int = 25 * 1024 * 1024
-    max_parts: int = 100
+    max_parts: int = MAX_PARTS
     idle_timeout: float = 300.0
+    max_sessions_per_account: int = 10
 
 
 class MessageRefused(Exception):
-    """The whole message is ignored, for the reason given."""
-
-
-def sanitize_filename(raw: str | None) -> str:
-    """A safe file name from an attacker-controlled one: no folders (either
-    slash), no control characters, no leading dots or spaces, bounded length."""
-    if raw is None:
-        return ""
-    name = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable())
-    return name.strip().lstrip(".").strip()[:MAX_NAME_LENGTH]
-
-
-@dataclass(frozen=True)
-class Attachment:
-    name: str
-    content: bytes
-
-
-def attachments_of(message: Message, max_parts: int) -> list[Attachment]:
-    """The attachments of a parsed message; raises MessageRefused."""
-    parts = list(message.walk())
-    if len(parts) > max_parts:
-        raise MessageRefused(f"too many MIME parts ({len(parts)} > {max_parts})")
-    found: list[Attachment] = []
-    for part in parts:
-        if part.is_multipart():
-            continue
-        raw_name = part.get_filename()
-        if part.get_content_disposition() != "attachment" and raw_name is None:
-            continue  # the body text
-        name = sanitize_filename(raw_name)
-        if not name:
-            raise MessageRefused("an attachment has no usable file name")
-        payload = part.get_payload(decode=True)
-        found.append(Attachment(name, payload if isinstance(payload, bytes) else b""))
-    return found
-
-
-def select_attachments(account: Account, attachments: list[Attachment]) -> list[Attachment]:
-    """The attachments to land; raises MessageRefused if the message must be ignored."""
-    wanted = [a for a in attachments if not is_reserved(a.name)]
-    if not wanted:
-        raise MessageRefused("the message has no attachment to receive")
-    seen: set[str] = set()
-    for attachment in wanted:
-        reason = upload_refusal(account, attachment.name)
-        if reason is not None:
-            raise MessageRefused(f"attachment {attachment.name!r}: {reason}")
-        if attachment.name in seen:
-            raise MessageRefused(f"two attachments are named {attachment.name!r}")
-        seen.add(attachment.name)
-    return wanted
+    """The whole message is ignored, for the reason given: a permanent refusal."""
 
 
 def parse_message(content: bytes) -> EmailMessage:
@@ -120,64 +95,159 @@ def parse_message(content: bytes) -> EmailMessage:
     return message
 
 
+def reply_text(text: str) -> str:
+    """`text` fit for an SMTP reply line: printable ASCII (anything else, such
+    as a CR LF in a sender's file name, escaped), bounded."""
+    safe = "".join(c if " " <= c <= "~" else ascii(c)[1:-1] for c in text)
+    return safe[:MAX_REPLY]
+
+
+def refusal_of(account: Account, content: bytes, max_parts: int) -> tuple[
+        list[Attachment], str | None]:
+    """The attachments to land, or the reason the message is ignored."""
+    verdict = select_attachments(parse_message(content), account.filename_pattern, max_parts)
+    if not verdict.is_accepted:
+        return [], verdict.reason or "refused"
+    for attachment in verdict.accepted:
+        reason = upload_refusal(account, attachment.name)
+        if reason is not None:
+            return [], f"attachment {attachment.name!r}: {reason}"
+    return list(verdict.accepted), None
+
+
+def take_back(area: LandingArea, receipts: Sequence[Receipt]) -> None:
+    """Removes files that landed, with their receipts (best effort)."""
+    for receipt in receipts:
+        for name in (receipt_name(receipt.name), receipt.name):
+            try:
+                (area.home / name).unlink(missing_ok=True)
+            except OSError as err:
+                log.error("cannot take back %s of %s: %s", name, area.connection,
+                          err.strerror or type(err).__name__)
+    with contextlib.suppress(OSError):
+        fsync_dir(area.home)
+
+
+def land_all(area: LandingArea, attachments: Sequence[Attachment]) -> list[Receipt]:
+    """Lands every attachment or none (see the module's description)."""
+    files: list[LandingFile] = []
+    receipts: list[Receipt] = []
+    try:
+        for attachment in attachments:
+            landing = LandingFile(area, attachment.name)
+            files.append(landing)
+            landing.write(attachment.payload)
+        for landing in files:
+            landing.sync()
+        for landing in files:
+            receipts.append(landing.commit())
+    except BaseException:
+        for landing in files:
+            landing.abort()  # a landed file's temporary is gone: a no-op
+        if receipts:
+            log.warning("taking back %d file(s) of %s already landed from the same message",
+                        len(receipts), area.connection)
+            take_back(area, receipts)
+        raise
+    return receipts
+
+
 class Inbox:
     """Decides about and lands one message (runs in a worker thread)."""
 
-    def __init__(self, data_root: Path, reporter: TransferReporter, max_parts: int) -> None:
+    def __init__(self, data_root: Path, reporter: TransferReporter,
+                 max_parts: int = MAX_PARTS) -> None:
         self.data_root = data_root
         self.reporter = reporter
         self.max_parts = max_parts
 
     def receive(self, account: Account, content: bytes) -> list[Receipt]:
-        """Lands the message's attachments; raises MessageRefused."""
-        try:
-            wanted = select_attachments(
-                account, attachments_of(parse_message(content), self.max_parts))
-        except MessageRefused as refused:
-            report_refused(self.reporter, account, "smtp", f"message ignored: {refused}")
-            raise
+        """Lands the message's attachments; raises MessageRefused, or OSError
+        when they could not be stored (then none of them is)."""
+        wanted, reason = refusal_of(account, content, self.max_parts)
+        if reason is not None:
+            report_refused(self.reporter, account, "smtp", f"message ignored: {reason}")
+            raise MessageRefused(reason)
         area = landing_area(self.data_root, account)
         area.ensure()
-        receipts = [self._land(area, a) for a in wanted]
+        receipts = land_all(area, wanted)
         report_landed(self.reporter, account, "smtp", receipts)
         return receipts
 
-    @staticmethod
-    def _land(area: Any, attachment: Attachment) -> Receipt:
-        landing = LandingFile(area, attachment.name)
-        try:
-            landing.write(attachment.content)
-        except BaseException:
-            landing.abort()
-            raise
-        return landing.commit()
+
+def _peer_address(session: Session | None) -> str:
+    peer = session.peer if session is not None else None
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return "unknown"
+
+
+def describe_tls_failure(error: BaseException | None) -> str:
+    if isinstance(error, ssl.SSLError):
+        return error.reason or error.__class__.__name__
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return type(error).__name__ if error is not None else "unknown"
+
+
+class ListenerSMTP(SMTP):
+    """aiosmtpd's SMTP with what a session holds: its login's session slot,
+    given back when the connection ends, however it ends."""
+
+    admission: Admission | None = None
+
+    def hold(self, admission: Admission) -> None:
+        if self.admission is not None:
+            self.admission.release()
+        self.admission = admission
+
+    def connection_lost(self, error: Exception | None) -> None:
+        # aiosmtpd calls this a second time after a failed STARTTLS handshake.
+        admission, self.admission = self.admission, None
+        if admission is not None:
+            admission.release()
+        super().connection_lost(error)
+
+    async def handle_exception(self, error: Exception) -> str:
+        address = _peer_address(self.session)
+        if isinstance(error, TLSSetupException):
+            # A client that cannot agree on TLS (a scanner, an old client): one
+            # line, where aiosmtpd would log a traceback per attempt.
+            log.info("TLS handshake failed address=%s: %s", address,
+                     describe_tls_failure(error.__cause__))
+            return "454 4.7.0 TLS not available"
+        log.error("SMTP session error address=%s", address, exc_info=error)
+        # Never the exception's text: it may name internals.
+        return "451 4.3.0 Local error; try again later"
 
 
 class AccountAuthenticator:
-    """aiosmtpd authenticator over the account table, scored by the defender."""
+    """aiosmtpd authenticator: the listeners' login gate."""
 
-    def __init__(self, accounts: AccountsFile, defender: Defender) -> None:
-        self.accounts = accounts
-        self.defender = defender
+    def __init__(self, gate: LoginGate) -> None:
+        self.gate = gate
 
     def __call__(self, server: SMTP, session: Session, envelope: Envelope,
                  mechanism: str, auth_data: Any) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         username = auth_data.login.decode("utf-8", "replace")
-        address = str(session.peer[0]) if session.peer else "unknown"
-        if self.defender.banned(address, username):
-            return AuthResult(success=False, handled=False)
-        account = self.accounts.lookup(username)
         password = auth_data.password.decode("utf-8", "replace")
-        if account is None or not verify_password(password, account.password_hash):
-            log.info("password rejected for user %r from %s", username, address)
-            if self.defender.failure(address, username):
-                log.warning("banning %s / user %r after repeated failures", address, username)
+        address = _peer_address(session)
+        account = self.gate.verify_password(address, username, password)
+        if account is None:
             return AuthResult(success=False, handled=False)
-        self.defender.success(address, username)
-        # Only the username is kept in the session: never the password.
-        return AuthResult(success=True, auth_data=username)
+        admission = self.gate.admit(address, account)
+        if admission is None:
+            return AuthResult(success=False, handled=False,
+                              message="454 4.7.0 Too many sessions for this account; "
+                                      "try again later")
+        if isinstance(server, ListenerSMTP):
+            server.hold(admission)
+        else:  # pragma: no cover - build_controller always makes a ListenerSMTP
+            admission.release()
+        # The session keeps the admission (account and address): never the password.
+        return AuthResult(success=True, auth_data=admission)
 
 
 class InboundHandler:
@@ -187,8 +257,13 @@ class InboundHandler:
         self.domain = domain.lower()
 
     def _account(self, session: Session) -> Account | None:
-        username = session.auth_data if isinstance(session.auth_data, str) else None
-        return self.accounts.lookup(username) if username else None
+        """The logged-in account as the table has it now (it may have been
+        suspended or removed since the login)."""
+        admission = session.auth_data
+        if not isinstance(admission, Admission):
+            return None
+        account = self.accounts.lookup(admission.account.username)
+        return None if account is None or account.suspended else account
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -213,20 +288,24 @@ class InboundHandler:
         try:
             receipts = await loop.run_in_executor(None, self.inbox.receive, account, content)
         except MessageRefused as refused:
-            return f"550 5.7.1 Message ignored: {refused}"[:500]
+            return reply_text(f"550 5.7.1 Message ignored: {refused}")
         except OSError as err:
-            log.error("could not land a message for %s: %s", account.connection, err.strerror)
+            log.error("could not land a message for %s: %s", account.connection,
+                      err.strerror or type(err).__name__)
             return "451 4.3.0 The message could not be stored; try again later"
         return f"250 OK: {len(receipts)} file(s) received"
+
+
+class ListenerController(Controller):
+    def factory(self) -> ListenerSMTP:
+        return ListenerSMTP(self.handler, **self.SMTP_kwargs)
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
     if settings.tls_cert_file is None:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    return context
+    return stdlib_server_context(settings.tls_cert_file,
+                                 settings.tls_key_file or settings.tls_cert_file)
 
 
 def build_controller(accounts: AccountsFile, data_root: Path, defender: Defender,
@@ -234,23 +313,24 @@ def build_controller(accounts: AccountsFile, data_root: Path, defender: Defender
                      port: int) -> Controller:
     context = tls_context(settings)
     if context is None:
-        log.warning("no TLS certificate: SMTP AUTH passwords travel in clear text")
-        # aiosmtpd warns on every connection; the warning above says it once.
-        warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+        log.warning("no TLS certificate (--tls-cert-file, --tls-key-file): SMTP AUTH is "
+                    "refused without TLS, so no partner can log in until one is mounted")
+    gate = LoginGate(accounts, defender, "smtp", settings.max_sessions_per_account)
     handler = InboundHandler(accounts, Inbox(data_root, reporter, settings.max_parts),
                              settings.domain)
-    return Controller(
+    return ListenerController(
         handler,
         hostname=address,
         port=port,
         server_hostname=settings.domain,
+        ident=IDENT,
         data_size_limit=settings.max_message_bytes,
         tls_context=context,
         require_starttls=context is not None and settings.require_tls,
-        # Passwords never travel in clear when TLS is possible.
-        auth_require_tls=context is not None,
+        # Passwords never travel in clear: no AUTH before STARTTLS, ever.
+        auth_require_tls=True,
         auth_required=True,
-        authenticator=AccountAuthenticator(accounts, defender),
+        authenticator=AccountAuthenticator(gate),
         timeout=settings.idle_timeout,
     )
 

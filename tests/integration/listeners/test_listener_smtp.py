@@ -1,9 +1,15 @@
-"""The SMTP listener against swaks (real client, loopback)."""
+"""The SMTP listener against real clients on loopback: swaks, msmtp, openssl
+s_client and python's smtplib. AUTH only ever happens after STARTTLS."""
 
 from __future__ import annotations
 
 import json
+import re
+import smtplib
+import ssl
 import subprocess
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,45 +17,67 @@ from tests.integration.listeners.listener_harness import (
     MAIL_PASSWORD,
     Listener,
     Workspace,
-    listener_fixture,
     need,
-    self_signed,
     wait_until,
+)
+from tests.integration.listeners.smtp_support import (
+    ADDRESS,
+    SENDER,
+    TlsListener,
+    close,
+    connect,
+    drop,
+    logged_in,
+    message,
+    msmtp,
+    smtp_listener_with_tls,
+    temporaries,
+    visible,
+    weak_client_context,
 )
 
 pytestmark = pytest.mark.timeout(300)
 
-ADDRESS = "acme-mail@partners.example"
+
+@pytest.fixture
+def tls(workspace: Workspace) -> Iterator[TlsListener]:
+    with smtp_listener_with_tls(workspace) as listener:
+        yield listener
 
 
-def swaks(listener: Listener, *args: str, to: str = ADDRESS, user: str | None = "mailer",
-          password: str = MAIL_PASSWORD) -> subprocess.CompletedProcess[str]:
+def swaks(port: int, workspace: Workspace, *args: str, to: str = ADDRESS,
+          user: str | None = "mailer", password: str = MAIL_PASSWORD,
+          tls: bool = True) -> subprocess.CompletedProcess[str]:
     need("swaks")
     auth = ["--auth", "PLAIN", "--auth-user", user, "--auth-password", password] if user else []
     return subprocess.run(
-        ["swaks", "--server", f"127.0.0.1:{listener.port}", "--to", to,
-         "--from", "partner@acme.example", "--timeout", "60",
+        ["swaks", "--server", f"127.0.0.1:{port}", "--to", to,
+         "--from", SENDER, "--timeout", "60",
          # Hide what swaks sends: the AUTH line's base64 carries the password.
-         "--hide-send", *auth, *args],
+         "--hide-send", *(["--tls"] if tls else []), *auth, *args],
         capture_output=True, text=True, timeout=120, check=False,
-        cwd=listener.workspace.root,
+        cwd=workspace.root,
     )
 
 
 def files(workspace: Workspace) -> list[str]:
-    home = workspace.home("acme-mail")
-    return sorted(p.name for p in home.iterdir() if not p.name.startswith(".")) if (
-        home.exists()) else []
+    return visible(workspace.home("acme-mail"))
 
 
 def attachment(workspace: Workspace, name: str, content: bytes = b"a,b\n1,2\n") -> str:
-    path = workspace.root / name
-    path.write_bytes(content)
-    return name
+    (workspace.root / name).write_bytes(content)
+    return name  # swaks runs in workspace.root and names the attachment so
 
 
-def test_attachment_lands_with_receipt(smtp_listener: Listener, workspace: Workspace) -> None:
-    result = swaks(smtp_listener, "--attach", attachment(workspace, "report_1.csv"))
+def new_lines(listener: Listener, before: str) -> list[str]:
+    return listener.log_text()[len(before):].splitlines()
+
+
+# --- what lands
+
+
+def test_swaks_tls_attachment_lands_with_receipt(tls: TlsListener, workspace: Workspace) -> None:
+    result = swaks(tls.port, workspace, "--attach", attachment(workspace, "report_1.csv"))
     assert result.returncode == 0, result.stdout
     assert "1 file(s) received" in result.stdout
     assert files(workspace) == ["receipt_report_1.csv.txt", "report_1.csv"]
@@ -58,144 +86,353 @@ def test_attachment_lands_with_receipt(smtp_listener: Listener, workspace: Works
     assert json.loads((home / "receipt_report_1.csv.txt").read_text())["size"] == 8
 
 
-def test_one_bad_attachment_ignores_the_whole_message(
-    smtp_listener: Listener, workspace: Workspace
-) -> None:
-    result = swaks(smtp_listener, "--attach", attachment(workspace, "report_2.csv"),
+def test_msmtp_starttls_auth_lands_with_receipt(tls: TlsListener, workspace: Workspace) -> None:
+    content = bytes(message(("report_m.csv", b"x,y\n3,4\n")))
+    result = msmtp(tls, workspace, content)
+    assert result.returncode == 0, result.stderr
+    assert files(workspace) == ["receipt_report_m.csv.txt", "report_m.csv"]
+    receipt = json.loads((workspace.home("acme-mail") / "receipt_report_m.csv.txt").read_text())
+    assert (receipt["name"], receipt["size"]) == ("report_m.csv", 8)
+
+
+def test_msmtp_wrong_password_fails(tls: TlsListener, workspace: Workspace) -> None:
+    result = msmtp(tls, workspace, bytes(message(("report_n.csv", b"1"))), password="wrong")
+    assert result.returncode != 0
+    assert "535" in result.stderr or "authentication" in result.stderr.lower()
+    assert files(workspace) == []
+
+
+def test_one_bad_attachment_ignores_the_whole_message(tls: TlsListener,
+                                                      workspace: Workspace) -> None:
+    result = swaks(tls.port, workspace, "--attach", attachment(workspace, "report_2.csv"),
                    "--attach", attachment(workspace, "notes.txt"))
     assert result.returncode != 0
+    assert "550" in result.stdout
     assert "Message ignored" in result.stdout
     assert "notes.txt" in result.stdout
     assert files(workspace) == []
-    assert "message ignored" in smtp_listener.log_text()
+    assert "message ignored" in tls.listener.log_text()
 
 
-def test_reserved_attachments_are_skipped(smtp_listener: Listener, workspace: Workspace) -> None:
-    result = swaks(smtp_listener, "--attach", attachment(workspace, "report_3.csv"),
+def test_reserved_attachments_are_skipped(tls: TlsListener, workspace: Workspace) -> None:
+    result = swaks(tls.port, workspace, "--attach", attachment(workspace, "report_3.csv"),
                    "--attach", attachment(workspace, "receipt_report_3.csv.txt", b"forged"))
     assert result.returncode == 0, result.stdout
     receipt = json.loads((workspace.home("acme-mail") / "receipt_report_3.csv.txt").read_text())
     assert receipt["name"] == "report_3.csv"  # ours, not the forged one
 
 
-def test_message_without_attachment_is_ignored(smtp_listener: Listener,
-                                               workspace: Workspace) -> None:
-    result = swaks(smtp_listener, "--body", "no files today")
+def test_message_without_attachment_is_ignored(tls: TlsListener, workspace: Workspace) -> None:
+    result = swaks(tls.port, workspace, "--body", "no files today")
     assert result.returncode != 0
     assert "no attachment" in result.stdout
     assert files(workspace) == []
 
 
-def test_file_names_are_sanitised(smtp_listener: Listener, workspace: Workspace) -> None:
+def test_folders_in_a_name_stand_for_its_last_component(tls: TlsListener,
+                                                        workspace: Workspace) -> None:
     source = attachment(workspace, "plain.csv")
     # swaks applies --attach-name to the --attach that follows it.
-    result = swaks(smtp_listener, "--attach-name", "..\\..\\evil/../report_4.csv",
+    result = swaks(tls.port, workspace, "--attach-name", "..\\..\\evil/../report_4.csv",
                    "--attach", source)
     assert result.returncode == 0, result.stdout
     assert files(workspace) == ["receipt_report_4.csv.txt", "report_4.csv"]
     assert not (workspace.data / "report_4.csv").exists()
 
 
-def test_wrong_password_and_missing_auth_are_refused(smtp_listener: Listener,
+@pytest.mark.parametrize("name", ["..report_h.csv", "report_\x01h.csv", "report_\u202eh.csv"])
+def test_hidden_and_control_names_are_refused_not_repaired(
+    tls: TlsListener, workspace: Workspace, name: str
+) -> None:
+    """The rule of the IMAP pull (attachments.py): refuse, never strip dots or
+    characters to make a name acceptable (the listener used to land these as
+    report_h.csv)."""
+    client = logged_in(tls)
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.send_message(message((name, b"1")))
+        assert refused.value.smtp_code == 550
+        assert b"refused" in refused.value.smtp_error
+    finally:
+        close(client)
+    assert files(workspace) == []
+
+
+# --- all attachments of a message, or none
+
+
+def test_overlong_name_in_bytes_is_a_550_and_nothing_lands(tls: TlsListener,
+                                                           workspace: Workspace) -> None:
+    # 128 characters, 245 bytes in UTF-8: its receipt_<name>.txt would not fit in 255.
+    long_name = "report_" + "\u00e9" * 117 + ".csv"
+    client = logged_in(tls)
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.send_message(message(("report_first.csv", b"1"), (long_name, b"2")))
+        assert refused.value.smtp_code == 550, refused.value
+        assert b"bytes" in refused.value.smtp_error
+    finally:
+        close(client)
+    home = workspace.home("acme-mail")
+    assert files(workspace) == []
+    assert temporaries(home) == []
+
+
+def test_a_failed_landing_takes_back_the_rest_and_the_retry_lands_once(
+    tls: TlsListener, workspace: Workspace
+) -> None:
+    home = workspace.home("acme-mail")
+    # A folder where the second attachment should land: its rename fails (EISDIR)
+    # after the first attachment has landed, like a disk error would.
+    (home / "report_b.csv").mkdir(parents=True)
+    content = message(("report_a.csv", b"first"), ("report_b.csv", b"second"))
+    client = logged_in(tls)
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as failed:
+            client.send_message(content)
+        assert failed.value.smtp_code == 451
+    finally:
+        close(client)
+    assert files(workspace) == ["report_b.csv"]  # only the obstacle: nothing of the message
+    assert temporaries(home) == []
+
+    (home / "report_b.csv").rmdir()
+    client = logged_in(tls)
+    try:
+        client.send_message(content)  # the sender's retry
+    finally:
+        close(client)
+    assert files(workspace) == ["receipt_report_a.csv.txt", "receipt_report_b.csv.txt",
+                                "report_a.csv", "report_b.csv"]
+    assert (home / "report_a.csv").read_bytes() == b"first"
+
+
+# --- logins
+
+
+def test_without_certificate_auth_is_refused(smtp_listener: Listener,
+                                             workspace: Workspace) -> None:
+    """The listener as the operator deploys it (no certificate) must never take
+    a password in clear text."""
+    client = connect(smtp_listener.port)
+    try:
+        assert not client.has_extn("auth")
+        client.esmtp_features["auth"] = "PLAIN LOGIN"  # try anyway
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            client.login("mailer", MAIL_PASSWORD)
+        assert refused.value.smtp_code == 538
+    finally:
+        close(client)
+    result = swaks(smtp_listener.port, workspace, "--attach", attachment(workspace, "report_c.csv"),
+                   tls=False)
+    assert result.returncode != 0
+    assert files(workspace) == []
+    warnings = [line for line in smtp_listener.log_text().splitlines()
+                if " WARNING " in line and "no TLS certificate" in line]
+    assert len(warnings) == 1, smtp_listener.log_text()
+
+
+def test_wrong_password_and_missing_auth_are_refused(tls: TlsListener,
                                                      workspace: Workspace) -> None:
     name = attachment(workspace, "report_5.csv")
-    wrong = swaks(smtp_listener, "--attach", name, password="wrong")
+    wrong = swaks(tls.port, workspace, "--attach", name, password="wrong")
     assert wrong.returncode != 0
     assert "535" in wrong.stdout
-    anonymous = swaks(smtp_listener, "--attach", name, user=None)
+    anonymous = swaks(tls.port, workspace, "--attach", name, user=None)
     assert anonymous.returncode != 0
     assert "530" in anonymous.stdout
     assert files(workspace) == []
 
 
-def test_only_own_connection_address(smtp_listener: Listener, workspace: Workspace) -> None:
+def test_auth_only_after_starttls(tls: TlsListener, workspace: Workspace) -> None:
+    name = attachment(workspace, "report_9.csv")
+    clear = swaks(tls.port, workspace, "--attach", name, tls=False)
+    assert clear.returncode != 0
+    assert "STARTTLS" in clear.stdout
+    assert "AUTH" not in clear.stdout  # not offered in clear text
+    assert "did not advertise authentication" in clear.stderr
+    assert files(workspace) == []
+    secured = swaks(tls.port, workspace, "--attach", name)
+    assert secured.returncode == 0, secured.stdout
+    assert "report_9.csv" in files(workspace)
+
+
+def test_only_own_connection_address(tls: TlsListener, workspace: Workspace) -> None:
     name = attachment(workspace, "report_6.csv")
     for to in ["acme-conversions@partners.example", "acme-mail@elsewhere.example"]:
-        result = swaks(smtp_listener, "--attach", name, to=to)
+        result = swaks(tls.port, workspace, "--attach", name, to=to)
         assert result.returncode != 0
         assert "550" in result.stdout
     assert files(workspace) == []
-    assert not workspace.home("acme-conversions").exists() or not any(
-        p.name == "report_6.csv" for p in workspace.home("acme-conversions").iterdir())
+    assert visible(workspace.home("acme-conversions")) == []
 
 
-def test_size_and_part_limits(workspace: Workspace) -> None:
-    gen = listener_fixture(workspace, "smtp", "--domain", "partners.example",
-                           "--max-message-bytes", "20000", "--max-parts", "3")
-    listener = next(gen)
-    try:
-        big = swaks(listener, "--attach", attachment(workspace, "report_7.csv", b"x" * 50_000))
-        assert big.returncode != 0
-        assert "552" in big.stdout
-        many = swaks(listener, *[arg for i in range(3) for arg in (
-            "--attach", attachment(workspace, f"report_8{i}.csv"))])
-        assert many.returncode != 0
-        assert "too many MIME parts" in many.stdout
-        assert files(workspace) == []
-    finally:
-        gen.close()
+def test_session_limit_per_account_and_release(workspace: Workspace) -> None:
+    with smtp_listener_with_tls(workspace, "--max-sessions-per-account", "1") as tls:
+        first = logged_in(tls)
+        with pytest.raises(smtplib.SMTPAuthenticationError) as full:
+            close(logged_in(tls))
+        assert full.value.smtp_code == 454
+        assert b"Too many sessions" in full.value.smtp_error
+        close(first)  # QUIT gives the slot back
 
+        def can_log_in() -> bool:
+            try:
+                close(logged_in(tls))
+            except smtplib.SMTPAuthenticationError:
+                return False
+            return True
 
-def test_auth_only_after_starttls(workspace: Workspace) -> None:
-    cert, key = self_signed(workspace.root)
-    gen = listener_fixture(workspace, "smtp", "--domain", "partners.example",
-                           "--tls-cert-file", str(cert), "--tls-key-file", str(key))
-    listener = next(gen)
-    try:
-        name = attachment(workspace, "report_9.csv")
-        clear = swaks(listener, "--attach", name)
-        assert clear.returncode != 0
-        assert files(workspace) == []
-        secured = swaks(listener, "--tls", "--attach", name)
-        assert secured.returncode == 0, secured.stdout
-        assert "report_9.csv" in files(workspace)
-    finally:
-        gen.close()
+        wait_until(can_log_in, timeout=20, message="the slot given back after QUIT")
+        # A client that hangs up without QUIT gives its slot back too.
+        dropped = logged_in(tls)
+        drop(dropped)
+        wait_until(can_log_in, timeout=20, message="the slot given back after a drop")
+        assert "too many sessions" in tls.listener.log_text()
 
 
 def test_brute_force_is_banned(workspace: Workspace) -> None:
-    gen = listener_fixture(workspace, "smtp", "--domain", "partners.example",
-                           "--ban-address-failures", "2", "--ban-seconds", "600")
-    listener = next(gen)
-    try:
+    with smtp_listener_with_tls(workspace, "--ban-address-failures", "2",
+                                "--ban-seconds", "600") as tls:
         name = attachment(workspace, "report_10.csv")
         for _ in range(2):
-            assert swaks(listener, "--attach", name, password="guess").returncode != 0
-        banned = swaks(listener, "--attach", name)
+            assert swaks(tls.port, workspace, "--attach", name, password="guess").returncode != 0
+        banned = swaks(tls.port, workspace, "--attach", name)
         assert banned.returncode != 0
+        assert "535" in banned.stdout
         assert files(workspace) == []
-    finally:
-        gen.close()
 
 
-def test_suspended_account_cannot_send(smtp_listener: Listener, workspace: Workspace) -> None:
+def test_suspended_account_cannot_send(tls: TlsListener, workspace: Workspace) -> None:
     accounts = [a.model_copy(update={"suspended": True}) if a.username == "mailer" else a
                 for a in workspace.default_accounts()]
     workspace.write_accounts(accounts)
     name = attachment(workspace, "report_11.csv")
 
     def refused() -> bool:
-        return swaks(smtp_listener, "--attach", name).returncode != 0
+        return swaks(tls.port, workspace, "--attach", name).returncode != 0
 
     wait_until(refused, message="the suspension to take effect")
     before = files(workspace)
-    assert swaks(smtp_listener, "--attach", name).returncode != 0
+    assert swaks(tls.port, workspace, "--attach", name).returncode != 0
     assert files(workspace) == before
 
 
 def test_require_tls_refuses_mail_before_starttls(workspace: Workspace) -> None:
-    cert, key = self_signed(workspace.root)
-    gen = listener_fixture(workspace, "smtp", "--domain", "partners.example",
-                           "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-                           "--require-tls")
-    listener = next(gen)
-    try:
+    with smtp_listener_with_tls(workspace, "--require-tls") as tls:
         name = attachment(workspace, "report_12.csv")
-        clear = swaks(listener, "--attach", name, user=None)
+        clear = swaks(tls.port, workspace, "--attach", name, user=None, tls=False)
         assert clear.returncode != 0
         assert "STARTTLS" in clear.stdout
-        secured = swaks(listener, "--tls", "--attach", name)
+        secured = swaks(tls.port, workspace, "--attach", name)
         assert secured.returncode == 0, secured.stdout
         assert "report_12.csv" in files(workspace)
+
+
+def test_size_and_part_limits(workspace: Workspace) -> None:
+    with smtp_listener_with_tls(workspace, "--max-message-bytes", "20000",
+                                "--max-parts", "3") as tls:
+        big = swaks(tls.port, workspace,
+                    "--attach", attachment(workspace, "report_7.csv", b"x" * 50_000))
+        assert big.returncode != 0
+        assert "552" in big.stdout
+        many = swaks(tls.port, workspace, *[arg for i in range(3) for arg in (
+            "--attach", attachment(workspace, f"report_8{i}.csv"))])
+        assert many.returncode != 0
+        assert "too many MIME parts" in many.stdout
+        assert files(workspace) == []
+
+
+# --- TLS and what strangers learn
+
+
+VERSION = re.compile(rb"\d+\.\d+")
+
+
+def test_greeting_and_ehlo_name_no_software(tls: TlsListener) -> None:
+    client = smtplib.SMTP(timeout=30)
+    try:
+        code, greeting = client.connect("127.0.0.1", tls.port)
+        assert code == 220
+        assert greeting == b"partners.example Connectors ESMTP"
+        code, ehlo = client.ehlo("client.example")
+        assert code == 250
+        for text in (greeting, ehlo):
+            assert b"Python" not in text
+            assert b"aiosmtpd" not in text
+            assert not VERSION.search(text.replace(b"partners.example", b"")), text
     finally:
-        gen.close()
+        close(client)
+
+
+@pytest.mark.parametrize(("ciphers", "version"), [
+    ("ECDHE-ECDSA-AES128-SHA256", None),  # CBC
+    ("ECDHE-ECDSA-AES256-SHA384", None),  # CBC
+    ("ECDHE-ECDSA-AES128-SHA", None),     # CBC, SHA-1
+    ("AES128-SHA", None),                 # no forward secrecy
+    (None, ssl.TLSVersion.TLSv1_1),
+])
+def test_weak_tls_is_refused(tls: TlsListener, ciphers: str | None,
+                             version: ssl.TLSVersion | None) -> None:
+    client = connect(tls.port)
+    try:
+        with pytest.raises((ssl.SSLError, OSError)):
+            client.starttls(context=weak_client_context(ciphers=ciphers, version=version))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_modern_tls_is_accepted(tls: TlsListener, version: ssl.TLSVersion) -> None:
+    """The control of test_weak_tls_is_refused: the same client, good settings."""
+    context = weak_client_context(ciphers="ECDHE-ECDSA-AES128-GCM-SHA256", version=version)
+    client = connect(tls.port)
+    try:
+        code, _ = client.starttls(context=context)
+        assert code == 220
+        assert isinstance(client.sock, ssl.SSLSocket)
+        assert client.sock.version() == ("TLSv1.3" if version == ssl.TLSVersion.TLSv1_3
+                                         else "TLSv1.2")
+    finally:
+        close(client)
+
+
+def test_openssl_s_client_cbc_suite_is_refused(tls: TlsListener) -> None:
+    openssl = need("openssl")
+
+    def s_client(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [openssl, "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{tls.port}",
+             *options],
+            input="QUIT\r\n", capture_output=True, text=True, timeout=60, check=False)
+
+    weak = s_client("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256:@SECLEVEL=0")
+    assert weak.returncode != 0
+    assert "ECDHE-ECDSA-AES128-SHA256" not in weak.stdout
+    good = s_client("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert "Cipher is ECDHE-ECDSA-AES128-GCM-SHA256" in good.stdout, good.stdout + good.stderr
+
+
+def test_each_failed_handshake_is_one_log_line(tls: TlsListener) -> None:
+    time.sleep(0.5)  # the start-up lines are written
+    before = tls.listener.log_text()
+    failures = 4
+    for _ in range(failures):
+        client = connect(tls.port)
+        try:
+            with pytest.raises((ssl.SSLError, OSError)):
+                client.starttls(context=weak_client_context(version=ssl.TLSVersion.TLSv1_1))
+        finally:
+            client.close()
+
+    def all_logged() -> bool:
+        return sum("TLS handshake failed" in line
+                   for line in new_lines(tls.listener, before)) >= failures
+
+    wait_until(all_logged, timeout=20, message="the handshake failures in the log")
+    time.sleep(1.0)  # anything else the failures would make the listener write
+    lines = new_lines(tls.listener, before)
+    assert len(lines) == failures, "\n".join(lines)
+    assert all("TLS handshake failed address=127.0.0.1: UNSUPPORTED_PROTOCOL" in line
+               for line in lines), "\n".join(lines)
+    assert "Traceback" not in tls.listener.log_text()

@@ -1,0 +1,221 @@
+"""The SMTP listener's pure parts: a message lands whole or not at all, the
+refusal words, and its login through the listeners' LoginGate."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import Envelope, LoginPassword, Session
+
+from connectors.api.accounts import (
+    Account,
+    AccountTable,
+    Permission,
+    hash_password,
+    permissions_for,
+)
+from connectors.transfer import smtp_server
+from connectors.transfer.accounts_file import AccountsFile
+from connectors.transfer.defender import Defender, DefenderSettings
+from connectors.transfer.landing import LandingArea, Receipt
+from connectors.transfer.login_gate import Admission, LoginGate
+from connectors.transfer.report import TransferRecord
+from connectors.transfer.smtp_server import (
+    AccountAuthenticator,
+    Inbox,
+    ListenerSMTP,
+    MessageRefused,
+    reply_text,
+)
+from connectors.transfer.upload import LandingFile
+
+PASSWORD = "unit-mail-password-3"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.records: list[TransferRecord] = []
+
+    def report(self, record: TransferRecord) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        pass
+
+
+def mailer(permissions: list[Permission] | None = None) -> Account:
+    return Account(username="mailer", connection="acme-mail", direction="Inbound",
+                   home="acme-mail", permissions=permissions or permissions_for("Inbound"),
+                   filename_pattern="report_*.csv", password_hash=hash_password(PASSWORD))
+
+
+def mail(*attachments: tuple[str, bytes]) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "partner@acme.example"
+    msg["To"] = "acme-mail@partners.example"
+    msg["Subject"] = "files"
+    msg.set_content("see attached")
+    for name, data in attachments:
+        msg.add_attachment(data, maintype="text", subtype="csv", filename=name)
+    return bytes(msg)
+
+
+def entries(home: Path) -> list[str]:
+    """Everything in the folder, hidden temporaries included."""
+    return sorted(p.name for p in home.iterdir()) if home.exists() else []
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def inbox(tmp_path: Path, recorder: Recorder) -> Inbox:
+    return Inbox(tmp_path, recorder)
+
+
+def test_all_attachments_land_with_receipts(inbox: Inbox, tmp_path: Path,
+                                            recorder: Recorder) -> None:
+    receipts = inbox.receive(mailer(), mail(("report_1.csv", b"a"), ("report_2.csv", b"bb")))
+    assert [(r.name, r.size) for r in receipts] == [("report_1.csv", 1), ("report_2.csv", 2)]
+    assert entries(tmp_path / "acme-mail") == [
+        ".connectors", "receipt_report_1.csv.txt", "receipt_report_2.csv.txt",
+        "report_1.csv", "report_2.csv"]
+    assert [(r.outcome, r.files) for r in recorder.records] == [("Succeeded", 2)]
+
+
+def test_a_name_too_long_in_bytes_is_refused_before_anything_is_written(
+    inbox: Inbox, tmp_path: Path, recorder: Recorder
+) -> None:
+    # 128 characters, 245 bytes: the old character limit (200) let it through,
+    # the first attachment landed, and the second failed with a 451.
+    long_name = "report_" + "\u00e9" * 117 + ".csv"
+    with pytest.raises(MessageRefused, match="bytes"):
+        inbox.receive(mailer(), mail(("report_1.csv", b"a"), (long_name, b"b")))
+    assert entries(tmp_path / "acme-mail") == []
+    assert [r.outcome for r in recorder.records] == ["Failed"]
+
+
+def test_an_account_without_upload_is_refused_permanently(inbox: Inbox, tmp_path: Path) -> None:
+    with pytest.raises(MessageRefused, match="may not upload"):
+        inbox.receive(mailer(["list"]), mail(("report_1.csv", b"a")))
+    assert entries(tmp_path / "acme-mail") == []
+
+
+def test_a_failed_second_landing_takes_back_the_first(
+    inbox: Inbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorder: Recorder
+) -> None:
+    real_land = LandingArea.land
+    calls = 0
+
+    def land_then_fail(self: LandingArea, temp: Path, name: str, size: int,
+                       sha256: str) -> Receipt:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            temp.unlink()
+            raise OSError(28, "No space left on device")
+        return real_land(self, temp, name, size, sha256)
+
+    monkeypatch.setattr(LandingArea, "land", land_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        inbox.receive(mailer(), mail(("report_1.csv", b"a"), ("report_2.csv", b"b"),
+                                     ("report_3.csv", b"c")))
+    assert calls == 2
+    assert entries(tmp_path / "acme-mail") == [".connectors"]
+    assert recorder.records == []  # nothing landed, nothing to report
+
+    monkeypatch.setattr(LandingArea, "land", real_land)
+    inbox.receive(mailer(), mail(("report_1.csv", b"a"), ("report_2.csv", b"b")))
+    assert len(entries(tmp_path / "acme-mail")) == 5  # the retry lands once
+
+
+def test_a_failed_write_leaves_no_temporary(
+    inbox: Inbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = LandingFile.write
+
+    def write(self: LandingFile, data: bytes | memoryview) -> int:
+        if self.name == "report_2.csv":
+            raise OSError(5, "Input/output error")
+        return real_write(self, data)
+
+    monkeypatch.setattr(LandingFile, "write", write)
+    with pytest.raises(OSError, match="Input/output"):
+        inbox.receive(mailer(), mail(("report_1.csv", b"a"), ("report_2.csv", b"b")))
+    assert entries(tmp_path / "acme-mail") == [".connectors"]
+
+
+def test_reply_text_is_one_printable_ascii_line() -> None:
+    text = reply_text("550 5.7.1 Message ignored: 'a\r\nRCPT TO:<x>' caf\u00e9")
+    assert "\r" not in text
+    assert "\n" not in text
+    assert text.isascii()
+    assert "caf\\xe9" in text
+    assert len(reply_text("x" * 2000)) == smtp_server.MAX_REPLY
+
+
+# --- login
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> LoginGate:
+    path = tmp_path / "accounts.json"
+    path.write_text(AccountTable(accounts=[mailer()]).render())
+    return LoginGate(AccountsFile(path), Defender(DefenderSettings()), "smtp",
+                     max_sessions_per_account=1)
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def session(loop: asyncio.AbstractEventLoop) -> Session:
+    new = Session(loop)
+    # aiosmtpd types peer as a string; it is the socket's peername tuple.
+    new.peer = ("192.0.2.7", 40000)  # type: ignore[assignment]
+    return new
+
+
+def test_login_takes_a_session_slot_and_keeps_no_password(
+    gate: LoginGate, loop: asyncio.AbstractEventLoop
+) -> None:
+    authenticate = AccountAuthenticator(gate)
+    first = ListenerSMTP(object(), loop=loop)
+    result = authenticate(first, session(loop), Envelope(), "PLAIN",
+                          LoginPassword(b"mailer", PASSWORD.encode()))
+    assert result.success
+    assert isinstance(result.auth_data, Admission)
+    assert PASSWORD not in repr(result.auth_data)
+    assert first.admission is result.auth_data
+    assert gate.sessions.count("mailer") == 1
+
+    second = ListenerSMTP(object(), loop=loop)
+    full = authenticate(second, session(loop), Envelope(), "PLAIN",
+                        LoginPassword(b"mailer", PASSWORD.encode()))
+    assert not full.success
+    assert (full.message or "").startswith("454 ")
+    assert second.admission is None
+
+    first.admission.release()
+    assert gate.sessions.count("mailer") == 0
+
+
+def test_wrong_password_is_scored_and_takes_no_slot(
+    gate: LoginGate, loop: asyncio.AbstractEventLoop
+) -> None:
+    authenticate = AccountAuthenticator(gate)
+    server = ListenerSMTP(object(), loop=loop)
+    result = authenticate(server, session(loop), Envelope(), "LOGIN",
+                          LoginPassword(b"mailer", b"guess"))
+    assert not result.success
+    assert server.admission is None
+    assert gate.sessions.count("mailer") == 0
