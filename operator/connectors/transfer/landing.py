@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import hashlib
 import itertools
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +38,61 @@ RESERVED_PREFIXES = ("receipt_", "result_")
 INTERNAL_DIR = ".connectors"
 TEMP_PREFIX = ".upload-"
 TEMP_SUFFIX = ".part"
+
+# The longest name a folder entry may have, in bytes (ext4, xfs, and most others).
+NAME_MAX = 255
+RECEIPT_PREFIX, RECEIPT_SUFFIX = "receipt_", ".txt"
+RESULT_PREFIX, RESULT_SUFFIX = "result_", ".txt"
+# A landed file's name must leave room for its longest companion, receipt_<name>.txt:
+# a name is refused before its upload starts rather than landed without a receipt.
+MAX_NAME_BYTES = NAME_MAX - max(
+    len(RECEIPT_PREFIX) + len(RECEIPT_SUFFIX), len(RESULT_PREFIX) + len(RESULT_SUFFIX)
+)
+# Temporary names keep a readable piece of the final name, bounded in bytes.
+_TEMP_NAME_BYTES = 100
+
+
+def receipt_name(name: str) -> str:
+    return f"{RECEIPT_PREFIX}{name}{RECEIPT_SUFFIX}"
+
+
+def result_name(name: str) -> str:
+    return f"{RESULT_PREFIX}{name}{RESULT_SUFFIX}"
+
+
+def name_bytes(name: str) -> bytes:
+    """The name as the filesystem stores it. Names that came in as bytes which
+    are not UTF-8 carry them as surrogate escapes; they go back out unchanged."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def name_refusal(name: str) -> str | None:
+    """Why `name` cannot be a landed file's name on any filesystem, or None.
+
+    Covers what every way in shares: one plain folder entry, printable, short
+    enough in bytes for the file and its companions. Pattern, hidden and
+    reserved names are decided by the callers' own rules.
+    """
+    if not name or name in (".", ".."):
+        return "a file name is needed"
+    if "/" in name or "\\" in name:
+        return "uploads go to the top of the home folder"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        return "names may not contain control characters"
+    size = len(name_bytes(name))
+    if size > MAX_NAME_BYTES:
+        return (f"the name is {size} bytes long; at most {MAX_NAME_BYTES} bytes fit "
+                f"with its receipt ({receipt_name('NAME')})")
+    return None
+
+
+def _bounded(name: str, limit: int) -> str:
+    """The longest prefix of `name` that is at most `limit` bytes, cut on a
+    character boundary."""
+    raw = name_bytes(name)
+    if len(raw) <= limit:
+        return name
+    return raw[:limit].decode("utf-8", "ignore")
 
 
 def is_reserved(name: str) -> bool:
@@ -141,20 +198,32 @@ class LandingArea:
     def temp_name(self, name: str, folder: str | None = None) -> str:
         """temp_path as a string, for the many-files path."""
         unique = f"{self._temp_token}-{next(self._temp_count)}"
-        return f"{folder or self.home_str}/{TEMP_PREFIX}{unique}.{name[:100]}{TEMP_SUFFIX}"
+        readable = _bounded(name, _TEMP_NAME_BYTES)
+        return f"{folder or self.home_str}/{TEMP_PREFIX}{unique}.{readable}{TEMP_SUFFIX}"
 
     def final_name(self, name: str) -> str:
         return f"{self.home_str}/{name}"
 
-    def remove_stale_temporaries(self) -> int:
-        """Removes temporary files a crash left behind; returns how many."""
+    def remove_stale_temporaries(self, min_age_seconds: float = 0.0) -> int:
+        """Removes temporary files a crash left behind; returns how many.
+
+        With `min_age_seconds`, only those not written for that long: a new
+        listener pod starts while the old one may still be receiving, and an
+        upload in flight writes more often than the idle timeout."""
         removed = 0
         if not self.home.is_dir():
             return 0
+        cutoff = time.time() - min_age_seconds
         for entry in self.home.iterdir():
-            if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
-                entry.unlink(missing_ok=True)
-                removed += 1
+            if not (entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX)):
+                continue
+            try:
+                if min_age_seconds and entry.stat().st_mtime > cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
+            entry.unlink(missing_ok=True)
+            removed += 1
         return removed
 
     def commit(self, temp: Path, name: str, folder: Path | None = None) -> Path:
@@ -178,7 +247,7 @@ class LandingArea:
             received_at=received_at or now_rfc3339(),
             connection=self.connection,
         )
-        temp = self.temp_name(f"receipt_{name}.txt")
+        temp = self.temp_name(receipt_name(name))
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             os.write(fd, receipt.render().encode())  # a few hundred bytes: one write
@@ -188,8 +257,58 @@ class LandingArea:
 
     def write_receipt(self, name: str, size: int, sha256: str) -> Receipt:
         receipt, temp = self.draft_receipt(name, size, sha256)
-        self.commit(Path(temp), f"receipt_{name}.txt")
+        try:
+            self.commit(Path(temp), receipt_name(name))
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
         return receipt
+
+    def land(self, temp: Path, name: str, size: int, sha256: str) -> Receipt:
+        """Lands a fully written temporary file under `name` with its receipt.
+
+        The receipt is written first, under a temporary name, so that a
+        receipt that cannot be made stops the landing before anything is
+        visible. Then the file is renamed into place, then the receipt: a
+        receipt never describes a file that is not there. If the receipt's
+        rename fails after the file landed, the file is taken back, so the
+        client's retry (it was told of the failure) does not duplicate it.
+        """
+        try:
+            receipt, receipt_temp = self.draft_receipt(name, size, sha256)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        final = self.home / name
+        try:
+            self.commit(temp, name)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            Path(receipt_temp).unlink(missing_ok=True)
+            raise
+        try:
+            self.commit(Path(receipt_temp), receipt_name(name))
+        except BaseException:
+            Path(receipt_temp).unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+            raise
+        return receipt
+
+    def restore_receipts(self) -> int:
+        """Writes the receipt of every landed file that has none: what a crash
+        between a file's rename and its receipt's leaves. The file itself was
+        made durable before its rename, so it is whole. Returns how many."""
+        restored = 0
+        for path in self.landed_files():
+            if (self.home / receipt_name(path.name)).exists():
+                continue
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+            self.write_receipt(path.name, path.stat().st_size, digest.hexdigest())
+            restored += 1
+        return restored
 
     def landed_files(self) -> Iterator[Path]:
         """Files that have landed: not hidden, not receipts or results, not folders."""
@@ -273,7 +392,7 @@ def prepare_receipts(
     received_at = now_rfc3339()  # the batch lands at once
     for name, size, sha256 in items:
         _, temp = area.draft_receipt(name, size, sha256, received_at)
-        pairs.append((temp, area.final_name(f"receipt_{name}.txt")))
+        pairs.append((temp, area.final_name(receipt_name(name))))
     return pairs
 
 

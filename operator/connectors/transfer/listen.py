@@ -130,12 +130,28 @@ def build_common(args: argparse.Namespace) -> Common:
                   args.address, port)
 
 
-def clean_temporaries(common: Common) -> None:
-    """Removes what a crash left half-written: no upload is in flight at start."""
+def clean_temporaries(common: Common, stale_after: float) -> None:
+    """Finishes what a crash left: removes half-written temporaries (no upload
+    is in flight at start) and writes the receipt of a file that landed just
+    before the crash without one."""
     for account in common.accounts.accounts():
-        removed = landing_area(common.data_root, account).remove_stale_temporaries()
+        area = landing_area(common.data_root, account)
+        removed = area.remove_stale_temporaries(stale_after)
         if removed:
             log.info("removed %d stale temporary files of %s", removed, account.connection)
+        restored = area.restore_receipts()
+        if restored:
+            log.info("wrote %d missing receipts of %s", restored, account.connection)
+
+
+def sweep_temporaries(common: Common, stale_after: float, stop: threading.Event) -> None:
+    while not stop.wait(min(stale_after, 300.0)):
+        for account in common.accounts.accounts():
+            try:
+                landing_area(common.data_root, account).remove_stale_temporaries(stale_after)
+            except OSError as err:
+                log.warning("cannot sweep the temporaries of %s: %s", account.connection,
+                            err.strerror or type(err).__name__)
 
 
 def on_termination(stop: Callable[[], None]) -> None:
@@ -164,12 +180,19 @@ def run(args: argparse.Namespace) -> int:
         log.error("--require-tls needs --tls-cert-file and --tls-key-file")
         return 2
     common = build_common(args)
-    clean_temporaries(common)
+    # An upload that wrote nothing for the idle timeout has been dropped: its
+    # temporary file goes, at start and then every few minutes.
+    stale_after = args.idle_timeout + 60
+    clean_temporaries(common, stale_after)
+    sweeping = threading.Event()
+    threading.Thread(target=sweep_temporaries, args=(common, stale_after, sweeping),
+                     name="sweep", daemon=True).start()
     common.accounts.start()
     try:
         runner = {"sftp": run_sftp, "ftp": run_ftp, "smtp": run_smtp}[args.protocol]
         return runner(args, common)
     finally:
+        sweeping.set()
         common.accounts.stop()
         common.reporter.close()
 
@@ -183,13 +206,19 @@ def run_sftp(args: argparse.Namespace, common: Common) -> int:
         # The file name only: the key itself must never reach a log.
         log.error("cannot read the host key %s: %s", args.host_key_file, type(err).__name__)
         return 2
+    try:
+        ciphers = (sftp_server.check_ciphers(tuple(args.ssh_ciphers.split(",")))
+                   if args.ssh_ciphers else None)
+    except ValueError as err:
+        log.error("bad --ssh-ciphers: %s", err)
+        return 2
     context = sftp_server.SftpContext(
         accounts=common.accounts, data_root=common.data_root, defender=common.defender,
         reporter=common.reporter, host_key=host_key,
         settings=sftp_server.SftpSettings(
             idle_timeout=args.idle_timeout,
             max_sessions_per_account=args.max_sessions_per_account,
-            ciphers=tuple(args.ssh_ciphers.split(",")) if args.ssh_ciphers else None,
+            ciphers=ciphers,
         ),
     )
     listener = sftp_server.SftpListener(context, common.address, common.port)
@@ -237,6 +266,7 @@ def run_smtp(args: argparse.Namespace, common: Common) -> int:
         max_message_bytes=args.max_message_bytes,
         max_parts=args.max_parts,
         idle_timeout=args.idle_timeout,
+        max_sessions_per_account=args.max_sessions_per_account,
     )
     stop = threading.Event()
     on_termination(stop.set)

@@ -31,6 +31,7 @@ from connectors.transfer.landing import (
     is_hidden,
     is_reserved,
     matches_pattern,
+    name_refusal,
 )
 from connectors.transfer.report import TransferRecord, TransferReporter
 
@@ -50,8 +51,9 @@ def upload_refusal(account: Account, name: str) -> str | None:
     """Why `name` may not be uploaded by `account`, or None when it may."""
     if "upload" not in account.permissions:
         return "this account may not upload files"
-    if not name or "/" in name or name in (".", ".."):
-        return "uploads go to the top of the home folder"
+    reason = name_refusal(name)
+    if reason is not None:
+        return reason
     if is_hidden(name):
         return "names starting with '.' are reserved"
     if is_reserved(name):
@@ -193,13 +195,12 @@ class LandingFile:
         try:
             digest = self._digest.hexdigest() if self._in_order else self._rehash()
             size = self.temp.stat().st_size
-            # commit() fsyncs again through its own handle; the data is already on
-            # disk, so the second fsync is cheap.
-            self.area.commit(self.temp, self.name)
         except BaseException:
             self.temp.unlink(missing_ok=True)
             raise
-        return self.area.write_receipt(self.name, size, digest)
+        # land() fsyncs again through its own handle; the data is already on
+        # disk, so the second fsync is cheap.
+        return self.area.land(self.temp, self.name, size, digest)
 
     def abort(self) -> None:
         """Removes the temporary file: nothing becomes visible."""
