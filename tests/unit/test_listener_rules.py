@@ -18,8 +18,8 @@ from connectors.transfer.accounts_file import AccountsFile
 from connectors.transfer.defender import Defender, DefenderSettings
 from connectors.transfer.ftp_server import ftp_permissions, parse_port_range
 from connectors.transfer.jail import Jail, PathRefused, normalize
+from connectors.transfer.login_gate import SessionLimiter, key_blobs
 from connectors.transfer.report import BackgroundReporter, TransferRecord, event_message
-from connectors.transfer.sftp_server import SessionLimiter, key_blobs
 from connectors.transfer.smtp_server import (
     Attachment,
     MessageRefused,

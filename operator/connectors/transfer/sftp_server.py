@@ -16,8 +16,7 @@ thread and the SFTP thread from one per request to one per batch.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import contextlib
 import logging
 import os
 import socket
@@ -40,12 +39,13 @@ from paramiko.sftp import (
     CMD_WRITE,
 )
 
-from connectors.api.accounts import Account, verify_password
+from connectors.api.accounts import Account
 from connectors.transfer import paramiko_speedups
 from connectors.transfer.accounts_file import AccountsFile
 from connectors.transfer.defender import Defender
 from connectors.transfer.jail import Jail, PathRefused, normalize, parts
 from connectors.transfer.landing import is_hidden
+from connectors.transfer.login_gate import Admission, LoginGate, SessionLimiter
 from connectors.transfer.report import TransferReporter
 from connectors.transfer.upload import (
     LandingFile,
@@ -76,11 +76,36 @@ AUTH_FAILED: int = 2
 OPEN_SUCCEEDED: int = 0
 OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED: int = 1
 
-# Key types accepted in authorized_keys lines.
-KEY_TYPES = frozenset({
-    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-})
+# What the listener negotiates: what a current OpenSSH server offers, less what
+# paramiko lacks (chacha20-poly1305, umac, sntrup761) and less SHA-1. Never CBC
+# ciphers, 3DES, MD5 or truncated (-96) MACs, or SHA-1 key exchange.
+CIPHERS = (
+    "aes128-ctr", "aes192-ctr", "aes256-ctr",
+    "aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+)
+MACS = (
+    "hmac-sha2-256", "hmac-sha2-512",
+    "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com",
+)
+KEX = (
+    "mlkem768x25519-sha256", "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
+    "diffie-hellman-group16-sha512", "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group14-sha256",
+)
+
+
+def offered(wanted: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
+    """`wanted` in its order, less what this paramiko does not implement."""
+    return tuple(name for name in wanted if name in known)
+
+
+def check_ciphers(names: tuple[str, ...]) -> tuple[str, ...]:
+    """A cipher list from the command line: only names of CIPHERS."""
+    unknown = [name for name in names if name not in CIPHERS]
+    if unknown or not names:
+        raise ValueError(f"unsupported or weak ciphers {unknown}; choose from {list(CIPHERS)}")
+    return names
 
 # The largest read we serve: OpenSSH asks for 32 KiB at a time, some clients
 # for more; a reply must stay under the 256 KiB message limit of OpenSSH's client.
@@ -101,34 +126,6 @@ class SftpSettings:
     ciphers: tuple[str, ...] | None = None
 
 
-class SessionLimiter:
-    """Counts open sessions per account."""
-
-    def __init__(self) -> None:
-        self._counts: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, username: str, limit: int) -> bool:
-        with self._lock:
-            count = self._counts.get(username, 0)
-            if limit > 0 and count >= limit:
-                return False
-            self._counts[username] = count + 1
-            return True
-
-    def release(self, username: str) -> None:
-        with self._lock:
-            count = self._counts.get(username, 0) - 1
-            if count <= 0:
-                self._counts.pop(username, None)
-            else:
-                self._counts[username] = count
-
-    def count(self, username: str) -> int:
-        with self._lock:
-            return self._counts.get(username, 0)
-
-
 @dataclass
 class SftpContext:
     """Everything the connections of one listener share."""
@@ -141,81 +138,69 @@ class SftpContext:
     settings: SftpSettings = field(default_factory=SftpSettings)
     sessions: SessionLimiter = field(default_factory=SessionLimiter)
 
-
-def key_blobs(authorized_keys: list[str]) -> set[bytes]:
-    """The public key blobs of authorized_keys lines (options and comments ignored)."""
-    blobs: set[bytes] = set()
-    for line in authorized_keys:
-        tokens = line.split()
-        for index, token in enumerate(tokens[:-1]):
-            if token in KEY_TYPES:
-                try:
-                    blobs.add(base64.b64decode(tokens[index + 1], validate=True))
-                except (binascii.Error, ValueError):
-                    log.warning("ignoring a malformed authorized key line")
-                break
-    return blobs
+    def gate(self) -> LoginGate:
+        return LoginGate(self.accounts, self.defender, "sftp",
+                         self.settings.max_sessions_per_account, self.sessions)
 
 
 class Session(paramiko.ServerInterface):
-    """Authentication and channel policy for one connection."""
+    """Authentication and channel policy for one connection.
+
+    A password or key check only says whose credential it is (`verified`);
+    the login is complete, and takes its session slot, when the first channel
+    opens, because paramiko asks `check_auth_publickey` the same question for
+    an unsigned probe and for the signed request (see login_gate).
+    """
 
     def __init__(self, context: SftpContext, address: str) -> None:
         self.context = context
+        self.gate = context.gate()
         self.address = address
-        self.account: Account | None = None
+        self.verified: Account | None = None
+        self.admission: Admission | None = None
         self.last_activity = time.monotonic()
+
+    @property
+    def account(self) -> Account | None:
+        return self.admission.account if self.admission is not None else None
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey,password"
 
     def check_auth_password(self, username: str, password: str) -> int:
-        if self.context.defender.banned(self.address, username):
-            return AUTH_FAILED
-        account = self.context.accounts.lookup(username)
-        if account is None or not verify_password(password, account.password_hash):
-            log.info("password rejected for user %r from %s", username, self.address)
-            if self.context.defender.failure(self.address, username):
-                log.warning("banning %s / user %r after repeated failures",
-                            self.address, username)
-            return AUTH_FAILED
-        return self._admit(account)
+        account = self.gate.verify_password(self.address, username, password)
+        return self._verified(account)
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        # A rejected key is not scored: clients offer every key they hold, and
-        # a key cannot be guessed, so probing keys is no brute force.
-        if self.context.defender.banned(self.address, username):
-            return AUTH_FAILED
-        account = self.context.accounts.lookup(username)
-        if account is None or key.asbytes() not in key_blobs(account.authorized_keys):
-            log.info("public key %s rejected for user %r from %s",
+        account = self.gate.verify_key(self.address, username, key.asbytes())
+        if account is None:
+            log.info("public key %s not accepted for user %r from %s",
                      key.fingerprint, username, self.address)
-            return AUTH_FAILED
-        return self._admit(account)
+        return self._verified(account)
 
-    def _admit(self, account: Account) -> int:
-        # paramiko asks twice for a public key (the probe, then the signed
-        # request): take the session slot only once.
-        if self.account is None:
-            limit = self.context.settings.max_sessions_per_account
-            if not self.context.sessions.acquire(account.username, limit):
-                log.warning("user %r has too many sessions; refusing", account.username)
-                return AUTH_FAILED
-            self.account = account
-        self.context.defender.success(self.address, account.username)
+    def _verified(self, account: Account | None) -> int:
+        if account is None:
+            return AUTH_FAILED
+        self.verified = account
         return AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
-        if kind == "session" and self.account is not None:
-            return OPEN_SUCCEEDED
-        return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        # Reached only on an authenticated transport.
+        if kind != "session" or self.verified is None:
+            return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        if self.admission is None:
+            self.admission = self.gate.admit(self.address, self.verified)
+            if self.admission is None:
+                return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        return OPEN_SUCCEEDED
 
     def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
         return name == "sftp" and super().check_channel_subsystem_request(channel, name)
 
     def release(self) -> None:
-        if self.account is not None:
-            self.context.sessions.release(self.account.username)
+        if self.admission is not None:
+            self.admission.release()
+            self.admission = None
 
 
 class Refused(Exception):
@@ -247,10 +232,29 @@ class ReadHandle(paramiko.SFTPHandle):
             self.fd = -1
 
 
+def _flags(attr: paramiko.SFTPAttributes) -> int:
+    """Which fields a SETSTAT carries (paramiko keeps them in `_flags`)."""
+    return int(getattr(attr, "_flags", 0))
+
+
+def requested_times(attr: paramiko.SFTPAttributes) -> tuple[float, float] | None:
+    """(atime, mtime) when a SETSTAT asks to set them."""
+    if _flags(attr) & paramiko.SFTPAttributes.FLAG_AMTIME:
+        return (float(attr.st_atime or 0), float(attr.st_mtime or 0))
+    return None
+
+
+def changes_content(attr: paramiko.SFTPAttributes) -> bool:
+    """A SETSTAT with a size truncates or extends: never on a landed file."""
+    return bool(_flags(attr) & paramiko.SFTPAttributes.FLAG_SIZE)
+
+
 class UploadHandle(paramiko.SFTPHandle):
     def __init__(self, landing: LandingFile) -> None:
         super().__init__()
         self.landing = landing
+        # Times a client set on the open file (OpenSSH `put -p`): applied once it lands.
+        self.times: tuple[float, float] | None = None
 
     def write(self, offset: int, data: Buffer) -> int:
         self.landing.pwrite(offset, memoryview(data))
@@ -266,7 +270,11 @@ class UploadHandle(paramiko.SFTPHandle):
         return attrs
 
     def chattr(self, attr: paramiko.SFTPAttributes) -> int:
-        # OpenSSH `put -p` sets times and modes; accepting and ignoring keeps it working.
+        # OpenSSH `put -p` sets times and modes: times are kept for the landed
+        # file, modes ignored (the platform owns its files' permissions).
+        if changes_content(attr):
+            return SFTP_PERMISSION_DENIED
+        self.times = requested_times(attr) or self.times
         return SFTP_OK
 
     def close(self) -> None:
@@ -286,6 +294,8 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
         self.area = landing_area(server.context.data_root, self.account)
         self.area.ensure()
         self.jail = Jail(self.area.home)
+        # Files this session landed: their partner may still set their times.
+        self.landed: set[str] = set()
 
     def _real(self, path: str) -> Path:
         try:
@@ -388,7 +398,23 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
         return SFTP_PERMISSION_DENIED
 
     def chattr(self, path: str, attr: paramiko.SFTPAttributes) -> int:
-        return SFTP_PERMISSION_DENIED
+        """Clients set the times (and modes) of a file they just uploaded
+        (rclone, `put -p`), and retry the whole upload when refused. So on a
+        file this session landed, times are applied and modes ignored; any
+        other change, or any other file, is refused."""
+        try:
+            components = parts(normalize(path))
+        except PathRefused:
+            return SFTP_NO_SUCH_FILE
+        if len(components) != 1 or components[0] not in self.landed or changes_content(attr):
+            return SFTP_PERMISSION_DENIED
+        times = requested_times(attr)
+        if times is not None:
+            try:
+                os.utime(self.area.home / components[0], times)
+            except OSError as err:
+                return paramiko.SFTPServer.convert_errno(err.errno or 0)
+        return SFTP_OK
 
     def symlink(self, target_path: str, path: str) -> int:
         return SFTP_PERMISSION_DENIED
@@ -464,9 +490,12 @@ class FastSFTPServer(paramiko.SFTPServer):
         try:
             self._serve()
         except EOFError:
-            pass
+            # The client ended the session: say it went well, as sshd does.
+            # OpenSSH scp (SFTP mode) exits 1 after a good upload without it.
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                channel.send_exit_status(0)
         except (OSError, paramiko.SSHException) as err:
-            log.debug("sftp session ended: %s", err)
+            log.debug("sftp session ended: %s", type(err).__name__)
 
     def _serve(self) -> None:
         buffer = self._inbuf
@@ -608,6 +637,10 @@ class FastSFTPServer(paramiko.SFTPServer):
             log.error("could not land %r: %s", handle.landing.name, err.strerror)
             self._send_status(request_number, SFTP_FAILURE, "the file could not be stored")
             return
+        self.filesystem.landed.add(receipt.name)
+        if handle.times is not None:
+            with contextlib.suppress(OSError):
+                os.utime(self.filesystem.area.home / receipt.name, handle.times)
         account = self.filesystem.account
         report_landed(self.session.context.reporter, account, "sftp", [receipt])
         self._send_status(request_number, SFTP_OK)
@@ -675,8 +708,11 @@ class SftpListener:
             default_max_packet_size=settings.max_packet_size,
         )
         transport.add_server_key(self.context.host_key)
-        if settings.ciphers:
-            transport.get_security_options().ciphers = settings.ciphers
+        options = transport.get_security_options()
+        known: Any = paramiko.Transport
+        options.ciphers = offered(settings.ciphers or CIPHERS, known._preferred_ciphers)
+        options.digests = offered(MACS, known._preferred_macs)
+        options.kex = offered(KEX, known._preferred_kex)
         transport.set_subsystem_handler("sftp", FastSFTPServer, PartnerFilesystem)
         session = Session(self.context, address)
         with self._lock:

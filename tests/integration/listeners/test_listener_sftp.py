@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import paramiko
@@ -257,22 +258,111 @@ def test_brute_force_is_banned(workspace: Workspace) -> None:
 
 
 def test_sessions_per_account_are_limited(workspace: Workspace) -> None:
+    """A session is a login that opened a channel; the next one is refused
+    its channel while the account has its maximum."""
     gen = listener_fixture(workspace, "sftp", "--max-sessions-per-account", "1")
     listener = next(gen)
     try:
         first = paramiko_client(listener, "acme", PASSWORD)
-        with pytest.raises(paramiko.AuthenticationException):
-            paramiko_client(listener, "acme", PASSWORD)
+        first.open_sftp()
+        second = paramiko_client(listener, "acme", PASSWORD)
+        with pytest.raises(paramiko.ChannelException):
+            second.open_sftp()
+        second.close()
         first.close()
 
-        def second_gets_in() -> bool:
+        def another_gets_in() -> bool:
+            client = paramiko_client(listener, "acme", PASSWORD)
             try:
-                paramiko_client(listener, "acme", PASSWORD).close()
-            except paramiko.AuthenticationException:
+                client.open_sftp().close()
+            except paramiko.ChannelException:
                 return False
+            finally:
+                client.close()
             return True
 
-        wait_until(second_gets_in, message="the session slot to be released")
+        wait_until(another_gets_in, message="the session slot to be released")
+    finally:
+        gen.close()
+
+
+def probe_key(listener: Listener, user: str, key: paramiko.PKey) -> paramiko.Transport:
+    """Offers `key` for `user` without signing (RFC 4252 7: the query a client
+    makes before it signs) and keeps the connection open."""
+    transport = paramiko.Transport(("127.0.0.1", listener.port))
+    transport.start_client(timeout=30)
+    request = paramiko.Message()
+    request.add_byte(bytes([5]))  # SSH_MSG_SERVICE_REQUEST
+    request.add_string("ssh-userauth")
+    transport._send_message(request)  # type: ignore[attr-defined]
+    query = paramiko.Message()
+    query.add_byte(bytes([50]))  # SSH_MSG_USERAUTH_REQUEST
+    query.add_string(user)
+    query.add_string("ssh-connection")
+    query.add_string("publickey")
+    query.add_boolean(False)  # no signature: a probe
+    query.add_string(key.get_name())
+    query.add_string(key.asbytes())
+    transport._send_message(query)  # type: ignore[attr-defined]
+    return transport
+
+
+def test_unsigned_key_probes_are_no_login(workspace: Workspace) -> None:
+    """Anyone may hold a partner's public key. Probing with it takes no session
+    slot and does not wipe the partner's failure count."""
+    gen = listener_fixture(workspace, "sftp", "--max-sessions-per-account", "2",
+                           "--ban-user-failures", "3", "--ban-address-failures", "100")
+    listener = next(gen)
+    public = paramiko.Ed25519Key.from_private_key_file(str(workspace.client_key))
+    probes: list[paramiko.Transport] = []
+    try:
+        for _ in range(2):
+            with pytest.raises(paramiko.AuthenticationException):
+                paramiko_client(listener, "acme", "guess")
+        probes = [probe_key(listener, "acme", public) for _ in range(5)]
+        time.sleep(1.0)  # let the listener answer every probe
+        # The partner's own key still gets a session while the probes stay open.
+        client = paramiko.SSHClient()
+        host = (workspace.root / "ssh_host_ed25519_key.pub").read_text().split()
+        client.get_host_keys().add(f"[127.0.0.1]:{listener.port}", host[0],
+                                   paramiko.PKey.from_type_string(host[0],
+                                                                  base64.b64decode(host[1])))
+        client.connect("127.0.0.1", port=listener.port, username="acme",
+                       key_filename=str(workspace.client_key), look_for_keys=False,
+                       allow_agent=False, timeout=30)
+        client.open_sftp().close()
+        client.close()
+        # The two earlier failures still count: the probes reset nothing, so a
+        # third failure bans the user. (A signed login does reset them; the
+        # count starts again after it, hence three more.)
+        for _ in range(3):
+            with pytest.raises(paramiko.AuthenticationException):
+                paramiko_client(listener, "acme", "guess")
+        with pytest.raises(paramiko.AuthenticationException):
+            paramiko_client(listener, "acme", PASSWORD)
+    finally:
+        for transport in probes:
+            transport.close()
+        gen.close()
+
+
+def test_probes_do_not_reset_failures(workspace: Workspace) -> None:
+    gen = listener_fixture(workspace, "sftp", "--ban-user-failures", "3",
+                           "--ban-address-failures", "100")
+    listener = next(gen)
+    public = paramiko.Ed25519Key.from_private_key_file(str(workspace.client_key))
+    try:
+        for _ in range(2):
+            with pytest.raises(paramiko.AuthenticationException):
+                paramiko_client(listener, "acme", "guess")
+        probe = probe_key(listener, "acme", public)
+        time.sleep(1.0)
+        probe.close()
+        with pytest.raises(paramiko.AuthenticationException):
+            paramiko_client(listener, "acme", "guess")
+        # Three failures in all: banned, the right password no longer works.
+        with pytest.raises(paramiko.AuthenticationException):
+            paramiko_client(listener, "acme", PASSWORD)
     finally:
         gen.close()
 

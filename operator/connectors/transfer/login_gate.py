@@ -1,0 +1,149 @@
+"""The one login sequence of every listener: ban check, lookup, verify, score,
+session slot.
+
+SFTP, FTP and SMTP each hand their credentials to a `LoginGate` and act on
+what it answers, so that a ban, a wrong password or a full session table means
+the same thing on every protocol. The sequence has two steps on purpose:
+
+1. `verify_password` / `verify_key` say whether the credential belongs to the
+   account. A wrong password is scored by the defender; a key is never scored
+   (clients offer every key they hold, and keys cannot be guessed).
+2. `admit` takes a session slot and clears the user's failure score. It is
+   called only once the login is complete. For a public key that is after the
+   client proved it holds the private half: paramiko asks the same question
+   for an unsigned probe and for the signed request, so the SFTP listener
+   admits when the first channel opens, never on the key check itself.
+   Otherwise anyone holding a partner's public key could fill the partner's
+   session slots and wipe its failure count without ever signing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+from dataclasses import dataclass
+
+from connectors.api.accounts import Account, verify_password
+from connectors.api.credential import KEY_TYPES
+from connectors.transfer.accounts_file import AccountsFile
+from connectors.transfer.defender import Defender
+
+log = logging.getLogger(__name__)
+
+
+class SessionLimiter:
+    """Counts open sessions per account."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, username: str, limit: int) -> bool:
+        with self._lock:
+            count = self._counts.get(username, 0)
+            if limit > 0 and count >= limit:
+                return False
+            self._counts[username] = count + 1
+            return True
+
+    def release(self, username: str) -> None:
+        with self._lock:
+            count = self._counts.get(username, 0) - 1
+            if count <= 0:
+                self._counts.pop(username, None)
+            else:
+                self._counts[username] = count
+
+    def count(self, username: str) -> int:
+        with self._lock:
+            return self._counts.get(username, 0)
+
+
+def key_blobs(authorized_keys: list[str]) -> set[bytes]:
+    """The public key blobs of authorized_keys lines (options and comments ignored)."""
+    blobs: set[bytes] = set()
+    for line in authorized_keys:
+        tokens = line.split()
+        for index, token in enumerate(tokens[:-1]):
+            if token in KEY_TYPES:
+                try:
+                    blobs.add(base64.b64decode(tokens[index + 1], validate=True))
+                except (binascii.Error, ValueError):
+                    log.warning("ignoring a malformed authorized key line")
+                break
+    return blobs
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A complete login holding one session slot; `release()` gives it back."""
+
+    account: Account
+    address: str
+    protocol: str
+    gate: LoginGate
+
+    def release(self) -> None:
+        self.gate.sessions.release(self.account.username)
+
+
+class LoginGate:
+    """Decides logins for one listener (thread-safe: its parts are)."""
+
+    def __init__(self, accounts: AccountsFile, defender: Defender, protocol: str,
+                 max_sessions_per_account: int = 10,
+                 sessions: SessionLimiter | None = None) -> None:
+        self.accounts = accounts
+        self.defender = defender
+        self.protocol = protocol
+        self.max_sessions = max_sessions_per_account
+        self.sessions = sessions or SessionLimiter()
+
+    def banned(self, address: str, username: str | None = None) -> bool:
+        return self.defender.banned(address, username)
+
+    def verify_password(self, address: str, username: str, password: str) -> Account | None:
+        """The account when the password is right; a wrong one is scored."""
+        if self.defender.banned(address, username):
+            log.info("login refused protocol=%s user=%r address=%s: banned",
+                     self.protocol, username, address)
+            return None
+        account = self._usable(username)
+        if account is None or not verify_password(password, account.password_hash):
+            log.info("login failed protocol=%s user=%r address=%s: wrong user or password",
+                     self.protocol, username, address)
+            if self.defender.failure(address, username):
+                log.warning("banning address=%s user=%r after repeated failed logins",
+                            address, username)
+            return None
+        return account
+
+    def verify_key(self, address: str, username: str, blob: bytes) -> Account | None:
+        """The account when `blob` is one of its keys. Not a login by itself:
+        the caller admits only after the key's signature was checked."""
+        if self.defender.banned(address, username):
+            return None
+        account = self._usable(username)
+        if account is None or blob not in key_blobs(account.authorized_keys):
+            return None
+        return account
+
+    def admit(self, address: str, account: Account) -> Admission | None:
+        """Takes a session slot for a complete login; None when the account
+        already has its maximum of sessions."""
+        if not self.sessions.acquire(account.username, self.max_sessions):
+            log.warning("login refused protocol=%s user=%r address=%s: too many sessions",
+                        self.protocol, account.username, address)
+            return None
+        self.defender.success(address, account.username)
+        log.info("login protocol=%s user=%r connection=%s address=%s",
+                 self.protocol, account.username, account.connection, address)
+        return Admission(account, address, self.protocol, self)
+
+    def _usable(self, username: str) -> Account | None:
+        account = self.accounts.lookup(username)
+        if account is None or account.suspended:
+            return None
+        return account
