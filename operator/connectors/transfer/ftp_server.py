@@ -27,6 +27,7 @@ from pathlib import Path
 from threading import Event
 from typing import Any
 
+from OpenSSL import SSL
 from pyftpdlib.authorizers import AuthenticationFailed  # type: ignore[import-untyped]
 from pyftpdlib.filesystems import (  # type: ignore[import-untyped]
     AbstractedFS,
@@ -42,13 +43,14 @@ try:  # pyftpdlib 2.x moved it; 1.5 exported it from handlers
 except ImportError:  # pragma: no cover
     from pyftpdlib.handlers import PassiveDTP
 
-from connectors.api.accounts import Account, verify_password
+from connectors.api.accounts import Account
 from connectors.transfer.accounts_file import AccountsFile
 from connectors.transfer.defender import Defender
 from connectors.transfer.jail import Jail, PathRefused
 from connectors.transfer.landing import Receipt, is_hidden
+from connectors.transfer.login_gate import Admission, LoginGate
 from connectors.transfer.report import TransferReporter
-from connectors.transfer.sftp_server import SessionLimiter
+from connectors.transfer.tls import pyopenssl_server_context
 from connectors.transfer.upload import (
     LandingFile,
     landing_area,
@@ -91,42 +93,36 @@ def parse_port_range(text: str | None) -> list[int] | None:
 
 
 def ftp_permissions(account: Account) -> str:
-    """pyftpdlib permission letters: e (cd), l (list), r (download), w (upload).
-    Never a (append), d (delete), f (rename), m (mkdir), M or T (change attributes)."""
+    """pyftpdlib permission letters: e (cd), l (list), r (download), w (upload),
+    T (MFMT: PartnerFS.utime allows it only on a file the session just landed).
+    Never a (append), d (delete), f (rename), m (mkdir) or M (chmod)."""
     letters = ""
     if "list" in account.permissions:
         letters += "el"
     if "download" in account.permissions or "readReceipts" in account.permissions:
         letters += "r"
     if "upload" in account.permissions:
-        letters += "w"
+        letters += "wT"
     return letters or "e"
 
 
 class AccountAuthorizer:
     """pyftpdlib's authorizer interface, over the reloading account table."""
 
-    def __init__(self, accounts: AccountsFile, data_root: Path, defender: Defender,
-                 sessions: SessionLimiter, max_sessions: int) -> None:
+    def __init__(self, accounts: AccountsFile, data_root: Path, gate: LoginGate) -> None:
         self.accounts = accounts
         self.data_root = data_root
-        self.defender = defender
-        self.sessions = sessions
-        self.max_sessions = max_sessions
+        self.gate = gate
 
     def validate_authentication(self, username: str, password: str, handler: Any) -> None:
         address = str(handler.remote_ip)
-        if self.defender.banned(address, username):
+        account = self.gate.verify_password(address, username, password)
+        if account is None:
             raise AuthenticationFailed("Authentication failed.")
-        account = self.accounts.lookup(username)
-        if account is None or not verify_password(password, account.password_hash):
-            log.info("password rejected for user %r from %s", username, address)
-            if self.defender.failure(address, username):
-                log.warning("banning %s / user %r after repeated failures", address, username)
-            raise AuthenticationFailed("Authentication failed.")
-        if not self.sessions.acquire(username, self.max_sessions):
+        admission = self.gate.admit(address, account)
+        if admission is None:
             raise AuthenticationFailed("Too many sessions for this account.")
-        self.defender.success(address, username)
+        handler.admission = admission
         handler.account = account
 
     def get_home_dir(self, username: str) -> str:
@@ -262,7 +258,12 @@ class PartnerFS(AbstractedFS):  # type: ignore[misc]
         raise FilesystemError("Permission denied")
 
     def utime(self, path: str, timeval: float) -> None:
-        raise FilesystemError("Permission denied")
+        """MFMT, which clients such as rclone send after an upload and retry
+        the whole upload when refused: allowed on a file this session landed."""
+        folder, name = os.path.split(path)
+        if os.path.realpath(folder) != str(self.jail.home) or name not in self.cmd_channel.landed:
+            raise FilesystemError("Only a file this session uploaded may have its time set")
+        os.utime(os.path.join(self.jail.home, name), (timeval, timeval))
 
 
 class PassivePortsExhausted(OSError):
@@ -378,9 +379,30 @@ class LandingDTPMixin:
     # handle_read at class creation: rebind it to ours.
     handle_read_event = handle_read
 
+    def ended_cleanly(self) -> bool:
+        """Whether the data connection's end proves that every byte arrived.
+
+        On TLS only the client's close_notify does: a reset or a bare FIN
+        looks the same to pyftpdlib as a finished upload, and a reset makes
+        the kernel discard what had not been read yet. Without close_notify,
+        the size the client declared with ALLO, if it matches, proves it too.
+        """
+        if not isinstance(self.socket, SSL.Connection):
+            return True
+        if self.socket.get_shutdown() & SSL.RECEIVED_SHUTDOWN:
+            return True
+        declared = self.cmd_channel.stor_declared_size
+        return declared is not None and declared == self.tot_bytes_received
+
     def close(self) -> None:
         upload = self.file_obj if not self._closed else None
         if isinstance(upload, FtpUpload) and not upload.closed and not upload.pending:
+            if self.transfer_finished and not self.ended_cleanly():
+                log.info("upload of %r ended without TLS close_notify after %d bytes: "
+                         "discarded", upload.landing.name, self.tot_bytes_received)
+                self.transfer_finished = False
+                self._resp = ("426 Data connection closed without TLS close_notify; "
+                              "upload discarded, send it again.", log.info)
             if self.transfer_finished:
                 upload.pending = True
                 self._resp = None  # answered once the upload has landed
@@ -424,6 +446,7 @@ class Settlement:
             self.upload.discard()
             self.control.respond("451 The file could not be stored.")
             return
+        self.control.landed.add(receipt.name)
         report_landed(self.control.reporter, self.control.account, "ftp", [receipt])
         self.control.respond("226 Transfer complete.")
 
@@ -440,6 +463,17 @@ class LandingDTP(LandingDTPMixin, DTPHandler):  # type: ignore[misc]
     pass
 
 
+class TLSDataMixin:
+    """FTPS data connections use the handler's `data_ssl_context` (TLS 1.2,
+    see tls.pyopenssl_server_context), and a failed handshake is one log line."""
+
+    cmd_channel: Any
+
+    def secure_connection(self, ssl_context: Any) -> None:
+        context = getattr(self.cmd_channel, "data_ssl_context", None) or ssl_context
+        super().secure_connection(context)  # type: ignore[misc]
+
+
 class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
     """Session policy shared by the plain and the TLS handler."""
 
@@ -451,10 +485,19 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
     # Set per server by build_server().
     landing_root: Path
     reporter: TransferReporter
-    sessions: SessionLimiter
     defender: Defender
 
     account: Account | None = None
+    admission: Admission | None = None
+    # The size a client declared with ALLO for its next STOR, and for the
+    # current one.
+    declared_size: int | None = None
+    stor_declared_size: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Files this session landed: MFMT may set their times.
+        self.landed: set[str] = set()
 
     def handle(self) -> None:
         if self.defender.banned(str(self.remote_ip)):
@@ -470,6 +513,30 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
             log.warning("passive port range exhausted; refusing a data connection")
             self._dtp_acceptor = None
             self.respond("425 No passive port available; try again later.")
+
+    def ftp_FEAT(self, line: str) -> None:
+        """pyftpdlib's list, less REST STREAM: resume is refused (see ftp_REST)."""
+        features = ["EPRT", "EPSV", "MDTM", "MFMT", "SIZE", "TVFS", "UTF8",
+                    *self._extra_feats]
+        if "MLST" in self.proto_cmds:
+            facts = "".join(f"{fact}{'*' if fact in self._current_facts else ''};"
+                            for fact in self._available_facts)
+            features.append(f"MLST {facts}")
+        self.push("211-Features supported:\r\n")
+        self.push("".join(f" {feature}\r\n" for feature in sorted(features)))
+        self.respond("211 End FEAT.")
+
+    def ftp_ALLO(self, line: str) -> None:
+        """Keeps the declared size of the next upload (RFC 959 ALLO <size>):
+        on TLS it can prove an upload complete without close_notify."""
+        size = line.split()[0] if line.split() else ""
+        self.declared_size = int(size) if size.isdigit() else None
+        self.respond("202 No storage allocation necessary.")
+
+    def ftp_STOR(self, file: str, mode: str = "w") -> Any:
+        # An ALLO declares the size of the next upload only.
+        self.stor_declared_size, self.declared_size = self.declared_size, None
+        return super().ftp_STOR(file, mode)
 
     def ftp_REST(self, line: str) -> None:
         self.respond("502 Resume is not supported: uploads land whole.")
@@ -488,21 +555,20 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
         super().close()
 
     def _release(self) -> None:
-        if self.account is not None:
-            self.sessions.release(self.account.username)
-            self.account = None
+        if self.admission is not None:
+            self.admission.release()
+            self.admission = None
+        self.account = None
 
 
 def handler_class(settings: FtpSettings, landing_root: Path, reporter: TransferReporter,
-                  defender: Defender, sessions: SessionLimiter,
-                  authorizer: AccountAuthorizer) -> type[FTPHandler]:
+                  defender: Defender, authorizer: AccountAuthorizer) -> type[FTPHandler]:
     """A handler class configured for one server (pyftpdlib configures by class)."""
     attributes: dict[str, Any] = {
         "authorizer": authorizer,
         "landing_root": landing_root,
         "reporter": reporter,
         "defender": defender,
-        "sessions": sessions,
         "passive_ports": settings.passive_ports,
         "masquerade_address": settings.masquerade_address,
         "timeout": settings.idle_timeout,
@@ -511,10 +577,14 @@ def handler_class(settings: FtpSettings, landing_root: Path, reporter: TransferR
         return type("ListenerFTPHandler", (PartnerFTPHandler,), attributes)
     from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 
-    tls_dtp = type("LandingTLSDTP", (LandingDTPMixin, TLS_DTPHandler), {})
+    tls_dtp = type("LandingTLSDTP", (TLSDataMixin, LandingDTPMixin, TLS_DTPHandler), {})
+    cert = settings.tls_cert_file
+    key = settings.tls_key_file or cert
     attributes.update({
-        "certfile": str(settings.tls_cert_file),
-        "keyfile": str(settings.tls_key_file or settings.tls_cert_file),
+        "certfile": str(cert),
+        "keyfile": str(key),
+        "ssl_context": pyopenssl_server_context(cert, key),
+        "data_ssl_context": pyopenssl_server_context(cert, key, tls12_only=True),
         "tls_control_required": settings.require_tls,
         "tls_data_required": settings.require_tls,
         "dtp_handler": tls_dtp,
@@ -525,10 +595,9 @@ def handler_class(settings: FtpSettings, landing_root: Path, reporter: TransferR
 def build_server(accounts: AccountsFile, data_root: Path, defender: Defender,
                  reporter: TransferReporter, settings: FtpSettings, address: str,
                  port: int) -> FTPServer:
-    sessions = SessionLimiter()
-    authorizer = AccountAuthorizer(accounts, data_root, defender, sessions,
-                                   settings.max_sessions_per_account)
-    handler = handler_class(settings, data_root, reporter, defender, sessions, authorizer)
+    gate = LoginGate(accounts, defender, "ftp", settings.max_sessions_per_account)
+    authorizer = AccountAuthorizer(accounts, data_root, gate)
+    handler = handler_class(settings, data_root, reporter, defender, authorizer)
     server = FTPServer((address, port), handler)
     server.max_cons = settings.max_connections
     return server
