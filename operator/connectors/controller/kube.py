@@ -123,6 +123,42 @@ class Kube:
                         next_report = time.monotonic() + 10
                 time.sleep(poll)
 
+    def serves(self, group_version: str, plural: str) -> bool:
+        """Whether the API server serves `plural` in `group_version`, from discovery
+        (which every authenticated user may read)."""
+        try:
+            found = self.request("GET", f"/apis/{group_version}")
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in (found or {}).get("resources", []))
+
+    def namespace_names(self) -> list[str]:
+        items = self.request("GET", "/api/v1/namespaces").get("items", [])
+        return [item["metadata"]["name"] for item in items]
+
+    def ensure_peering(self, kind: str, plural: str, name: str, namespace: str | None) -> bool:
+        """Creates kopf's peering object `name` unless it exists; True when created."""
+        prefix = "/apis/kopf.dev/v1" + (f"/namespaces/{namespace}" if namespace else "")
+        try:
+            self.request("GET", f"{prefix}/{plural}/{name}")
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        else:
+            return False
+        metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
+        try:
+            self.request("POST", f"{prefix}/{plural}",
+                         body={"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": metadata},
+                         query=[("fieldManager", FIELD_MANAGER)])
+        except ApiException as error:
+            if error.status == 409:  # made meanwhile by another replica
+                return False
+            raise
+        return True
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             result: dict[str, Any] = self.request("GET", self.path(kind, namespace, name))

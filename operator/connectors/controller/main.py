@@ -15,6 +15,8 @@ from ..planning.config import OperatorConfig
 from .handlers import register
 from .kube import Kube, load_api_client
 from .operator import Operator
+from .peering import Peering
+from .peering import decide as decide_peering
 
 log = logging.getLogger("connectors")
 
@@ -96,9 +98,6 @@ def build(args: argparse.Namespace) -> tuple[kopf.OperatorRegistry, Operator]:
         settings.networking.connect_timeout = 5
         # Events are ours alone: one per cause, written by the reconcilers.
         settings.posting.enabled = False
-        settings.peering.name = args.peering
-        settings.peering.standalone = args.standalone
-        settings.peering.mandatory = not args.standalone
         await operator.run(operator.prime, namespaces(args))
         operator.start()
 
@@ -137,16 +136,25 @@ def run(args: argparse.Namespace) -> int:
         # kopf's own login reads the same file.
         os.environ["KUBECONFIG"] = args.kubeconfig
     registry, operator = build(args)
-    operator.kube.wait_until_served(("Connection", "Credential"))
     watched = namespaces(args)
-    log.info("watching %s for %s/%s", ", ".join(watched) if watched else "all namespaces",
-             GROUP, VERSION)
+    peering = (Peering(standalone=True) if args.standalone
+               else decide_peering(operator.kube, args.peering, watched))
+    # Peering settings go to kopf before it starts (not in a startup handler, which runs
+    # after its orchestration has begun); kopf's own `peering_name=` argument would make
+    # peering mandatory whatever was decided.
+    settings = kopf.OperatorSettings()
+    settings.peering.name = args.peering
+    settings.peering.standalone = peering.standalone
+    settings.peering.mandatory = peering.mandatory
+    operator.kube.wait_until_served(("Connection", "Credential"))
+    log.info("watching %s for %s/%s, %s", ", ".join(watched) if watched else "all namespaces",
+             GROUP, VERSION,
+             "standalone" if peering.standalone else f"peering as {args.peering}")
     asyncio.run(kopf.operator(
         registry=registry,
+        settings=settings,
         clusterwide=not watched,
         namespaces=watched,
-        standalone=args.standalone,
-        peering_name=args.peering,
         liveness_endpoint=args.liveness,
     ))
     return 0

@@ -1,0 +1,88 @@
+"""Whether kopf's peering can work on this cluster, decided once, before kopf starts.
+
+Peering keeps one replica of the operator active. kopf makes it mandatory as soon
+as it is given a peering name, and then:
+
+- without the peering CRD (`clusterkopfpeerings.kopf.dev` for an operator of all
+  namespaces, `kopfpeerings.kopf.dev` for one of some namespaces) it pauses every
+  watch until the CRD appears, and says so only at debug level;
+- with the CRD but without the named peering object it stays paused, waiting for
+  that object's first event, which never comes.
+
+Either way the operator sits idle after "Initial authentication has finished".
+So it looks first: without the CRD it runs standalone and says so in one WARNING
+that names the CRD and the fix; with the CRD it makes the peering objects it
+needs when they are missing (the Helm chart makes them; a plain install may not).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass
+
+from kubernetes.client.exceptions import ApiException
+
+from .kube import Kube
+
+log = logging.getLogger(__name__)
+
+GROUP = "kopf.dev"
+VERSION = "v1"
+CRD_FILE = "charts/connectors/crds/kopf-peering.yaml"
+
+
+@dataclass(frozen=True)
+class Peering:
+    """What kopf is told: standalone, or peering under `name`, mandatory or not."""
+
+    standalone: bool
+    mandatory: bool = False
+
+
+def _is_pattern(namespace: str) -> bool:
+    return bool(set(namespace) & set("*?["))
+
+
+def decide(kube: Kube, name: str, namespaces: list[str]) -> Peering:
+    """Checks the peering CRD and objects for an operator watching `namespaces` (all
+    of them when empty), makes missing objects, and says how kopf should peer."""
+    clusterwide = not namespaces
+    kind, plural = (("ClusterKopfPeering", "clusterkopfpeerings") if clusterwide
+                    else ("KopfPeering", "kopfpeerings"))
+    if not kube.serves(f"{GROUP}/{VERSION}", plural):
+        log.warning(
+            "the peering CRD %s.%s is not installed, so nothing keeps a second replica of "
+            "the operator from acting too: running standalone. To keep one replica active, "
+            "install kopf's peering CRDs (kubectl apply -f %s) and restart; to silence this "
+            "with one replica, run with --standalone", plural, GROUP, CRD_FILE)
+        return Peering(standalone=True)
+    if clusterwide:
+        targets: list[str | None] = [None]
+    else:
+        targets = [ns for ns in namespaces if not _is_pattern(ns)]
+        patterns = [ns for ns in namespaces if _is_pattern(ns)]
+        if patterns:
+            targets += [ns for ns in kube.namespace_names()
+                        if any(fnmatch.fnmatchcase(ns, p) for p in patterns)
+                        and ns not in targets]
+    for namespace in targets:
+        where = f" in namespace {namespace}" if namespace else ""
+        try:
+            created = kube.ensure_peering(kind, plural, name, namespace)
+        except ApiException as error:
+            if error.status not in (401, 403):
+                raise
+            log.warning(
+                "%s %s does not exist%s and the operator may not create it (HTTP %s): "
+                "running standalone. Create it with: kubectl apply -f - <<< "
+                "'{apiVersion: %s/%s, kind: %s, metadata: {name: %s%s}}'",
+                kind, name, where, error.status, GROUP, VERSION, kind, name,
+                f", namespace: {namespace}" if namespace else "")
+            return Peering(standalone=True)
+        if created:
+            log.info("created %s %s%s: replicas of the operator meet there", kind, name, where)
+    # A namespace that matches a pattern later has no peering object yet: with
+    # mandatory peering kopf would pause the whole operator for it. Peer where the
+    # object exists instead (kopf's auto-detection).
+    return Peering(standalone=False, mandatory=not any(_is_pattern(ns) for ns in namespaces))
