@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import threading
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from connectors.transfer.ftp_server import ftp_permissions, parse_port_range
 from connectors.transfer.jail import Jail, PathRefused, normalize
 from connectors.transfer.login_gate import SessionLimiter, key_blobs
 from connectors.transfer.report import BackgroundReporter, TransferRecord, event_message
-from connectors.transfer.smtp_server import (
-    Attachment,
-    MessageRefused,
-    attachments_of,
-    sanitize_filename,
-    select_attachments,
-)
 from connectors.transfer.upload import LandingFile, landing_area, may_read, upload_refusal
 
 
@@ -129,7 +121,9 @@ def test_defender_bans_a_user_across_addresses_and_success_resets() -> None:
     ("receipt_conversions_1.csv", "written by the platform"),
     ("result_conversions_1.csv", "written by the platform"),
     (".conversions_1.csv", "reserved"),
-    ("", "top of the home"),
+    ("", "a file name is needed"),
+    ("conversions_" + "é" * 116 + ".csv", "bytes"),
+    ("conversions_\x07.csv", "control characters"),
     ("sub/conversions_1.csv", "top of the home"),
 ])
 def test_upload_refusals(name: str, fragment: str) -> None:
@@ -153,7 +147,7 @@ def test_read_rules() -> None:
 
 
 def test_ftp_permission_letters() -> None:
-    assert ftp_permissions(inbound()) == "elrw"
+    assert ftp_permissions(inbound()) == "elrwT"
     assert ftp_permissions(outbound()) == "elr"
 
 
@@ -275,49 +269,6 @@ def test_session_limiter() -> None:
     limiter.release("acme")
     assert limiter.acquire("acme", 2)
     assert limiter.acquire("other", 0)  # 0: no limit
-
-
-# --- email
-
-
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("report.csv", "report.csv"),
-    ("../../etc/report.csv", "report.csv"),
-    ("..\\..\\windows\\report.csv", "report.csv"),
-    ("re\x00po\x1brt\n.csv", "report.csv"),
-    ("...hidden.csv", "hidden.csv"),
-    ("/", ""),
-    (None, ""),
-])
-def test_sanitize_filename(raw: str | None, expected: str) -> None:
-    assert sanitize_filename(raw) == expected
-
-
-def message_with(*names: str) -> EmailMessage:
-    message = EmailMessage()
-    message["Subject"] = "files"
-    message.set_content("body")
-    for name in names:
-        message.add_attachment(b"data", maintype="application", subtype="octet-stream",
-                               filename=name)
-    return message
-
-
-def test_attachments_of_and_select() -> None:
-    account = Account(username="m", connection="c", direction="Inbound", home="c",
-                      permissions=permissions_for("Inbound"), filename_pattern="report_*.csv")
-    found = attachments_of(message_with("report_1.csv", "receipt_x.txt"), max_parts=10)
-    assert [a.name for a in found] == ["report_1.csv", "receipt_x.txt"]
-    assert [a.name for a in select_attachments(account, found)] == ["report_1.csv"]
-    with pytest.raises(MessageRefused, match=r"notes\.txt"):
-        select_attachments(account, [Attachment("report_1.csv", b""),
-                                     Attachment("notes.txt", b"")])
-    with pytest.raises(MessageRefused, match="two attachments"):
-        select_attachments(account, [Attachment("report_1.csv", b"")] * 2)
-    with pytest.raises(MessageRefused, match="no attachment"):
-        select_attachments(account, [])
-    with pytest.raises(MessageRefused, match="too many MIME parts"):
-        attachments_of(message_with("a", "b", "c"), max_parts=3)
 
 
 # --- reporting

@@ -375,9 +375,6 @@ class LandingDTPMixin:
         self.tot_bytes_received += count
         upload.write(self._read_buffer[:count])
 
-    # pyftpdlib's loop calls handle_read_event, which DTPHandler binds to its own
-    # handle_read at class creation: rebind it to ours.
-    handle_read_event = handle_read
 
     def ended_cleanly(self) -> bool:
         """Whether the data connection's end proves that every byte arrived.
@@ -394,7 +391,14 @@ class LandingDTPMixin:
         declared = self.cmd_channel.stor_declared_size
         return declared is not None and declared == self.tot_bytes_received
 
+    cmd: str | None
+
     def close(self) -> None:
+        if self.cmd is None:
+            # No command used this data connection (its STOR was refused, say):
+            # pyftpdlib would answer its close with a stray "226", which the
+            # client takes as the reply to its next command.
+            self._resp = None
         upload = self.file_obj if not self._closed else None
         if isinstance(upload, FtpUpload) and not upload.closed and not upload.pending:
             if self.transfer_finished and not self.ended_cleanly():
@@ -460,7 +464,10 @@ class Settlement:
 
 
 class LandingDTP(LandingDTPMixin, DTPHandler):  # type: ignore[misc]
-    pass
+    # pyftpdlib's loop calls handle_read_event, which DTPHandler binds to its own
+    # handle_read at class creation: rebind it to ours. Only here: on TLS the
+    # read event drives the handshake and the shutdown (SSLConnectionMixin).
+    handle_read_event = LandingDTPMixin.handle_read
 
 
 class TLSDataMixin:

@@ -9,9 +9,11 @@ nothing temporary may stay behind. Clients come from Debian packages
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ftplib
 import hashlib
+import io
 import json
 import os
 import ssl
@@ -19,9 +21,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 
-from connectors.transfer.landing import TEMP_PREFIX
+from connectors.transfer.landing import MAX_NAME_BYTES, TEMP_PREFIX
 from tests.integration.listeners.listener_harness import (
     PASSWORD,
     Listener,
@@ -221,7 +224,7 @@ def tls_session(listener: Listener) -> ftplib.FTP_TLS:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    client = ftplib.FTP_TLS(context=context)
+    client = ftplib.FTP_TLS(context=context)  # noqa: S321 - FTPS is under test
     client.connect("127.0.0.1", listener.port, timeout=60)
     client.login("acme", PASSWORD)
     client.prot_p()
@@ -243,7 +246,7 @@ def test_ftps_upload_without_close_notify_does_not_land(ftps_listener: Listener)
     client = tls_session(ftps_listener)
     data = payload("conversions_unproven.csv")[:150_000]
     stor_without_close_notify(client, "conversions_unproven.csv", data)
-    with pytest.raises(ftplib.error_temp, match="^426"):
+    with pytest.raises(ftplib.error_temp, match=r"^426"):
         client.voidresp()
     # The declared size (ALLO) is the other proof: it matches, so it lands.
     client.sendcmd(f"ALLO {len(data)}")
@@ -269,7 +272,7 @@ def test_ftps_refuses_weak_tls(ftps_listener: Listener) -> None:
             context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
         context.maximum_version = version
         context.set_ciphers(cipher)
-        client = ftplib.FTP_TLS(context=context)
+        client = ftplib.FTP_TLS(context=context)  # noqa: S321 - FTPS is under test
         client.connect("127.0.0.1", ftps_listener.port, timeout=30)
         with pytest.raises((ssl.SSLError, OSError, EOFError)):
             client.auth()
@@ -279,3 +282,87 @@ def test_ftps_refuses_weak_tls(ftps_listener: Listener) -> None:
     # One line per failed handshake, no traceback.
     text = ftps_listener.log_text()
     assert "Traceback" not in text
+
+
+def long_name(size: int) -> str:
+    """A conversions_*.csv name of exactly `size` bytes, in 2-byte characters."""
+    fill = size - len("conversions_.csv")
+    return "conversions_" + "é" * (fill // 2) + "x" * (fill % 2) + ".csv"
+
+
+def test_sftp_name_too_long_for_its_receipt_is_refused_before_upload(
+        sftp_listener: Listener) -> None:
+    """A name the receipt cannot follow is refused at open, so the client
+    never sends data it would have to send again; one that fits lands."""
+    workspace = sftp_listener.workspace
+    client = paramiko.SSHClient()
+    kind, blob = host_public_key(workspace)
+    client.get_host_keys().add(f"[127.0.0.1]:{sftp_listener.port}", kind,
+                               paramiko.PKey.from_type_string(kind, base64.b64decode(blob)))
+    client.connect("127.0.0.1", port=sftp_listener.port, username="acme", password=PASSWORD,
+                   look_for_keys=False, allow_agent=False, timeout=30)
+    sftp = client.open_sftp()
+    too_long, fits = long_name(MAX_NAME_BYTES + 1), long_name(MAX_NAME_BYTES)
+    assert len(too_long.encode()) == 244
+    assert len(fits.encode()) == 243
+    with pytest.raises(PermissionError, match="bytes"):
+        sftp.open(too_long, "wb")
+    with sftp.open(fits, "wb") as handle:
+        handle.write(b"fits\n")
+    client.close()
+    home = workspace.home("acme-conversions")
+    assert sorted(p.name for p in home.iterdir() if not p.name.startswith(".")) == sorted(
+        [fits, f"receipt_{fits}.txt"])
+    assert [p.name for p in home.iterdir() if p.name.startswith(TEMP_PREFIX)] == []
+
+
+def test_ftp_name_too_long_for_its_receipt_is_refused_before_upload(
+        ftps_listener: Listener) -> None:
+    workspace = ftps_listener.workspace
+    client = tls_session(ftps_listener)
+    too_long, fits = long_name(MAX_NAME_BYTES + 1), long_name(MAX_NAME_BYTES)
+    with pytest.raises(ftplib.error_perm, match="bytes"):
+        client.storbinary(f"STOR {too_long}", io.BytesIO(b"too long\n"))
+    client.storbinary(f"STOR {fits}", io.BytesIO(b"fits\n"))
+    client.quit()
+    home = workspace.home("acme-conversions")
+    assert sorted(p.name for p in home.iterdir() if not p.name.startswith(".")) == sorted(
+        [fits, f"receipt_{fits}.txt"])
+    assert [p.name for p in home.iterdir() if p.name.startswith(TEMP_PREFIX)] == []
+
+
+@pytest.mark.parametrize("option", [
+    "Ciphers=aes128-cbc", "Ciphers=3des-cbc", "MACs=hmac-md5", "MACs=hmac-sha1-96",
+    "MACs=hmac-sha1", "KexAlgorithms=diffie-hellman-group14-sha1",
+    "KexAlgorithms=diffie-hellman-group1-sha1",
+])
+def test_sftp_refuses_weak_algorithms(sftp_listener: Listener, option: str) -> None:
+    """What a current OpenSSH server no longer offers, the listener refuses."""
+    result = run([need("sftp"), "-b", "-", "-P", str(sftp_listener.port),
+                  *ssh_options(sftp_listener), "-o", option, "acme@127.0.0.1"],
+                 cwd=sftp_listener.workspace.root, stdin="ls\n")
+    assert result.returncode != 0
+    assert "no matching" in result.stderr, result.stderr
+
+
+def test_sftp_offers_what_openssh_clients_use(sftp_listener: Listener) -> None:
+    result = run([need("sftp"), "-b", "-", "-P", str(sftp_listener.port),
+                  *ssh_options(sftp_listener), "-o", "Ciphers=aes256-gcm@openssh.com",
+                  "-o", "KexAlgorithms=curve25519-sha256@libssh.org", "acme@127.0.0.1"],
+                 cwd=sftp_listener.workspace.root, stdin="ls\n")
+    assert result.returncode == 0, result.stderr
+
+
+def test_python_ftplib_ftps(ftps_listener: Listener) -> None:
+    """Python's ftplib ends an FTPS upload with a two-way TLS shutdown and
+    fails when the server closes without its own close_notify: it did after
+    every upload, so a partner's script saw an error for a landed file."""
+    workspace = ftps_listener.workspace
+    client = tls_session(ftps_listener)
+    contents = {f"conversions_ftplib_{index}.csv": payload(f"ftplib{index}")[:70_000 * index + 5]
+                for index in range(3)}
+    for name, content in contents.items():
+        assert client.storbinary(f"STOR {name}", io.BytesIO(content)).startswith("226")
+    client.quit()
+    for name, content in contents.items():
+        assert_landed_once(workspace, name, content)
