@@ -126,7 +126,7 @@ def populated_root() -> Iterator[Path]:
 @given(name=NAMES, pattern=st.sampled_from(PATTERNS),
        chunks=st.lists(st.binary(max_size=2048), max_size=4))
 # An existing landed file: a second upload under its name replaces it and its
-# receipt (os.replace in LandingArea.commit); issue 11 asks for "never overwrites".
+# receipt, and the earlier version is kept under .connectors/superseded/.
 @example(name="conversions_0.csv", pattern=None, chunks=[b"new\n"])
 @example(name="a" * MAX_NAME_BYTES, pattern=None, chunks=[b"x"])
 @example(name="a" * (MAX_NAME_BYTES + 1), pattern=None, chunks=[b"x"])
@@ -158,10 +158,23 @@ def test_a_name_lands_whole_with_its_receipt_or_is_refused(
         receipt_path = os.path.join(os.fsencode(home), name_bytes(receipt_name(name)))
         assert os.path.dirname(os.path.realpath(final)) == os.fsencode(home)
         assert after[final] == data
-        # Exactly the file and its receipt are new; nothing else changed.
-        assert set(after) - set(before) == {final, receipt_path}, sorted(set(after) - set(before))
+        superseded = os.path.join(os.fsencode(home), b".connectors", b"superseded")
+        kept = {path for path in set(after) - set(before) if path.startswith(superseded)}
+        if final in before:
+            # Replaced: the earlier file and its receipt are kept, byte for byte.
+            kept_files = {os.path.basename(p): after[p] for p in kept if after[p] is not None}
+            assert kept_files[name_bytes(name)] == before[final]
+            if receipt_path in before:
+                assert kept_files[name_bytes(receipt_name(name))] == before[receipt_path]
+            replaced = {final, receipt_path}
+        else:
+            assert kept == set()
+            replaced = set()
+        # Exactly the file and its receipt are new (or replaced); nothing else changed.
+        assert set(after) - set(before) - kept == {final, receipt_path} - set(before), sorted(
+            set(after) - set(before))
         assert set(before) - set(after) == set()
-        changed = {path for path in before if before[path] != after[path]}
+        changed = {path for path in before if before[path] != after[path]} - replaced
         assert changed == set(), sorted(changed)
         assert not any(os.path.basename(p).startswith(os.fsencode(TEMP_PREFIX)) for p in after)
         written = json.loads(after[receipt_path] or b"")

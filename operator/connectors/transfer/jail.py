@@ -59,6 +59,10 @@ class Jail:
 
     def virtual(self, real: Path) -> str:
         """The virtual path of a real path inside the home."""
+        if "\x00" in str(real):
+            # realpath would raise ValueError, which pyftpdlib answers by
+            # dropping the connection instead of refusing the command.
+            raise PathRefused("path contains a NUL byte")
         relative = os.path.relpath(os.path.realpath(real), self.home)
         if relative == ".":
             return "/"

@@ -36,6 +36,7 @@ StrPath = str | os.PathLike[str]
 
 RESERVED_PREFIXES = ("receipt_", "result_")
 INTERNAL_DIR = ".connectors"
+SUPERSEDED_DIR = "superseded"
 TEMP_PREFIX = ".upload-"
 TEMP_SUFFIX = ".part"
 
@@ -198,7 +199,8 @@ class LandingArea:
     def temp_name(self, name: str, folder: str | None = None) -> str:
         """temp_path as a string, for the many-files path."""
         unique = f"{self._temp_token}-{next(self._temp_count)}"
-        readable = _bounded(name, _TEMP_NAME_BYTES)
+        # Callers pass checked names; a separator or NUL never reaches the path.
+        readable = _bounded(name.replace("/", "_").replace("\x00", "_"), _TEMP_NAME_BYTES)
         return f"{folder or self.home_str}/{TEMP_PREFIX}{unique}.{readable}{TEMP_SUFFIX}"
 
     def final_name(self, name: str) -> str:
@@ -281,6 +283,7 @@ class LandingArea:
             raise
         final = self.home / name
         try:
+            self.keep_superseded(name)
             self.commit(temp, name)
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -293,6 +296,25 @@ class LandingArea:
             final.unlink(missing_ok=True)
             raise
         return receipt
+
+    def keep_superseded(self, name: str) -> Path | None:
+        """A new upload under a name that already landed replaces it, as on
+        any SFTP or FTP server; the earlier version is not lost: it is
+        hard-linked, with its receipt, into .connectors/superseded/<stamp>/
+        first, where processing finds it. Returns that folder, or None."""
+        final = self.home / name
+        if not final.is_file():
+            return None
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        unique = f"{stamp}-{self._temp_token}-{next(self._temp_count)}"
+        folder = self.internal / SUPERSEDED_DIR / unique
+        folder.mkdir(mode=0o750, parents=True)
+        os.link(final, folder / name)
+        receipt = self.home / receipt_name(name)
+        if receipt.is_file():
+            os.link(receipt, folder / receipt_name(name))
+        fsync_dir(folder)
+        return folder
 
     def restore_receipts(self) -> int:
         """Writes the receipt of every landed file that has none: what a crash

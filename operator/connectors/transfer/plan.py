@@ -31,7 +31,10 @@ class PullPlan:
 def wanted(name: str, pattern: str | None) -> bool:
     """A remote file belongs to the Connection: it matches the pattern and is
     neither a receipt/result nor hidden (temporary uploads are hidden)."""
-    return not is_reserved(name) and not is_hidden(name) and matches_pattern(name, pattern)
+    # A folder separator or a NUL can only come from a hostile or broken
+    # server: such an entry is never a name in the landing area.
+    return (not is_reserved(name) and not is_hidden(name) and "/" not in name
+            and "\x00" not in name and matches_pattern(name, pattern))
 
 
 def plan_pull(

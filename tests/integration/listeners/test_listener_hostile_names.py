@@ -57,10 +57,9 @@ FIXED_NAMES: list[str] = [
     "result_x", "with space.csv", " leading.csv", "trailing.csv ", "quote'.csv",
     'double".csv', "back`tick`.csv", "semi;colon.csv", "star*.csv", "q?.csv",
     "br[a]cket.csv", "%2e%2e%2fpct.csv", "é-nfc.csv", "e\u0301-nfd.csv", "rtl\u202egsm.csv",
-    "zero\u200bwidth.csv", "\udcff\udcfe-not-utf8.csv", "plain.csv",
-    # Last, so that every other name is checked first: the FTP listener drops
-    # the control connection on these (ValueError "embedded null byte" in
-    # Jail.virtual from FtpFilesystem.validpath) instead of answering 5xx.
+    "zero\u200bwidth.csv", "\udcff\udcfe-not-utf8.csv", "plain.csv", "plain.csv",
+    # The FTP listener used to drop the control connection on these
+    # (ValueError "embedded null byte" in Jail.virtual) instead of answering 5xx.
     "nul\x00.csv", "\x00",
 ]
 
@@ -184,6 +183,16 @@ def upload_and_check(listener: Listener, name: str) -> None:
     new = visible(home) - before_visible
     if not accepted:
         assert after == before, f"refused {name!r} but something changed"
+    elif name_bytes(name) in before_visible:
+        # A second upload under a landed name replaces it; the earlier version
+        # is kept under .connectors/superseded/, so nothing is lost.
+        assert new == set(), (name, sorted(new))
+        assert (home / name).read_bytes() == data
+        earlier = before[os.path.join(os.fsencode(home), name_bytes(name))]
+        kept = [content for path, content in after.items()
+                if b"/.connectors/superseded/" in path and path not in before
+                and os.path.basename(path) == name_bytes(name)]
+        assert earlier in kept, f"the earlier {name!r} was not kept"
     else:
         assert len(new) == 2, (name, sorted(new))  # the file and its receipt
         (receipt,) = [entry for entry in new if entry.startswith(b"receipt_")]
