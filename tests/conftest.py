@@ -9,6 +9,9 @@ nothing ever touches the cluster of your own KUBECONFIG unless you say so.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +26,7 @@ from kubernetes import client, config
 
 from connectors import devcluster
 from connectors.controller.kube import Kube
+from tests.support import secrets as secret_scan
 
 
 @dataclass
@@ -64,12 +68,54 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
-    """A fresh namespace per test, so tests never see each other's objects."""
+    """A fresh namespace per test, so tests never see each other's objects.
+    Before it goes, its Secrets' values join the suite's secret scan and its
+    events and statuses join what is scanned (tests/support/secrets.py)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     api = client.CoreV1Api(cluster.api_client())
     api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
+    harvest(cluster, name)
     api.delete_namespace(name)
+
+
+def harvest(cluster: Cluster, namespace: str) -> None:
+    secret_list = cluster.kubectl("get", "secrets", "-n", namespace, "-o", "json", check=False)
+    if secret_list.returncode == 0:
+        for item in json.loads(secret_list.stdout).get("items", []):
+            for value in (item.get("data") or {}).values():
+                with contextlib.suppress(ValueError, UnicodeDecodeError):
+                    secret_scan.remember(base64.b64decode(value).decode())
+    for kind in ("events", "connections.connectors.dev", "credentials.connectors.dev",
+                 "pods"):
+        shown = cluster.kubectl("get", kind, "-n", namespace, "-o", "json", check=False)
+        if shown.returncode == 0:
+            secret_scan.record(f"{kind} of namespace {namespace}", shown.stdout)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """What each test printed and logged, and its failure text, for the scan."""
+    for section, text in report.sections:
+        secret_scan.record(f"{report.nodeid} ({section})", text)
+    if report.longrepr is not None:
+        secret_scan.record(f"{report.nodeid} (failure)", str(report.longrepr))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite-wide secret scan: fails the run if any secret leaked."""
+    basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    secret_scan.record_files(Path(basetemp))
+    found = secret_scan.leaks()
+    secrets_count, outputs, size = secret_scan.counts()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    line = (f"secret scan: {secrets_count} secrets against {outputs} outputs "
+            f"({size} characters): {len(found)} found")
+    if reporter is not None:
+        reporter.write_line(line)
+        for find in found[:20]:
+            reporter.write_line(f"secret scan: {find}", red=True)
+    if found:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

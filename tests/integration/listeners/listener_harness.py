@@ -23,9 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from connectors.api.accounts import Account, AccountTable, hash_password, permissions_for
+from tests.support import secrets as secret_scan
 
 PASSWORD = "correct-horse-battery-1"
 MAIL_PASSWORD = "mail-staple-2"
+secret_scan.remember(PASSWORD)
+secret_scan.remember(MAIL_PASSWORD)
 
 
 def need(binary: str) -> str:

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import secrets as secret_scan
+
 STARTUP_TIMEOUT = 60.0
 
 
@@ -76,6 +78,7 @@ def system_user() -> Iterator[SystemUser]:
     need("useradd")
     name = f"cxt{secrets.token_hex(3)}"
     password = "pw-" + secrets.token_urlsafe(12)
+    secret_scan.remember(password)
     base = Path(tempfile.mkdtemp(prefix="cx-home-", dir="/tmp"))
     base.chmod(0o755)
     home = base / name
