@@ -225,3 +225,26 @@ def test_python_m_connectors_is_the_connectors_command() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: connectors ")
     assert "validate" in result.stdout
+
+
+def test_one_list_of_key_types_for_the_api_and_the_listener() -> None:
+    """A security-key type passed the API and was then dropped by the SFTP
+    listener (paramiko cannot verify it): such a Credential was Ready and
+    could never log in. The API now refuses what the listener cannot use."""
+    import base64 as b64
+
+    from connectors.api.credential import KEY_TYPES, CredentialSpec
+    from connectors.api.credential import RULES as CREDENTIAL_RULES
+    from connectors.api.rules import broken_rules
+    from connectors.transfer.login_gate import key_blobs
+
+    blob = b64.b64encode(b"\x00\x00\x00\x0bssh-ed25519" + b"\x00" * 36).decode()
+    for kind in KEY_TYPES:
+        assert key_blobs([f"{kind} {blob} partner"]), kind
+    good = CredentialSpec.model_validate({"type": "PublicKey",
+                                          "publicKey": f"ssh-ed25519 {blob} partner"})
+    assert broken_rules(good, CREDENTIAL_RULES) == []
+    security_key = CredentialSpec.model_validate(
+        {"type": "PublicKey", "publicKey": f"sk-ssh-ed25519@openssh.com {blob} partner"})
+    assert [rule.field for rule in broken_rules(security_key, CREDENTIAL_RULES)] == [".publicKey"]
+    assert not key_blobs([f"sk-ssh-ed25519@openssh.com {blob} partner"])

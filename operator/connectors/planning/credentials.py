@@ -61,11 +61,6 @@ def check_authorized_keys(text: str) -> KeyCheck:
             blob = base64.b64decode(fields[1], validate=True) if len(fields) > 1 else b""
         except binascii.Error:
             blob = b""
-        if fields[0].startswith("sk-") and blob:
-            # Security-key types: cryptography cannot load them, but their blob
-            # is still the key's identity, and the CRD pattern checked the type.
-            fingerprints.append(fingerprint(blob))
-            continue
         try:
             key = serialization.load_ssh_public_key(" ".join(fields[:2]).encode())
         except (ValueError, IndexError, TypeError, NotImplementedError):
