@@ -7,8 +7,10 @@ which is how the operator's Deployment configures the listener.
 What the Deployment mounts: the account Secret (`connectors-accounts-<protocol>`,
 key accounts.json) at /etc/connectors/accounts; for sftp the namespace's host
 key Secret at /etc/connectors/hostkey (key ssh_host_ed25519_key, generated once,
-never rotated silently); for ftp/smtp optionally a kubernetes.io/tls Secret
-(tls.crt, tls.key); the data volume at /data. Readiness and liveness: a
+never rotated silently); for ftp/smtp a kubernetes.io/tls Secret (tls.crt,
+tls.key): FTP without it is plain FTP, and SMTP without it accepts no login at
+all, since a password never crosses the network in clear text (the operator
+does not mount one yet); the data volume at /data. Readiness and liveness: a
 tcpSocket probe on the port. For FTP behind a Service, expose the passive range
 and set the masquerade address to the Service's external address. Set
 CONNECTORS_NAMESPACE (downward API) to report transfers to the Connections; the
