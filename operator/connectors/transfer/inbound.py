@@ -334,6 +334,11 @@ def land_batch(
     if not landed:
         return []
     fsync_dir(landing.home_str)
+    # Receipts before the ledger: a run killed in between leaves landed files
+    # with receipts that the ledger lacks, which the next run recognises and
+    # records (recover). The other order left files that no run would give a
+    # receipt: the temporaries were swept, and the ledger said they were done.
+    publish([(receipt, landing.final_name(receipt_name(final))) for _, final, receipt in landed])
     ledger.record_many(
         [
             Entry(
@@ -347,8 +352,6 @@ def land_batch(
             for item, final, _ in landed
         ]
     )
-    # Receipts appear only once the files are recorded.
-    publish([(receipt, landing.final_name(receipt_name(final))) for _, final, receipt in landed])
     for item, _, _ in landed:
         summary.transferred(item.file.size)
     # One line per batch: a line per file cost a tenth of a second per
@@ -376,9 +379,9 @@ def recover(
     recording it."""
     sha = hash_file(landing.home / landed_as)
     note = "recovered" if landed_as == file.name else f"recovered, landed as {landed_as}"
-    ledger.record(Entry(FETCHED, file.name, file.size, file.mtime, sha, note=note))
     if not (landing.home / receipt_name(landed_as)).exists():
         landing.write_receipt(landed_as, file.size, sha)
+    ledger.record(Entry(FETCHED, file.name, file.size, file.mtime, sha, note=note))
     summary.transferred(file.size)
     log.info("recorded %s, landed by an earlier run as %s", file.name, landed_as)
 
