@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -158,5 +159,48 @@ spec:
         table = scenarios.account_table(crds, ns, "ftp")
         return table is not None and "switcher" in table.by_username()
     eventually(has_account, 60, "an account on the FTP listener")
-    ready = scenarios.wait_condition(crds, ns, "switch-clicks", "True")
-    assert ready["status"]["endpoint"]["protocol"] == "ftp"
+
+    def ready_as_listener() -> bool:
+        # Ready was True before the switch too: wait for the status written after it.
+        obj = scenarios.get(crds, ns, "connections", "switch-clicks") or {}
+        status = obj.get("status") or {}
+        return (scenarios.condition(obj, "Ready").get("status") == "True"
+                and (status.get("endpoint") or {}).get("protocol") == "ftp")
+    eventually(ready_as_listener, 60, "Ready with the FTP listener's endpoint")
+
+
+def test_each_rotation_posts_exactly_one_rotated_event(crds: Cluster, ns: str) -> None:
+    """Rotations in quick succession, one while a spec edit is being reconciled: each
+    is one new password and one Rotated event, never two."""
+    scenarios.apply(crds, ns, """
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: rotated-twice}
+spec: {type: Password}
+""")
+    scenarios.wait_condition(crds, ns, "rotated-twice", "True", plural="credentials")
+    passwords = {scenarios.secret_value(crds, ns, "rotated-twice-credential", "password")}
+    for value, edit in (("first", False), ("second", True)):
+        crds.kubectl("annotate", "--overwrite", "credential", "rotated-twice", "-n", ns,
+                     f"connectors.dev/rotate={value}")
+        if edit:
+            crds.kubectl("patch", "credential", "rotated-twice", "-n", ns, "--type=merge",
+                         "-p", json.dumps({"spec": {"description": value}}))
+
+        def rotated_for(expected: str = value) -> bool:
+            secret = scenarios.read(crds, "Secret", ns, "rotated-twice-credential")
+            annotations = (secret.metadata.annotations or {}) if secret else {}
+            return annotations.get("connectors.dev/rotated-for") == expected
+        eventually(rotated_for, 60, f"the rotation {value}")
+        passwords.add(scenarios.secret_value(crds, ns, "rotated-twice-credential", "password"))
+    assert len(passwords) == 3
+    # Room for a late duplicate (a reconcile queued meanwhile) to land before counting.
+    eventually(lambda: (scenarios.get(crds, ns, "credentials", "rotated-twice") or {})
+               .get("status", {}).get("observedGeneration") == 2, 60, "the edit to be seen")
+    time.sleep(5)
+    events = client.CoreV1Api(crds.api_client()).list_namespaced_event(
+        ns, field_selector="involvedObject.name=rotated-twice").items
+    rotated = [e for e in events if e.reason == "Rotated"]
+    assert len(rotated) == 2, [(e.reason, e.message) for e in events]
+    assert all(e.message == "rotated the generated credentials in Secret "
+               "rotated-twice-credential" for e in rotated)
