@@ -204,3 +204,44 @@ spec: {type: Password}
     assert len(rotated) == 2, [(e.reason, e.message) for e in events]
     assert all(e.message == "rotated the generated credentials in Secret "
                "rotated-twice-credential" for e in rotated)
+
+
+def test_ftp_and_smtp_listeners_get_one_certificate_made_once(crds: Cluster, ns: str) -> None:
+    """FTP and SMTP never take a password in clear text, so their listeners
+    always mount a certificate: the operator makes a self-signed one per
+    namespace once and never replaces it."""
+    scenarios.apply(crds, ns, """
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: tls-login}
+spec: {type: Password, username: tlsuser}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: tls-clicks}
+spec:
+  direction: Inbound
+  dataType: Clicks
+  method: FTP
+  methodology: Push
+  credentialRef: {name: tls-login}
+  filenamePattern: "clicks_*.csv"
+""")
+    eventually(lambda: scenarios.read(crds, "Secret", ns, "connectors-listener-tls") is not None,
+               60, "the listener certificate Secret")
+    first = scenarios.read(crds, "Secret", ns, "connectors-listener-tls")
+    deployment = scenarios.read(crds, "Deployment", ns, "connectors-ftp")
+    assert deployment is not None
+    pod = deployment.spec.template.spec
+    assert "connectors-listener-tls" in [v.secret.secret_name for v in pod.volumes if v.secret]
+    env = {e.name: e.value for e in pod.containers[0].env}
+    assert env["CONNECTORS_REQUIRE_TLS"] == "true"
+    # Another reconcile (a spec edit) keeps the same certificate.
+    crds.kubectl("patch", "connection", "tls-clicks", "-n", ns, "--type=merge", "-p",
+                 json.dumps({"spec": {"displayName": "TLS clicks"}}))
+    scenarios.wait_condition(crds, ns, "tls-clicks", "True")
+    again = scenarios.read(crds, "Secret", ns, "connectors-listener-tls")
+    assert again is not None
+    assert first is not None
+    assert again.metadata.uid == first.metadata.uid
+    assert again.data == first.data

@@ -23,7 +23,7 @@ from ..planning.config import (
     LABEL_MANAGED_BY,
     MANAGED_BY,
 )
-from ..planning.listeners import HOST_KEY_SECRET
+from ..planning.listeners import HOST_KEY_SECRET, TLS_SECRET
 from .operator import Operator
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,10 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
                 log.warning("the SFTP host key Secret of namespace %s was deleted; a new host "
                             "key is generated and partners will see it change", namespace)
                 operator.listener_sync.forget_host_key(namespace)
+            if deleted and name == TLS_SECRET:
+                log.warning("the listener certificate Secret of namespace %s was deleted; a new "
+                            "self-signed one is made and partners will see it change", namespace)
+                operator.listener_sync.forget_tls_certificate(namespace)
             operator.namespace_queue.add(namespace)
 
     def child_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str,

@@ -120,6 +120,7 @@ class ListenerSync:
         self.secrets = secrets
         self.hashes = PasswordHashes()
         self._host_keys: dict[str, str] = {}
+        self._tls_made: set[str] = set()
         self._prepared: set[str] = set()
         self._active: dict[str, set[str]] = {}
 
@@ -180,6 +181,8 @@ class ListenerSync:
             self._prepared.add(namespace)
         if protocol == "sftp":
             result.host_key_fingerprint = self._host_key(namespace)
+        if protocol in plan.TLS_PROTOCOLS:
+            self._tls_certificate(namespace)
         self.kube.apply(plan.account_secret(namespace, protocol, account_plan))
         self.kube.apply(plan.listener_deployment(namespace, protocol, self.config, account_plan))
         self.kube.apply(plan.listener_service(namespace, protocol, self.config, account_plan))
@@ -196,6 +199,18 @@ class ListenerSync:
             self._host_keys[namespace] = credential_plan.check_authorized_keys(
                 public).fingerprints[0]
         return self._host_keys[namespace]
+
+    def _tls_certificate(self, namespace: str) -> None:
+        """The namespace's listener certificate: the platform's own Secret when
+        configured, else a self-signed one made once (create never replaces)."""
+        if self.config.listener_tls_secret or namespace in self._tls_made:
+            return
+        cert, key = credential_plan.new_self_signed_certificate(plan.tls_names(namespace))
+        self.kube.create(plan.tls_secret(namespace, cert, key))
+        self._tls_made.add(namespace)
+
+    def forget_tls_certificate(self, namespace: str) -> None:
+        self._tls_made.discard(namespace)
 
     def forget_host_key(self, namespace: str) -> None:
         self._host_keys.pop(namespace, None)

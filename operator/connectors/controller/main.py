@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-claim",
                         default=_env("CONNECTORS_DATA_CLAIM", OperatorConfig.data_claim),
                         help="PersistentVolumeClaim of each namespace's data volume")
+    parser.add_argument("--listener-tls-secret", default=_env("CONNECTORS_LISTENER_TLS_SECRET"),
+                        help="FTPS and SMTP: a kubernetes.io/tls Secret of that name in each "
+                             "namespace (default: a self-signed one the operator makes once)")
     parser.add_argument("--smtp-relay", default=_env("CONNECTORS_SMTP_RELAY"),
                         help="Outbound Email: the relay, HOST:PORT")
     parser.add_argument("--smtp-from", default=_env("CONNECTORS_SMTP_FROM"),
@@ -65,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def operator_config(args: argparse.Namespace) -> OperatorConfig:
     return OperatorConfig(image=args.image, email_domain=args.email_domain,
                           data_claim=args.data_claim, smtp_relay=args.smtp_relay,
-                          smtp_from=args.smtp_from)
+                          smtp_from=args.smtp_from,
+                          listener_tls_secret=args.listener_tls_secret or None)
 
 
 def namespaces(args: argparse.Namespace) -> list[str]:

@@ -44,6 +44,10 @@ class OperatorConfig:
     ftp_passive_ports: tuple[int, int] = (30100, 30104)
     ftp_masquerade_address: str | None = None
     listener_service_type: str = "ClusterIP"
+    # FTPS and SMTP STARTTLS: a kubernetes.io/tls Secret of the platform's (from
+    # cert-manager, say) in each namespace; None: the operator makes a
+    # self-signed one per namespace, once.
+    listener_tls_secret: str | None = None
     listener_service_account: str = "connectors-listener"
     # Outbound Email Push: the platform's relay.
     smtp_relay: str | None = None

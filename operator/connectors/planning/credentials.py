@@ -99,6 +99,40 @@ def new_key_pair(comment: str) -> tuple[str, str]:
     return private, f"{public} {comment}"
 
 
+def new_self_signed_certificate(names: list[str], days: int = 3650) -> tuple[str, str]:
+    """A self-signed ECDSA P-256 certificate for `names` (DNS names): (cert PEM,
+    key PEM). For the FTPS and SMTP listeners when the platform brings no
+    certificate of its own: passwords are then encrypted, and partners pin it."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return cert_pem, key_pem
+
+
 def public_key_of(private_pem: str) -> str:
     key = serialization.load_ssh_private_key(private_pem.encode(), password=None)
     return key.public_key().public_bytes(

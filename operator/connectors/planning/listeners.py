@@ -29,6 +29,34 @@ HOST_KEY_SECRET = "connectors-sftp-hostkey"
 HOST_KEY_FILE = "ssh_host_ed25519_key"
 ACCOUNTS_DIR = "/etc/connectors/accounts"
 HOST_KEY_DIR = "/etc/connectors/hostkey"
+# FTP and SMTP listeners always have a certificate: a password never crosses the
+# network in clear text (FTP without TLS, or SMTP AUTH before STARTTLS, is refused).
+TLS_PROTOCOLS = ("ftp", "smtp")
+TLS_SECRET = "connectors-listener-tls"
+TLS_DIR = "/etc/connectors/tls"
+
+
+def tls_secret_name(config: OperatorConfig) -> str:
+    return config.listener_tls_secret or TLS_SECRET
+
+
+def tls_names(namespace: str) -> list[str]:
+    """The names a self-signed listener certificate covers: its Services'."""
+    return [f"{listener_name(p)}.{namespace}.svc" for p in TLS_PROTOCOLS] + [
+        f"{listener_name(p)}.{namespace}.svc.cluster.local" for p in TLS_PROTOCOLS]
+
+
+def tls_secret(namespace: str, cert_pem: str, key_pem: str) -> dict[str, Any]:
+    """The namespace's listener certificate, made once; never owned by a
+    Connection, so that partners who pinned it keep it across listeners."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": TLS_SECRET, "namespace": namespace,
+                     "labels": {**base_labels("listener"), LABEL_LISTENER: "tls"}},
+        "stringData": {"tls.crt": cert_pem, "tls.key": key_pem},
+    }
 
 
 def protocol_of(spec: ConnectionSpec) -> str:
@@ -152,6 +180,10 @@ def _listener_args(protocol: str, config: OperatorConfig) -> tuple[list[str], li
                         "value": config.ftp_masquerade_address})
     if protocol == "smtp":
         env.append({"name": "CONNECTORS_EMAIL_DOMAIN", "value": config.email_domain})
+    if protocol in TLS_PROTOCOLS:
+        env += [{"name": "CONNECTORS_TLS_CERT_FILE", "value": f"{TLS_DIR}/tls.crt"},
+                {"name": "CONNECTORS_TLS_KEY_FILE", "value": f"{TLS_DIR}/tls.key"},
+                {"name": "CONNECTORS_REQUIRE_TLS", "value": "true"}]
     return ["listen", protocol], env
 
 
@@ -185,6 +217,10 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
         volumes.append({"name": "hostkey",
                         "secret": {"secretName": HOST_KEY_SECRET, "defaultMode": 0o440}})
         mounts.append({"name": "hostkey", "mountPath": HOST_KEY_DIR, "readOnly": True})
+    if protocol in TLS_PROTOCOLS:
+        volumes.append({"name": "tls", "secret": {"secretName": tls_secret_name(config),
+                                                  "defaultMode": 0o440}})
+        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
     probe = {"tcpSocket": {"port": port}}
     return {
         "apiVersion": "apps/v1",

@@ -1,0 +1,60 @@
+"""The listener plan: FTP and SMTP always get a certificate and require TLS."""
+
+from __future__ import annotations
+
+from cryptography import x509
+
+from connectors.api.accounts import AccountTable
+from connectors.planning import listeners as plan
+from connectors.planning.config import OperatorConfig
+from connectors.planning.credentials import new_self_signed_certificate
+
+EMPTY = plan.AccountPlan(table=AccountTable(), owners=[], conflicts={})
+
+
+def container(deployment: dict[str, object]) -> dict[str, object]:
+    spec = deployment["spec"]["template"]["spec"]  # type: ignore[index]
+    return spec["containers"][0]  # type: ignore[no-any-return]
+
+
+def env_of(deployment: dict[str, object]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container(deployment)["env"]}  # type: ignore[index, union-attr]
+
+
+def tls_volume(deployment: dict[str, object]) -> dict[str, object] | None:
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]  # type: ignore[index]
+    return next((v for v in volumes if v["name"] == "tls"), None)
+
+
+def test_ftp_and_smtp_mount_a_certificate_and_require_tls() -> None:
+    for protocol in ("ftp", "smtp"):
+        deployment = plan.listener_deployment("ns", protocol, OperatorConfig(), EMPTY)
+        env = env_of(deployment)
+        assert env["CONNECTORS_REQUIRE_TLS"] == "true"
+        assert env["CONNECTORS_TLS_CERT_FILE"] == f"{plan.TLS_DIR}/tls.crt"
+        volume = tls_volume(deployment)
+        assert volume is not None
+        assert volume["secret"]["secretName"] == plan.TLS_SECRET  # type: ignore[index]
+    sftp = plan.listener_deployment("ns", "sftp", OperatorConfig(), EMPTY)
+    assert tls_volume(sftp) is None
+    assert "CONNECTORS_REQUIRE_TLS" not in env_of(sftp)
+
+
+def test_the_platforms_own_certificate_secret_is_used_when_named() -> None:
+    config = OperatorConfig(listener_tls_secret="partners-tls")
+    volume = tls_volume(plan.listener_deployment("ns", "ftp", config, EMPTY))
+    assert volume is not None
+    assert volume["secret"]["secretName"] == "partners-tls"  # type: ignore[index]
+
+
+def test_self_signed_certificate_covers_the_listener_services() -> None:
+    names = plan.tls_names("acme")
+    cert_pem, key_pem = new_self_signed_certificate(names)
+    certificate = x509.load_pem_x509_certificate(cert_pem.encode())
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "connectors-ftp.acme.svc" in san.get_values_for_type(x509.DNSName)
+    assert "connectors-smtp.acme.svc.cluster.local" in san.get_values_for_type(x509.DNSName)
+    assert "PRIVATE KEY" in key_pem
+    secret = plan.tls_secret("acme", cert_pem, key_pem)
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["metadata"]["labels"]["connectors.dev/listener"] == "tls"
