@@ -9,6 +9,7 @@ from connectors.planning import listeners as plan
 from connectors.planning.config import OperatorConfig
 from connectors.planning.credentials import new_self_signed_certificate
 
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 EMPTY = plan.AccountPlan(table=AccountTable(), owners=[], conflicts={})
 
 
@@ -58,3 +59,34 @@ def test_self_signed_certificate_covers_the_listener_services() -> None:
     secret = plan.tls_secret("acme", cert_pem, key_pem)
     assert secret["type"] == "kubernetes.io/tls"
     assert secret["metadata"]["labels"]["connectors.dev/listener"] == "tls"
+
+
+def test_listeners_get_the_operators_image_pull_policy_and_secrets() -> None:
+    config = OperatorConfig(image="localhost/connectors:dev", image_pull_policy="Never",
+                            image_pull_secrets=("regcred",))
+    deployment = plan.listener_deployment("ns", "sftp", config, EMPTY)
+    assert container(deployment)["image"] == "localhost/connectors:dev"
+    assert container(deployment)["imagePullPolicy"] == "Never"
+    pod = deployment["spec"]["template"]["spec"]  # type: ignore[index]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    plain = plan.listener_deployment("ns", "sftp", OperatorConfig(), EMPTY)
+    assert "imagePullSecrets" not in plain["spec"]["template"]["spec"]  # type: ignore[index]
+
+
+def test_transfer_jobs_get_the_same_image_settings() -> None:
+    from connectors.api.connection import ConnectionSpec
+    from connectors.planning.jobs import transfer_cronjob
+
+    spec = ConnectionSpec.model_validate({
+        "direction": "Inbound", "dataType": "Clicks", "method": "SFTP", "methodology": "Pull",
+        "credentialRef": {"name": "c"}, "filenamePattern": "clicks_*.csv",
+        "remote": {"host": "sftp.partner.example", "folder": "/out",
+                   "hostKeys": [HOST_KEY]},
+        "schedule": "0 * * * *"})
+    config = OperatorConfig(image="localhost/connectors:dev", image_pull_policy="Never",
+                            image_pull_secrets=("regcred",))
+    cronjob = transfer_cronjob("ns", "clicks", spec, "c-credential", "user", config, {})
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "localhost/connectors:dev"
+    assert pod["containers"][0]["imagePullPolicy"] == "Never"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]

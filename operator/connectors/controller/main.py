@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reconcile everything again this often (default 300)")
     parser.add_argument("--image", default=_env("CONNECTORS_IMAGE", OperatorConfig.image),
                         help="image of the listeners and transfer jobs")
+    parser.add_argument("--image-pull-policy",
+                        default=_env("CONNECTORS_IMAGE_PULL_POLICY",
+                                     OperatorConfig.image_pull_policy),
+                        choices=["Always", "IfNotPresent", "Never"],
+                        help="pull policy of the listeners and transfer jobs")
+    parser.add_argument("--image-pull-secrets", default=_env("CONNECTORS_IMAGE_PULL_SECRETS", ""),
+                        help="comma-separated Secrets (in each namespace) for pulling the image")
     parser.add_argument("--email-domain",
                         default=_env("CONNECTORS_EMAIL_DOMAIN", OperatorConfig.email_domain),
                         help="Inbound Email: connections receive at <connection>@DOMAIN")
@@ -66,7 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def operator_config(args: argparse.Namespace) -> OperatorConfig:
-    return OperatorConfig(image=args.image, email_domain=args.email_domain,
+    pull_secrets = tuple(n.strip() for n in args.image_pull_secrets.split(",") if n.strip())
+    return OperatorConfig(image=args.image, image_pull_policy=args.image_pull_policy,
+                          image_pull_secrets=pull_secrets, email_domain=args.email_domain,
                           data_claim=args.data_claim, smtp_relay=args.smtp_relay,
                           smtp_from=args.smtp_from,
                           listener_tls_secret=args.listener_tls_secret or None)

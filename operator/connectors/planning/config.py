@@ -28,6 +28,9 @@ class ListenerPorts:
 class OperatorConfig:
     image: str = "ghcr.io/connectors-dev/connectors:0.1.0"
     image_pull_policy: str = "IfNotPresent"
+    # Secrets (in each namespace) for a private registry, given to listener
+    # and transfer pods as the chart gives them to the operator's.
+    image_pull_secrets: tuple[str, ...] = ()
     # The namespace's data volume: a PersistentVolumeClaim the operator ensures.
     data_claim: str = "connectors-data"
     data_size: str = "10Gi"

@@ -18,6 +18,7 @@ from .objects import (
     child_name,
     container_security_context,
     data_volume,
+    image_pull_secrets,
     pod_security_context,
     resources,
     tmp_volume,
@@ -95,6 +96,7 @@ def transfer_cronjob(namespace: str, connection: str, spec: ConnectionSpec,
             "restartPolicy": "Never",
             # The job talks to partners, not to the Kubernetes API.
             "automountServiceAccountToken": False,
+            **image_pull_secrets(config),
             "securityContext": pod_security_context(),
             "volumes": [
                 {"name": "connection", "configMap": {"name": name}},

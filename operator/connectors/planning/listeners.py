@@ -19,6 +19,7 @@ from .objects import (
     base_labels,
     container_security_context,
     data_volume,
+    image_pull_secrets,
     pod_security_context,
     resources,
     tmp_volume,
@@ -234,6 +235,7 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
                 "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": config.listener_service_account,
+                    **image_pull_secrets(config),
                     "securityContext": pod_security_context(),
                     "volumes": volumes,
                     "containers": [{

@@ -91,3 +91,11 @@ def data_claim(namespace: str, config: OperatorConfig) -> dict[str, Any]:
                      "labels": base_labels("data")},
         "spec": spec,
     }
+
+
+def image_pull_secrets(config: OperatorConfig) -> dict[str, Any]:
+    """The pod spec's imagePullSecrets, or nothing: an empty list would differ
+    from what the API server returns and look like drift."""
+    if not config.image_pull_secrets:
+        return {}
+    return {"imagePullSecrets": [{"name": name} for name in config.image_pull_secrets]}
