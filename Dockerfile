@@ -4,17 +4,19 @@
 # (`connectors listen sftp|ftp|smtp`) and the transfer jobs (`connectors transfer`).
 #
 # On a normal machine:
-#     docker build -t connectors .            (BuildKit, the default since Docker 23)
+#     docker build -t connectors .
 #     podman build -t connectors .
-# builds the wheels of the project and its dependencies inside the `wheels-build`
-# stage (pip there needs PyPI), then installs them into the final stage.
+# builds the wheels of the project and its dependencies inside the `wheels` stage
+# (pip there needs PyPI), then installs them into the final stage.
 #
 # Without network in any stage (hack/image/build.sh, `make image`): the wheels are
-# built beforehand on the host and the build context is a folder holding them in
-# `wheels/`; `--build-arg WHEELS=prebuilt` selects the `wheels-prebuilt` stage,
-# which only copies that folder, and `--build-arg BASE=...` names a locally made
-# Debian base with python3. The builders (BuildKit, buildah) skip the stage that is
-# not selected, so neither needs the other's inputs.
+# built beforehand on the host, the build context is a folder holding them in
+# `wheels/`, `--build-arg WHEELS=prebuilt` makes the `wheels` stage just take that
+# folder, and `--build-arg BASE=...` names a locally made Debian base with python3
+# (and no pip). One stage with a switch rather than two stages picked by
+# `FROM wheels-${WHEELS}`: buildah 1.28 (Debian bookworm's podman 4.3) failed on
+# that with `short-name "wheels-build" did not resolve`, and the legacy Docker
+# builder would build both stages.
 #
 # The final image runs as uid/gid 10001, writes nothing outside mounted volumes
 # (pods mount an emptyDir at /tmp and the data volume) and holds no pip, no wheel
@@ -25,19 +27,20 @@ ARG BASE=python:3.11-slim-bookworm
 # build: build the wheels in this file; prebuilt: take them from the context's wheels/.
 ARG WHEELS=build
 
-FROM ${BASE} AS wheels-build
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY operator/ operator/
+FROM ${BASE} AS wheels
+ARG WHEELS
+# The context: pyproject.toml, README.md and operator/ (see .dockerignore), or
+# for WHEELS=prebuilt a folder with wheels/ in it.
+COPY . /src
 # pip itself is built as a wheel too: the final stage runs pip from that wheel
 # and so never installs pip into the image.
-RUN python3 -m pip wheel --no-cache-dir --wheel-dir /wheels . pip
-
-FROM scratch AS wheels-prebuilt
-COPY wheels/ /wheels/
-
-# ARG in FROM picks one of the two stages above.
-FROM wheels-${WHEELS} AS wheels
+RUN set -eu; \
+    case "$WHEELS" in \
+      build) python3 -m pip wheel --no-cache-dir --wheel-dir /wheels /src pip ;; \
+      prebuilt) mv /src/wheels /wheels ;; \
+      *) echo "WHEELS must be build or prebuilt, not '$WHEELS'" >&2; exit 1 ;; \
+    esac; \
+    ls /wheels/connectors_operator-*.whl /wheels/pip-*.whl >/dev/null
 
 FROM ${BASE}
 # No .pyc writes at run time (the root filesystem is read-only: the installed
