@@ -61,6 +61,7 @@ RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     PYTHONPATH="$pip_wheel" /opt/connectors/bin/python -m pip install \
         --no-index --find-links /wheels --no-cache-dir \
         --disable-pip-version-check --no-warn-script-location \
+        --root-user-action=ignore \
         connectors-operator; \
     # kubernetes (the client) ships a second, asyncio copy of itself in
     # kubernetes/aio: about 68 MB of the image, imported by nothing here (kopf
