@@ -4,7 +4,7 @@ PYTHON ?= python3
 CONTROLPLANE_DIR ?= /tmp/connectors-controlplane
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help install deps controlplane-build controlplane controlplane-down demo demo-down test lint crds
+.PHONY: help install deps controlplane-build controlplane controlplane-down image demo demo-down test lint crds
 
 help:
 	@echo "make demo                 local control plane, CRDs, operator, examples; then kubectl get/describe"
@@ -12,6 +12,7 @@ help:
 	@echo "make controlplane         start etcd + kube-apiserver + kube-controller-manager; prints KUBECONFIG=..."
 	@echo "make controlplane-down    stop them and remove their data"
 	@echo "make crds                 regenerate crds/ from the models"
+	@echo "make image                build localhost/connectors:dev here (no registry); prints its OCI archive"
 
 # Debian packages the tests use as real peers, and the Python package with its test extras.
 deps:
@@ -28,6 +29,11 @@ controlplane: install controlplane-build
 
 controlplane-down:
 	$(PYTHON) -m connectors.devcluster down --dir $(CONTROLPLANE_DIR)
+
+# The Dockerfile at the root, built with a local base and host-built wheels;
+# skipped when nothing it depends on changed.
+image:
+	./hack/image/build.sh
 
 crds: install
 	connectors crds
