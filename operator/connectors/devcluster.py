@@ -365,16 +365,17 @@ def up(workdir: Path = DEFAULT_DIR, *, node_ip: str | None = None) -> ControlPla
 
 
 def _kill_all(pids: dict[str, int]) -> None:
-    # Stop in reverse start order: the controller manager, then the API server, then etcd.
+    # Stop in reverse start order, one at a time: the controller manager, then the
+    # API server while etcd still answers (with a node it removes its `kubernetes`
+    # endpoint lease on the way out and would wait for a dead etcd), then etcd.
     for pid in reversed(list(pids.values())):
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             continue
-    deadline = time.monotonic() + 15
-    for pid in pids.values():
+        deadline = time.monotonic() + 10
         while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.05)
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
