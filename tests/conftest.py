@@ -83,7 +83,10 @@ def harvest(cluster: Cluster, namespace: str) -> None:
     secret_list = cluster.kubectl("get", "secrets", "-n", namespace, "-o", "json", check=False)
     if secret_list.returncode == 0:
         for item in json.loads(secret_list.stdout).get("items", []):
-            for value in (item.get("data") or {}).values():
+            for key, value in (item.get("data") or {}).items():
+                # Only what is secret: a username or a public key is shown on purpose.
+                if not secret_scan.is_secret_key(key):
+                    continue
                 with contextlib.suppress(ValueError, UnicodeDecodeError):
                     secret_scan.remember(base64.b64decode(value).decode())
     for kind in ("events", "connections.connectors.dev", "credentials.connectors.dev",

@@ -33,6 +33,14 @@ def assert_absent(secret: str, text: str, where: str) -> None:
         raise AssertionError(f"a secret value ({len(secret)} characters) appears in {where}")
 
 
+def is_secret_key(key: str) -> bool:
+    """Secret keys that hold a secret value: passwords, private keys, tokens
+    (kubernetes.io/basic-auth, ssh-auth and tls types, and the host key)."""
+    lowered = key.lower()
+    return (lowered in ("password", "ssh-privatekey", "tls.key", "token")
+            or ("private" in lowered) or lowered.endswith("_key"))
+
+
 def remember(value: str) -> None:
     """A secret value to look for in everything the suite produced."""
     if "PRIVATE KEY" in value:
