@@ -90,3 +90,27 @@ def test_transfer_jobs_get_the_same_image_settings() -> None:
     assert pod["containers"][0]["image"] == "localhost/connectors:dev"
     assert pod["containers"][0]["imagePullPolicy"] == "Never"
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_node_port_services_keep_the_passive_ports_and_show_the_external_address() -> None:
+    config = OperatorConfig(listener_service_type="NodePort",
+                            listener_node_ports={"ftp": 30021},
+                            listener_external_host="10.250.0.1",
+                            ftp_passive_ports=(30100, 30101))
+    service = plan.listener_service("ns", "ftp", config, EMPTY)
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert service["spec"]["type"] == "NodePort"
+    assert ports["ftp"]["nodePort"] == 30021
+    assert ports["pasv-30100"]["nodePort"] == 30100
+    assert ports["pasv-30101"]["nodePort"] == 30101
+    sftp = plan.listener_service("ns", "sftp", config, EMPTY)
+    assert "nodePort" not in sftp["spec"]["ports"][0]  # Kubernetes picks one
+    from connectors.api.connection import ConnectionSpec
+
+    spec = ConnectionSpec.model_validate({
+        "direction": "Inbound", "dataType": "Clicks", "method": "FTP", "methodology": "Push",
+        "credentialRef": {"name": "c"}, "filenamePattern": "clicks_*.csv"})
+    shown = plan.endpoint("ns", "clicks", spec, "user", config, None)
+    assert (shown["host"], shown["port"]) == ("10.250.0.1", 30021)
+    inside = plan.endpoint("ns", "clicks", spec, "user", OperatorConfig(), None)
+    assert (inside["host"], inside["port"]) == ("connectors-ftp.ns.svc", 21)

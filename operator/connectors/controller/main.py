@@ -62,6 +62,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-claim",
                         default=_env("CONNECTORS_DATA_CLAIM", OperatorConfig.data_claim),
                         help="PersistentVolumeClaim of each namespace's data volume")
+    parser.add_argument("--listener-service-type",
+                        choices=["ClusterIP", "NodePort", "LoadBalancer"],
+                        default=_env("CONNECTORS_LISTENER_SERVICE_TYPE",
+                                     OperatorConfig.listener_service_type),
+                        help="type of the listeners' Services (default ClusterIP)")
+    parser.add_argument("--listener-node-ports", default=_env("CONNECTORS_LISTENER_NODE_PORTS", ""),
+                        help="NodePort Services: fixed node ports, e.g. sftp=30022,ftp=30021")
+    parser.add_argument("--listener-external-host",
+                        default=_env("CONNECTORS_LISTENER_EXTERNAL_HOST"),
+                        help="where partners reach the listeners, shown in status.endpoint")
+    parser.add_argument("--ftp-passive-ports",
+                        default=_env("CONNECTORS_FTP_PASSIVE_PORTS", "30100-30104"),
+                        help="FTP passive port range FIRST-LAST (default 30100-30104)")
+    parser.add_argument("--ftp-masquerade-address",
+                        default=_env("CONNECTORS_FTP_MASQUERADE_ADDRESS"),
+                        help="FTP: the address announced in PASV replies (partners' view)")
+    parser.add_argument("--data-storage-class", default=_env("CONNECTORS_DATA_STORAGE_CLASS"),
+                        help="storage class of each namespace's data volume claim")
+    parser.add_argument("--data-size", default=_env("CONNECTORS_DATA_SIZE",
+                                                    OperatorConfig.data_size),
+                        help="size of each namespace's data volume claim (default 10Gi)")
     parser.add_argument("--listener-tls-secret", default=_env("CONNECTORS_LISTENER_TLS_SECRET"),
                         help="FTPS and SMTP: a kubernetes.io/tls Secret of that name in each "
                              "namespace (default: a self-signed one the operator makes once)")
@@ -74,11 +95,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def operator_config(args: argparse.Namespace) -> OperatorConfig:
     pull_secrets = tuple(n.strip() for n in args.image_pull_secrets.split(",") if n.strip())
+    node_ports = parse_node_ports(args.listener_node_ports)
+    low, _, high = args.ftp_passive_ports.partition("-")
     return OperatorConfig(image=args.image, image_pull_policy=args.image_pull_policy,
                           image_pull_secrets=pull_secrets, email_domain=args.email_domain,
                           data_claim=args.data_claim, smtp_relay=args.smtp_relay,
                           smtp_from=args.smtp_from,
-                          listener_tls_secret=args.listener_tls_secret or None)
+                          listener_tls_secret=args.listener_tls_secret or None,
+                          listener_service_type=args.listener_service_type,
+                          listener_node_ports=node_ports,
+                          listener_external_host=args.listener_external_host or None,
+                          ftp_passive_ports=(int(low), int(high or low)),
+                          ftp_masquerade_address=args.ftp_masquerade_address or None,
+                          data_storage_class=args.data_storage_class or None,
+                          data_size=args.data_size)
+
+
+def parse_node_ports(text: str) -> dict[str, int]:
+    """'sftp=30022,ftp=30021' -> {'sftp': 30022, 'ftp': 30021}."""
+    ports: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        protocol, _, port = item.partition("=")
+        if protocol not in ("sftp", "ftp", "smtp") or not port.isdigit():
+            raise SystemExit(f"--listener-node-ports: {item!r} is not PROTOCOL=PORT "
+                             "with PROTOCOL sftp, ftp or smtp")
+        ports[protocol] = int(port)
+    return ports
 
 
 def namespaces(args: argparse.Namespace) -> list[str]:

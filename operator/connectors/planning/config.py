@@ -47,6 +47,13 @@ class OperatorConfig:
     ftp_passive_ports: tuple[int, int] = (30100, 30104)
     ftp_masquerade_address: str | None = None
     listener_service_type: str = "ClusterIP"
+    # NodePort Services: fixed node ports per protocol (else Kubernetes picks);
+    # FTP passive ports always keep their own number as node port, since the
+    # listener announces that number in its PASV replies.
+    listener_node_ports: dict[str, int] = field(default_factory=dict)
+    # Where partners reach the listeners from outside (a node's address, a load
+    # balancer's name): shown in status.endpoint instead of the Service's name.
+    listener_external_host: str | None = None
     # FTPS and SMTP STARTTLS: a kubernetes.io/tls Secret of the platform's (from
     # cert-manager, say) in each namespace; None: the operator makes a
     # self-signed one per namespace, once.

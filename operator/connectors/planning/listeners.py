@@ -260,13 +260,19 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
 
 def listener_service(namespace: str, protocol: str, config: OperatorConfig,
                      plan: AccountPlan) -> dict[str, Any]:
-    ports = [{"name": protocol, "port": config.ports[protocol].service,
-              "targetPort": config.ports[protocol].container, "protocol": "TCP"}]
+    node_port = config.listener_service_type == "NodePort"
+    main: dict[str, Any] = {"name": protocol, "port": config.ports[protocol].service,
+                            "targetPort": config.ports[protocol].container, "protocol": "TCP"}
+    if node_port and protocol in config.listener_node_ports:
+        main["nodePort"] = config.listener_node_ports[protocol]
+    ports = [main]
     if protocol == "ftp":
         # Each passive port by itself: a Service has no port ranges, and a data
-        # connection to a port it does not expose would hang.
+        # connection to a port it does not expose would hang. On a NodePort
+        # Service the node port is the same number the listener announces.
         low, high = config.ftp_passive_ports
-        ports += [{"name": f"pasv-{p}", "port": p, "targetPort": p, "protocol": "TCP"}
+        ports += [{"name": f"pasv-{p}", "port": p, "targetPort": p, "protocol": "TCP",
+                   **({"nodePort": p} if node_port else {})}
                   for p in range(low, high + 1)]
     return {
         "apiVersion": "v1",
@@ -283,12 +289,12 @@ def endpoint(namespace: str, connection: str, spec: ConnectionSpec, username: st
              config: OperatorConfig, host_key_fingerprint: str | None) -> dict[str, Any]:
     """Where the partner connects and as whom; for Email, the address to send to."""
     protocol = protocol_of(spec)
-    result: dict[str, Any] = {
-        "protocol": protocol,
-        "host": f"{listener_name(protocol)}.{namespace}.svc",
-        "port": config.ports[protocol].service,
-        "username": username,
-    }
+    host = config.listener_external_host or f"{listener_name(protocol)}.{namespace}.svc"
+    port = config.ports[protocol].service
+    if config.listener_external_host and config.listener_service_type == "NodePort":
+        port = config.listener_node_ports.get(protocol, port)
+    result: dict[str, Any] = {"protocol": protocol, "host": host, "port": port,
+                              "username": username}
     if protocol == "smtp":
         result["address"] = f"{connection}@{config.email_domain}"
     if protocol == "sftp" and host_key_fingerprint:
