@@ -245,3 +245,39 @@ spec:
     assert first is not None
     assert again.metadata.uid == first.metadata.uid
     assert again.data == first.data
+
+
+def test_a_namespace_with_only_transfer_jobs_gets_its_data_volume(
+        crds: Cluster, operator: OperatorProcess) -> None:
+    """A transfer Job's pod mounts the namespace's data volume claim: with no
+    listener in the namespace, nothing made it, and the pod stayed Pending."""
+    namespace = f"op-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(crds.api_client())
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    try:
+        scenarios.apply(crds, namespace, """
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: pull-login}
+spec: {type: Password, username: puller}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: pull-clicks}
+spec:
+  direction: Inbound
+  dataType: Clicks
+  method: FTP
+  methodology: Pull
+  credentialRef: {name: pull-login}
+  filenamePattern: "clicks_*.csv"
+  remote: {host: ftp.partner.example, folder: /out}
+""")
+        scenarios.wait_condition(crds, namespace, "pull-clicks", "True")
+
+        def claim_exists() -> bool:
+            claims = core.list_namespaced_persistent_volume_claim(namespace).items
+            return [c.metadata.name for c in claims] == ["connectors-data"]
+        eventually(claim_exists, 60, "the data volume claim")
+    finally:
+        core.delete_namespace(namespace)

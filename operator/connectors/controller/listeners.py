@@ -121,6 +121,7 @@ class ListenerSync:
         self.hashes = PasswordHashes()
         self._host_keys: dict[str, str] = {}
         self._tls_made: set[str] = set()
+        self._claims: set[str] = set()
         self._prepared: set[str] = set()
         self._active: dict[str, set[str]] = {}
 
@@ -173,9 +174,8 @@ class ListenerSync:
 
     def _ensure(self, namespace: str, protocol: str, account_plan: plan.AccountPlan,
                 result: SyncResult) -> None:
+        self.ensure_data_claim(namespace)
         if namespace not in self._prepared:
-            # Once per namespace and process: the data volume outlives every listener.
-            self.kube.create(data_claim(namespace, self.config))
             for obj in plan.listener_identity(namespace, self.config):
                 self.kube.apply(obj)
             self._prepared.add(namespace)
@@ -199,6 +199,14 @@ class ListenerSync:
             self._host_keys[namespace] = credential_plan.check_authorized_keys(
                 public).fingerprints[0]
         return self._host_keys[namespace]
+
+    def ensure_data_claim(self, namespace: str) -> None:
+        """The namespace's data volume claim, for listeners and transfer jobs alike:
+        created once per namespace and process (create never replaces), never
+        deleted by the operator, since files outlive every Connection."""
+        if namespace not in self._claims:
+            self.kube.create(data_claim(namespace, self.config))
+            self._claims.add(namespace)
 
     def _tls_certificate(self, namespace: str) -> None:
         """The namespace's listener certificate: the platform's own Secret when

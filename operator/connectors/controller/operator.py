@@ -230,6 +230,9 @@ class Operator:
         meta = body["metadata"]
         owner = owner_reference("Connection", body)
         credential_status = credential_body.get("status") or {}
+        # The job lands files on the namespace's data volume: without the claim
+        # its pod would stay Pending.
+        self.listener_sync.ensure_data_claim(meta["namespace"])
         self.kube.apply(job_plan.transfer_config_map(meta["namespace"], meta["name"], spec, owner))
         cronjob = self.kube.apply(job_plan.transfer_cronjob(
             meta["namespace"], meta["name"], spec, credential_status.get("secretName", ""),

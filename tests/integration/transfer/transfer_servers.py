@@ -66,7 +66,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 @dataclass
 class SystemUser:
     name: str
-    password: str
+    password: str = field(repr=False)
     home: Path
 
 

@@ -1,0 +1,473 @@
+"""The product on the real node, as a platform team runs it.
+
+The image built here (`make image`) is imported into the node's containerd,
+the chart is installed with helm (the operator runs as a pod under the chart's
+ServiceAccount and RBAC), and partners' real clients on the host reach the
+listener pods through their NodePorts: OpenSSH sftp, curl over FTPS, swaks with
+STARTTLS. A transfer Job made from the operator's CronJob runs as a pod and
+pulls from a real sshd on the host.
+
+This file sorts before test_teardown.py, which stops the session's node.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.devcluster import NodeCluster
+from tests.integration.transfer.transfer_servers import (  # noqa: F401 - fixtures
+    Sshd,
+    SystemUser,
+    put_remote,
+    remote_dir,
+    sshd,
+    system_user,
+)
+from tests.node.cluster import exec_in, wait_for
+from tests.support import secrets as secret_scan
+
+pytestmark = pytest.mark.timeout(900)
+
+REPO = Path(__file__).resolve().parents[2]
+RELEASE_NAMESPACE = "connectors-system"
+NODE_PORTS = {"sftp": 30022, "ftp": 30021, "smtp": 30025}
+EMAIL_DOMAIN = "partners.example"
+
+
+@dataclass
+class Product:
+    cluster: NodeCluster
+    helm: str
+
+    def kubectl(self, *args: str, check: bool = True,
+                input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl(*args, check=check, input=input)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        shown = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        return json.loads(shown.stdout) if shown.returncode == 0 else None
+
+    def secret(self, namespace: str, name: str, key: str) -> str:
+        secret = self.get("secret", namespace, name)
+        assert secret is not None, f"Secret {name} is missing"
+        value = base64.b64decode(secret["data"][key]).decode()
+        if secret_scan.is_secret_key(key):
+            secret_scan.remember(value)
+        return value
+
+    def condition(self, namespace: str, connection: str, kind: str) -> dict[str, Any]:
+        body = self.get("connection", namespace, connection) or {}
+        for item in (body.get("status") or {}).get("conditions") or []:
+            if item["type"] == kind:
+                return dict(item)
+        return {}
+
+
+def build(script: str) -> str:
+    """Runs a hack/ build script; its last line names what it built."""
+    result = subprocess.run([str(REPO / script)], check=False, capture_output=True, text=True,
+                            timeout=3000)
+    if result.returncode != 0:
+        raise AssertionError(f"{script} failed: {result.stderr.strip()[-2000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def product(node_cluster: NodeCluster) -> Iterator[Product]:
+    archive = build("hack/image/build.sh")
+    node_cluster.import_image(archive)
+    helm = build("hack/helm/build.sh")
+    ip = node_cluster.node_ip
+    values = [
+        "image.repository=localhost/connectors", "image.tag=dev", "image.pullPolicy=Never",
+        "listeners.serviceType=NodePort", f"listeners.externalHost={ip}",
+        f"listeners.ftpMasqueradeAddress={ip}", "data.storageClass=local-path",
+        f"operator.emailDomain={EMAIL_DOMAIN}", "operator.resyncSeconds=30",
+        *(f"listeners.nodePorts.{protocol}={port}" for protocol, port in NODE_PORTS.items()),
+    ]
+    installed = subprocess.run(
+        [helm, "install", "connectors", str(REPO / "charts/connectors"),
+         "--kubeconfig", node_cluster.kubeconfig, "--namespace", RELEASE_NAMESPACE,
+         "--create-namespace", "--wait", "--timeout", "180s",
+         *(arg for value in values for arg in ("--set", value))],
+        check=False, capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    yield Product(node_cluster, helm)
+    subprocess.run([helm, "uninstall", "connectors", "--kubeconfig", node_cluster.kubeconfig,
+                    "--namespace", RELEASE_NAMESPACE, "--wait"], check=False,
+                   capture_output=True, timeout=300)
+
+
+def operator_pod(product: Product) -> dict[str, Any]:
+    pods = json.loads(product.kubectl("get", "pods", "-n", RELEASE_NAMESPACE, "-l",
+                                      "app.kubernetes.io/component=operator", "-o",
+                                      "json").stdout)["items"]
+    running = [p for p in pods if p["status"].get("phase") == "Running"
+               and not p["metadata"].get("deletionTimestamp")]
+    assert running, "no operator pod is running"
+    return dict(running[0])
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in pod["status"].get("conditions") or [])
+
+
+def new_namespace(product: Product, prefix: str) -> str:
+    name = f"{prefix}-{os.urandom(3).hex()}"
+    product.kubectl("create", "namespace", name)
+    return name
+
+
+def listener_pod(product: Product, namespace: str, protocol: str) -> dict[str, Any]:
+    pods = json.loads(product.kubectl("get", "pods", "-n", namespace, "-l",
+                                      f"connectors.dev/listener={protocol}", "-o",
+                                      "json").stdout)["items"]
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    return dict(live[0]) if live else {}
+
+
+def wait_listener_ready(product: Product, namespace: str, protocol: str) -> dict[str, Any]:
+    wait_for(f"the {protocol} listener pod to be Ready",
+             lambda: ready(listener_pod(product, namespace, protocol)) if listener_pod(
+                 product, namespace, protocol) else False, timeout=180)
+    return listener_pod(product, namespace, protocol)
+
+
+def volume_path(product: Product, namespace: str) -> Path:
+    """The folder on this machine behind the namespace's data volume."""
+    claim = product.get("pvc", namespace, "connectors-data")
+    assert claim is not None
+    assert claim["status"].get("phase") == "Bound", "the data volume claim is not bound"
+    volume = product.get("pv", "", claim["spec"]["volumeName"]) or {}
+    spec = volume["spec"]
+    return Path((spec.get("hostPath") or spec.get("local"))["path"])
+
+
+def wait_last_transfer(product: Product, namespace: str, connection: str,
+                       size: int) -> dict[str, Any]:
+    """Waits for status.lastTransfer to show one file of `size` bytes."""
+    def shown() -> bool:
+        body = product.get("connection", namespace, connection) or {}
+        last = (body.get("status") or {}).get("lastTransfer") or {}
+        return (last.get("outcome") == "Succeeded" and last.get("files") == 1
+                and last.get("bytes") == size)
+    wait_for(f"status.lastTransfer of {connection} to show {size} bytes", shown, timeout=90)
+    body = product.get("connection", namespace, connection) or {}
+    return dict(body["status"]["lastTransfer"])
+
+
+def assert_landed(folder: Path, name: str, content: bytes) -> None:
+    assert (folder / name).read_bytes() == content
+    receipt = json.loads((folder / f"receipt_{name}.txt").read_text())
+    assert receipt["sha256"] == hashlib.sha256(content).hexdigest()
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".upload-")]
+
+
+def need(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.skip(f"{binary} is not installed (Debian package needed)")
+    return path
+
+
+# ---- the operator --------------------------------------------------------------------------
+
+
+def test_operator_pod_runs_confined(product: Product) -> None:
+    """helm install -> the operator pod is Ready, non-root, read-only, no capabilities."""
+    pod = operator_pod(product)
+    assert ready(pod)
+    checks = exec_in(product.cluster, RELEASE_NAMESPACE, pod["metadata"]["name"], "sh", "-c",
+                     "id -u; grep CapEff /proc/self/status; touch /probe 2>&1 || true")
+    lines = checks.stdout.splitlines()
+    assert lines[0] == "10001", checks.stdout + checks.stderr
+    assert lines[1].split()[1] == "0000000000000000"
+    assert "Read-only file system" in checks.stdout
+
+
+# ---- listeners through their NodePorts -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def partners(product: Product) -> str:
+    """One namespace with the SFTP, FTP and Email listeners' Connections."""
+    namespace = new_namespace(product, "e2e-partners")
+    product.kubectl("apply", "-n", namespace, "-f",
+                    str(REPO / "examples/01-inbound-push-sftp-conversions.yaml"))
+    product.kubectl("apply", "-n", namespace, "-f",
+                    str(REPO / "examples/03-inbound-push-email-audiences.yaml"))
+    product.kubectl("apply", "-n", namespace, "-f", "-", input="""
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: initech-ftp}
+spec: {type: Password, username: initech}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: initech-clicks}
+spec:
+  direction: Inbound
+  dataType: Clicks
+  method: FTP
+  methodology: Push
+  credentialRef: {name: initech-ftp}
+  filenamePattern: "clicks_*.csv"
+""")
+    return namespace
+
+
+def test_listener_pods_run_confined(product: Product, partners: str) -> None:
+    for protocol in ("sftp", "ftp", "smtp"):
+        pod = wait_listener_ready(product, partners, protocol)
+        checks = exec_in(product.cluster, partners, pod["metadata"]["name"], "sh", "-c",
+                         "id -u; grep CapEff /proc/self/status; touch /probe 2>&1 || true")
+        lines = checks.stdout.splitlines()
+        assert lines[0] == "10001", (protocol, checks.stdout + checks.stderr)
+        assert lines[1].split()[1] == "0000000000000000"
+        assert "Read-only file system" in checks.stdout
+
+
+def sftp_put(product: Product, namespace: str, name: str, content: bytes,
+             workdir: Path) -> subprocess.CompletedProcess[str]:
+    need("sshpass")
+    password = product.secret(namespace, "acme-sftp-credential", "password")
+    public = product.secret(namespace, "connectors-sftp-hostkey", "ssh_host_ed25519_key.pub")
+    ip = product.cluster.node_ip
+    known = workdir / "known_hosts"
+    known.write_text(f"[{ip}]:{NODE_PORTS['sftp']} {' '.join(public.split()[:2])}\n")
+    source = workdir / name
+    source.write_bytes(content)
+    return subprocess.run(
+        ["sshpass", "-e", "sftp", "-o", "BatchMode=no", "-o", "PubkeyAuthentication=no",
+         "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
+         "-P", str(NODE_PORTS["sftp"]), "-b", "-", f"acme@{ip}"],
+        input=f"put {source} {name}\n", env={**os.environ, "SSHPASS": password},
+        capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_sftp_upload_through_the_node_port(product: Product, partners: str,
+                                           tmp_path: Path) -> None:
+    wait_listener_ready(product, partners, "sftp")
+    content = b"order,amount\n1,9.99\n" * 1000
+    result = sftp_put(product, partners, "conversions_e2e.csv", content, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_landed(volume_path(product, partners) / "acme-conversions", "conversions_e2e.csv",
+                  content)
+    last = wait_last_transfer(product, partners, "acme-conversions", len(content))
+    assert last["time"]
+
+
+def test_ftps_upload_through_the_node_port(product: Product, partners: str,
+                                           tmp_path: Path) -> None:
+    """curl over explicit FTPS, the data connections through the passive node ports."""
+    need("curl")
+    wait_listener_ready(product, partners, "ftp")
+    password = product.secret(partners, "initech-ftp-credential", "password")
+    certificate = tmp_path / "listener.crt"
+    certificate.write_text(product.secret(partners, "connectors-listener-tls", "tls.crt"))
+    content = b"click,time\n" * 5000
+    source = tmp_path / "clicks_e2e.csv"
+    source.write_bytes(content)
+    netrc = tmp_path / "netrc"
+    host = f"connectors-ftp.{partners}.svc"
+    netrc.write_text(f"machine {host} login initech password {password}\n")
+    result = subprocess.run(
+        ["curl", "-sS", "--max-time", "120", "--ssl-reqd", "--cacert", str(certificate),
+         # The self-signed certificate names the Services; partners pin it.
+         "--resolve", f"connectors-ftp.{partners}.svc:{NODE_PORTS['ftp']}:"
+                      f"{product.cluster.node_ip}",
+         "--netrc-file", str(netrc), "-T", str(source),
+         f"ftp://connectors-ftp.{partners}.svc:{NODE_PORTS['ftp']}/"],
+        capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    assert_landed(volume_path(product, partners) / "initech-clicks", "clicks_e2e.csv", content)
+    wait_last_transfer(product, partners, "initech-clicks", len(content))
+
+
+def test_email_through_the_node_port(product: Product, partners: str, tmp_path: Path) -> None:
+    """swaks with STARTTLS and AUTH to the Connection's address."""
+    need("swaks")
+    wait_listener_ready(product, partners, "smtp")
+    password = product.secret(partners, "globex-smtp-credential", "password")
+    attachment = tmp_path / "audiences_e2e.csv"
+    content = b"segment,id\nvip,1\n"
+    attachment.write_bytes(content)
+    result = subprocess.run(
+        ["swaks", "--server", product.cluster.node_ip, "--port", str(NODE_PORTS["smtp"]),
+         "--tls", "--auth", "PLAIN", "--auth-user", "globex",
+         "--auth-password", password, "--from", "data@globex.example",
+         "--to", f"globex-audiences@{EMAIL_DOMAIN}", "--attach", f"@{attachment}",
+         "--suppress-data"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout[-2000:].replace(password, "***")
+    assert_landed(volume_path(product, partners) / "globex-audiences", "audiences_e2e.csv",
+                  content)
+    wait_last_transfer(product, partners, "globex-audiences", len(content))
+
+
+def test_listener_pod_deleted_during_an_upload(product: Product, partners: str,
+                                               tmp_path: Path) -> None:
+    """Nothing partial lands; the partner's retry succeeds once the new pod is Ready."""
+    old = wait_listener_ready(product, partners, "sftp")
+    content = os.urandom(256 * 1024 * 1024)
+    outcome: dict[str, subprocess.CompletedProcess[str]] = {}
+    upload = threading.Thread(target=lambda: outcome.setdefault(
+        "first", sftp_put(product, partners, "conversions_cut.csv", content, tmp_path)))
+    upload.start()
+    folder = volume_path(product, partners) / "acme-conversions"
+    wait_for("the upload to be under way", lambda: any(
+        p.name.startswith(".upload-") and p.stat().st_size > 0 for p in folder.iterdir()),
+        timeout=60)
+    product.kubectl("delete", "pod", "-n", partners, old["metadata"]["name"], "--wait=false")
+    upload.join(timeout=300)
+    assert outcome["first"].returncode != 0, "the cut upload reported success"
+    assert not (folder / "conversions_cut.csv").exists(), "a partial file landed"
+    new = wait_listener_ready(product, partners, "sftp")
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    retry = sftp_put(product, partners, "conversions_cut.csv", content, tmp_path)
+    assert retry.returncode == 0, retry.stderr
+    assert_landed(folder, "conversions_cut.csv", content)
+
+
+def test_deleting_the_operator_pod_loses_nothing(product: Product, partners: str) -> None:
+    """The replacement operator regenerates no password and duplicates no child."""
+    password = product.secret(partners, "acme-sftp-credential", "password")
+    before = {kind: product.kubectl("get", kind, "-n", partners, "-o", "name").stdout
+              for kind in ("deployments", "services", "secrets")}
+    old = operator_pod(product)
+    product.kubectl("delete", "pod", "-n", RELEASE_NAMESPACE, old["metadata"]["name"])
+    wait_for("a new operator pod to be Ready", lambda: (
+        (pod := operator_pod(product))["metadata"]["uid"] != old["metadata"]["uid"]
+        and ready(pod)), timeout=180)
+    # A full resync pass (30 s in this install) must change nothing.
+    time.sleep(35)
+    assert product.secret(partners, "acme-sftp-credential", "password") == password
+    after = {kind: product.kubectl("get", kind, "-n", partners, "-o", "name").stdout
+             for kind in ("deployments", "services", "secrets")}
+    assert after == before
+    assert product.condition(partners, "acme-conversions", "Ready").get("status") == "True"
+
+
+# ---- a transfer job as a pod -----------------------------------------------------------------
+
+
+class Forwarder:
+    """Relays node_ip:port to the host's loopback sshd, so a pod reaches it."""
+
+    def __init__(self, listen: str, target: int) -> None:
+        self.server = socket.create_server((listen, 0))
+        self.port = int(self.server.getsockname()[1])
+        self.target = target
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def run_job(product: Product, namespace: str, cronjob: str, job: str) -> dict[str, Any]:
+    product.kubectl("create", "job", "-n", namespace, f"--from=cronjob/{cronjob}", job)
+
+    def finished() -> bool:
+        body = product.get("job", namespace, job) or {}
+        return any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
+                   for c in (body.get("status") or {}).get("conditions") or [])
+    try:
+        wait_for(f"Job {job} to finish", finished, timeout=240)
+    except AssertionError as timeout:
+        pods = product.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
+        logs = product.kubectl("logs", "-n", namespace, f"job/{job}", "--tail=40",
+                               check=False)
+        events = product.kubectl("get", "events", "-n", namespace, check=False).stdout
+        raise AssertionError(f"{timeout}\n{pods}\n{logs.stdout}{logs.stderr}\n"
+                             f"{events[-3000:]}") from None
+    pods = json.loads(product.kubectl("get", "pods", "-n", namespace, "-l",
+                                      f"job-name={job}", "-o", "json").stdout)["items"]
+    terminated = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    return dict(terminated)
+
+
+def test_transfer_job_pulls_from_the_partner_as_a_pod(
+        product: Product, sshd: Sshd, system_user: SystemUser,  # noqa: F811
+        remote_dir: Path) -> None:  # noqa: F811
+    namespace = new_namespace(product, "e2e-jobs")
+    forwarder = Forwarder(product.cluster.node_ip, sshd.port)
+    try:
+        files = {f"audiences_{i}.csv": os.urandom(1000 + i) for i in range(3)}
+        for name, content in files.items():
+            put_remote(remote_dir, name, content)
+        secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/ssh-auth",
+                  "metadata": {"name": "partner-issued-key"},
+                  "stringData": {"ssh-privatekey": sshd.client_key.read_text()}}
+        credential = {"apiVersion": "connectors.dev/v1alpha1", "kind": "Credential",
+                      "metadata": {"name": "partner-login"},
+                      "spec": {"type": "PublicKey", "username": system_user.name,
+                               "secretRef": {"name": "partner-issued-key"}}}
+        connection = {
+            "apiVersion": "connectors.dev/v1alpha1", "kind": "Connection",
+            "metadata": {"name": "partner-audiences"},
+            "spec": {"direction": "Inbound", "dataType": "Audiences", "method": "SFTP",
+                     "methodology": "Pull", "credentialRef": {"name": "partner-login"},
+                     "filenamePattern": "audiences_*.csv", "schedule": "0 3 * * *",
+                     "remote": {"host": product.cluster.node_ip, "port": forwarder.port,
+                                "folder": str(remote_dir), "hostKeys": [sshd.host_key_line]}}}
+        product.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": [secret, credential, connection]}))
+        wait_for("the CronJob", lambda: product.get(
+            "cronjob", namespace, "transfer-partner-audiences") is not None, timeout=90)
+        first = run_job(product, namespace, "transfer-partner-audiences", "pull-1")
+        assert first["exitCode"] == 0, first.get("message")
+        summary = json.loads(first["message"])
+        assert summary["files"] == 3
+        folder = volume_path(product, namespace) / "partner-audiences"
+        for name, content in files.items():
+            assert_landed(folder, name, content)
+
+        def copied() -> bool:
+            body = product.get("connection", namespace, "partner-audiences") or {}
+            last = (body.get("status") or {}).get("lastTransfer") or {}
+            return last.get("files") == 3 and last.get("outcome") == "Succeeded"
+        wait_for("the operator to copy the summary into status.lastTransfer", copied)
+
+        second = run_job(product, namespace, "transfer-partner-audiences", "pull-2")
+        assert second["exitCode"] == 0, second.get("message")
+        assert json.loads(second["message"])["files"] == 0
+    finally:
+        forwarder.close()
