@@ -8,7 +8,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 .PHONY: help install deps controlplane-build controlplane controlplane-down node-build cluster cluster-down image demo demo-down test lint crds
 
 help:
-	@echo "make demo                 local control plane, CRDs, operator, examples; then kubectl get/describe"
+	@echo "make demo                 a real local cluster, the image, the chart, the examples, a partner upload"
 	@echo "make test                 every test (lint, types, unit, integration against a real control plane)"
 	@echo "make controlplane         start etcd + kube-apiserver + kube-controller-manager; prints KUBECONFIG=..."
 	@echo "make controlplane-down    stop them and remove their data"
@@ -59,7 +59,7 @@ lint: install
 test: deps install controlplane-build node-build image lint
 	./hack/run-tests.sh
 
-demo: deps install controlplane-build
+demo: deps install controlplane-build node-build
 	./hack/demo.sh
 
 demo-down:

@@ -1333,16 +1333,26 @@ def stop_node(workdir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m connectors.devcluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["up", "down", "build"])
+    parser.add_argument("action", choices=["up", "down", "build", "import-image"])
+    parser.add_argument("archive", nargs="?", type=Path,
+                        help="import-image: an OCI or docker image archive for the node")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
                         help=f"where state, certificates and data live (default {DEFAULT_DIR})")
     parser.add_argument("--node", action="store_true",
                         help="also run one real node on this machine (root only)")
-    args = parser.parse_args(argv)
+    # Intermixed: `import-image --dir DIR ARCHIVE` reads as it is written.
+    args = parser.parse_intermixed_args(argv)
     if args.action == "build":
         print(build_binaries())
         if args.node:
             print(build_node_binaries())
+    elif args.action == "import-image":
+        if args.archive is None:
+            parser.error("import-image needs the archive's path")
+        started = time.monotonic()
+        import_image(args.dir / "containerd" / "containerd.sock", args.archive)
+        print(f"imported {args.archive.name} in {time.monotonic() - started:.1f}s",
+              file=sys.stderr)
     elif args.action == "up" and args.node:
         started = time.monotonic()
         try:
