@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from connectors.api.accounts import Account
-from connectors.transfer.landing import (
+from connectors.landing.area import (
     INTERNAL_DIR,
     LandingArea,
     Receipt,
@@ -33,7 +33,7 @@ from connectors.transfer.landing import (
     matches_pattern,
     name_refusal,
 )
-from connectors.transfer.report import TransferRecord, TransferReporter
+from connectors.listeners.core.report import TransferRecord, TransferReporter
 
 log = logging.getLogger(__name__)
 

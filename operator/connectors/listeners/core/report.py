@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from connectors.api.common import GROUP, VERSION
 from connectors.api.connection import LastTransfer
-from connectors.transfer.landing import now_rfc3339
+from connectors.landing.area import now_rfc3339
 
 log = logging.getLogger(__name__)
 
