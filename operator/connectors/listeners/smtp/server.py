@@ -51,17 +51,12 @@ from aiosmtpd.smtp import (
 from connectors.api.accounts import Account
 from connectors.landing.area import LandingArea, Receipt, fsync_dir, receipt_name
 from connectors.landing.attachments import MAX_PARTS, Attachment, select_attachments
-from connectors.landing.receive import (
-    LandingFile,
-    landing_area,
-    report_landed,
-    report_refused,
-    upload_refusal,
-)
+from connectors.landing.receive import LandingFile, landing_area
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.login_gate import Admission, LoginGate
-from connectors.listeners.core.report import TransferReporter
+from connectors.listeners.core.report import TransferReporter, report_landed, report_refused
+from connectors.listeners.core.rules import upload_refusal
 from connectors.listeners.core.tls import stdlib_server_context
 
 log = logging.getLogger(__name__)
