@@ -14,6 +14,7 @@ help:
 	@echo "make controlplane-down    stop them and remove their data"
 	@echo "make cluster              the control plane plus a real node (containerd, kubelet, DNS, volumes); prints KUBECONFIG=..."
 	@echo "make cluster-down         stop the node and the control plane; leaves the machine as it was"
+	@echo "make lint                 ruff, mypy and the import contracts of .importlinter"
 	@echo "make crds                 regenerate crds/ from the models"
 	@echo "make image                build localhost/connectors:dev here (no registry); prints its OCI archive"
 
@@ -55,6 +56,7 @@ crds: install
 lint: install
 	ruff check operator tests bench
 	mypy
+	lint-imports
 
 test: deps install controlplane-build node-build image lint
 	./hack/run-tests.sh

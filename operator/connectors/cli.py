@@ -17,8 +17,8 @@ SUBCOMMANDS = {
     "run": ("connectors.controller.main", "run the operator"),
     "validate": ("connectors.validate", "check Connection and Credential manifests offline"),
     "crds": ("connectors.api.crd", "write the CustomResourceDefinitions generated from the models"),
-    "listen": ("connectors.transfer.listen", "run a listener: sftp, ftp or smtp"),
-    "transfer": ("connectors.transfer.job", "run one transfer of a platform-initiated Connection"),
+    "listen": ("connectors.listeners.main", "run a listener: sftp, ftp or smtp"),
+    "transfer": ("connectors.jobs.main", "run one transfer of a platform-initiated Connection"),
 }
 
 # Commands whose process ends as soon as they return. Tearing the interpreter

@@ -45,6 +45,8 @@ def test_operator_waits_for_its_crds_and_then_works(bare_cluster: Cluster,
         assert operator.process is not None
         assert operator.process.poll() is None, "it must wait, not exit"
         bare_cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        bare_cluster.kubectl("wait", "--for=condition=Established",
+                             "crd/credentials.connectors.dev", "--timeout=60s")
         bare_cluster.kubectl("apply", "-n", "default", "-f", "-", input=(
             "apiVersion: connectors.dev/v1alpha1\nkind: Credential\n"
             "metadata: {name: first}\nspec: {type: Password}\n"))

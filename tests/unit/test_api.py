@@ -236,7 +236,7 @@ def test_one_list_of_key_types_for_the_api_and_the_listener() -> None:
     from connectors.api.credential import KEY_TYPES, CredentialSpec
     from connectors.api.credential import RULES as CREDENTIAL_RULES
     from connectors.api.rules import broken_rules
-    from connectors.transfer.login_gate import key_blobs
+    from connectors.listeners.core.login_gate import key_blobs
 
     blob = b64.b64encode(b"\x00\x00\x00\x0bssh-ed25519" + b"\x00" * 36).decode()
     for kind in KEY_TYPES:

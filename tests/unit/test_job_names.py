@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from connectors.errors import describe
-from connectors.transfer.clients.base import FileError, TransientError, decode_name, shown_name
-from connectors.transfer.clients.ftp import from_wire, wire
-from connectors.transfer.clients.sftp import _classify
-from connectors.transfer.inbound import FreeNames, name_variants, rename_no_replace
+from connectors.jobs.clients.base import FileError, TransientError, decode_name, shown_name
+from connectors.jobs.clients.ftp import from_wire, wire
+from connectors.jobs.clients.sftp import _classify
+from connectors.jobs.pull import FreeNames, name_variants, rename_no_replace
 
 
 @pytest.mark.parametrize(

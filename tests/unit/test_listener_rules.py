@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 
 from connectors.api.accounts import Account, AccountTable, hash_password, permissions_for
-from connectors.transfer import listen
-from connectors.transfer.accounts_file import AccountsFile
-from connectors.transfer.defender import Defender, DefenderSettings
-from connectors.transfer.ftp_server import ftp_permissions, parse_port_range
-from connectors.transfer.jail import Jail, PathRefused, normalize
-from connectors.transfer.login_gate import SessionLimiter, key_blobs
-from connectors.transfer.report import BackgroundReporter, TransferRecord, event_message
-from connectors.transfer.upload import LandingFile, landing_area, may_read, upload_refusal
+from connectors.landing.receive import LandingFile, landing_area
+from connectors.listeners import main as listen
+from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.defender import Defender, DefenderSettings
+from connectors.listeners.core.jail import Jail, PathRefused, normalize
+from connectors.listeners.core.login_gate import SessionLimiter, key_blobs
+from connectors.listeners.core.report import BackgroundReporter, TransferRecord, event_message
+from connectors.listeners.core.rules import may_read, upload_refusal
+from connectors.listeners.ftp.server import ftp_permissions, parse_port_range
 
 
 def inbound(pattern: str | None = "conversions_*.csv") -> Account:

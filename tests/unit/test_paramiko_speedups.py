@@ -9,8 +9,8 @@ import random
 import paramiko
 import pytest
 
-from connectors.transfer import paramiko_speedups
-from connectors.transfer.paramiko_speedups import ChunkBuffer
+from connectors import paramiko_speedups
+from connectors.paramiko_speedups import ChunkBuffer
 
 
 def test_chunk_buffer_behaves_like_the_bytes_it_holds() -> None:

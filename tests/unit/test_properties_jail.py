@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from connectors.transfer.jail import Jail, PathRefused, normalize, parts
+from connectors.listeners.core.jail import Jail, PathRefused, normalize, parts
 
 PROPERTIES = settings(derandomize=True, deadline=None, max_examples=400, database=None)
 

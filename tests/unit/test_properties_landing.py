@@ -19,7 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from connectors.api.accounts import Account
-from connectors.transfer.landing import (
+from connectors.landing.area import (
     MAX_NAME_BYTES,
     NAME_MAX,
     TEMP_PREFIX,
@@ -28,7 +28,8 @@ from connectors.transfer.landing import (
     name_bytes,
     receipt_name,
 )
-from connectors.transfer.upload import LandingFile, landing_area, upload_refusal
+from connectors.landing.receive import LandingFile, landing_area
+from connectors.listeners.core.rules import upload_refusal
 
 # Deterministic in CI: the same examples on every run, no example database.
 PROPERTIES = settings(derandomize=True, deadline=None, max_examples=300, database=None)
@@ -81,7 +82,7 @@ def account(pattern: str | None) -> Account:
 
 
 def expected_refusal(name: str, pattern: str | None) -> bool:
-    """The documented rules, written out independently of upload.py."""
+    """The documented rules, written out independently of listeners/core/rules.py."""
     raw = name_bytes(name)
     return (
         name in ("", ".", "..")

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from connectors.transfer.clients.base import FileError, RemoteFile, TransferError
-from connectors.transfer.clients.sftp_pipeline import (
+from connectors.jobs.clients.base import FileError, RemoteFile, TransferError
+from connectors.jobs.clients.sftp_pipeline import (
     FX_EOF,
     FX_PERMISSION_DENIED,
     FXP_CLOSE,

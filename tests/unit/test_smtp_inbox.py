@@ -18,20 +18,20 @@ from connectors.api.accounts import (
     hash_password,
     permissions_for,
 )
-from connectors.transfer import smtp_server
-from connectors.transfer.accounts_file import AccountsFile
-from connectors.transfer.defender import Defender, DefenderSettings
-from connectors.transfer.landing import LandingArea, Receipt
-from connectors.transfer.login_gate import Admission, LoginGate
-from connectors.transfer.report import TransferRecord
-from connectors.transfer.smtp_server import (
+from connectors.landing.area import LandingArea, Receipt
+from connectors.landing.receive import LandingFile
+from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.defender import Defender, DefenderSettings
+from connectors.listeners.core.login_gate import Admission, LoginGate
+from connectors.listeners.core.report import TransferRecord
+from connectors.listeners.smtp import server as smtp_server
+from connectors.listeners.smtp.server import (
     AccountAuthenticator,
     Inbox,
     ListenerSMTP,
     MessageRefused,
     reply_text,
 )
-from connectors.transfer.upload import LandingFile
 
 PASSWORD = "unit-mail-password-3"
 

@@ -1,4 +1,4 @@
-"""Email attachment rules and file name sanitising (transfer/attachments.py)."""
+"""Email attachment rules and file name sanitising (landing/attachments.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from email.message import EmailMessage
 
 import pytest
 
-from connectors.transfer.attachments import (
+from connectors.landing.area import MAX_NAME_BYTES
+from connectors.landing.attachments import (
     MAX_PARTS,
     filename_refusal,
     sanitize_filename,
     select_attachments,
 )
-from connectors.transfer.landing import MAX_NAME_BYTES
 
 
 def message(*names: str) -> EmailMessage:

@@ -1,4 +1,4 @@
-"""What a transfer run decides to do (transfer/plan.py, ledger.py, summary.py)."""
+"""What a transfer run decides to do (jobs/plan.py, ledger.py, summary.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors.transfer import job
-from connectors.transfer.clients.base import PermanentError, RemoteFile
-from connectors.transfer.landing import Receipt
-from connectors.transfer.ledger import FETCHED, SENDING, SENT, Entry, Ledger
-from connectors.transfer.plan import OutboxFile, plan_pull, plan_push
-from connectors.transfer.summary import Summary, render, write_termination_log
+from connectors.jobs import main as job
+from connectors.jobs.clients.base import PermanentError, RemoteFile
+from connectors.jobs.ledger import FETCHED, SENDING, SENT, Entry, Ledger
+from connectors.jobs.plan import OutboxFile, plan_pull, plan_push
+from connectors.jobs.summary import Summary, render, write_termination_log
+from connectors.landing.area import Receipt
 
 
 def test_plan_pull_takes_new_matching_files_only(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The transfer job reads its Connection without the API models
-(transfer/spec.py); these tests keep the two in step."""
+(jobs/spec.py); these tests keep the two in step."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from connectors.api.connection import ConnectionSpec
+from connectors.jobs.clients.base import PermanentError
+from connectors.jobs.spec import load_connection
 from connectors.planning.jobs import transfer_config_map
-from connectors.transfer.clients.base import PermanentError
-from connectors.transfer.spec import load_connection
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -124,12 +124,12 @@ def test_a_wrong_type_is_refused_naming_the_field(
 
 
 def test_a_transfer_run_imports_neither_pydantic_nor_the_api_models() -> None:
-    """Building the models costs about 0.2 s of every run (see transfer/spec.py)."""
+    """Building the models costs about 0.2 s of every run (see jobs/spec.py)."""
     modules = [
-        "connectors.cli", "connectors.transfer.job", "connectors.transfer.inbound",
-        "connectors.transfer.outbound", "connectors.transfer.mail_pull",
-        "connectors.transfer.clients.sftp", "connectors.transfer.clients.ftp",
-        "connectors.transfer.clients.imap", "connectors.transfer.clients.smtp",
+        "connectors.cli", "connectors.jobs.main", "connectors.jobs.pull",
+        "connectors.jobs.push", "connectors.jobs.mail_pull",
+        "connectors.jobs.clients.sftp", "connectors.jobs.clients.ftp",
+        "connectors.jobs.clients.imap", "connectors.jobs.clients.smtp",
     ]
     code = (
         f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"

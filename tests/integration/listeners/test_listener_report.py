@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from connectors.api.common import GROUP, VERSION
-from connectors.transfer.report import KubernetesReporter, TransferRecord
+from connectors.listeners.core.report import KubernetesReporter, TransferRecord
 from tests.integration.listeners.listener_harness import (
     PASSWORD,
     Workspace,

@@ -144,7 +144,7 @@ def test_folders_in_a_name_stand_for_its_last_component(tls: TlsListener,
 def test_hidden_and_control_names_are_refused_not_repaired(
     tls: TlsListener, workspace: Workspace, name: str
 ) -> None:
-    """The rule of the IMAP pull (attachments.py): refuse, never strip dots or
+    """The rule of the IMAP pull (landing/attachments.py): refuse, never strip dots or
     characters to make a name acceptable (the listener used to land these as
     report_h.csv)."""
     client = logged_in(tls)

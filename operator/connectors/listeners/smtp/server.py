@@ -9,7 +9,7 @@ given back when the connection ends. A sender may send only to its own
 Connection's address.
 
 A message lands whole or not at all. Its attachments follow the one rule set of
-attachments.py (shared with the IMAP pull): every attachment must match
+landing/attachments.py (shared with the IMAP pull): every attachment must match
 filenamePattern (receipt_* and result_* are left out), and every name must
 pass the listeners' upload rules, before anything is written; a refusal is a
 permanent 550 with the reason. Then every attachment is written and synced to
@@ -49,20 +49,15 @@ from aiosmtpd.smtp import (
 )
 
 from connectors.api.accounts import Account
-from connectors.transfer.accounts_file import AccountsFile
-from connectors.transfer.attachments import MAX_PARTS, Attachment, select_attachments
-from connectors.transfer.defender import Defender
-from connectors.transfer.landing import LandingArea, Receipt, fsync_dir, receipt_name
-from connectors.transfer.login_gate import Admission, LoginGate
-from connectors.transfer.report import TransferReporter
-from connectors.transfer.tls import stdlib_server_context
-from connectors.transfer.upload import (
-    LandingFile,
-    landing_area,
-    report_landed,
-    report_refused,
-    upload_refusal,
-)
+from connectors.landing.area import LandingArea, Receipt, fsync_dir, receipt_name
+from connectors.landing.attachments import MAX_PARTS, Attachment, select_attachments
+from connectors.landing.receive import LandingFile, landing_area
+from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.defender import Defender
+from connectors.listeners.core.login_gate import Admission, LoginGate
+from connectors.listeners.core.report import TransferReporter, report_landed, report_refused
+from connectors.listeners.core.rules import upload_refusal
+from connectors.listeners.core.tls import stdlib_server_context
 
 log = logging.getLogger(__name__)
 

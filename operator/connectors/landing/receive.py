@@ -1,41 +1,24 @@
-"""What partners may do in their home, and how a received file lands.
-
-The rules are shared by the three listeners, so that SFTP, FTP and email
-refuse the same names with the same words:
-- uploads only with the `upload` permission, into the top of the home (the
-  landing area is flat: receipts sit beside the files they describe);
-- never a hidden name, a reserved name (receipt_*, result_*) or a name outside
-  the Connection's filenamePattern;
-- downloads with `download`, or of receipts and results with `readReceipts`.
+"""The one receive path of the listeners: how a received file lands.
 
 A received file is written under a hidden temporary name and renamed into place
 by `LandingFile.commit()` (fsync, rename, fsync of the folder), then its receipt
 is written; `abort()` removes the temporary file, so a dropped connection
-leaves nothing behind.
+leaves nothing behind. What a partner may upload is decided before, by the
+listeners' rules (listeners/core/rules.py). The pull job still receives
+through its own writer (jobs/pull.py); making this path the one both use is
+still to do.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from connectors.api.accounts import Account
-from connectors.transfer.landing import (
-    INTERNAL_DIR,
-    LandingArea,
-    Receipt,
-    is_hidden,
-    is_reserved,
-    matches_pattern,
-    name_refusal,
-)
-from connectors.transfer.report import TransferRecord, TransferReporter
-
-log = logging.getLogger(__name__)
+from connectors.landing.area import INTERNAL_DIR, LandingArea, Receipt
 
 _HASH_CHUNK = 1 << 20
 
@@ -45,35 +28,6 @@ _HASH_CHUNK = 1 << 20
 # all), which the client waits for.
 FLUSH_EVERY = 32 * 1024 * 1024
 _FLUSHER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="landing-flush")
-
-
-def upload_refusal(account: Account, name: str) -> str | None:
-    """Why `name` may not be uploaded by `account`, or None when it may."""
-    if "upload" not in account.permissions:
-        return "this account may not upload files"
-    reason = name_refusal(name)
-    if reason is not None:
-        return reason
-    if is_hidden(name):
-        return "names starting with '.' are reserved"
-    if is_reserved(name):
-        return "receipt_ and result_ files are written by the platform, not uploaded"
-    if not matches_pattern(name, account.filename_pattern):
-        return f"{name!r} does not match the filename pattern {account.filename_pattern!r}"
-    return None
-
-
-def may_read(account: Account, name: str) -> bool:
-    """Whether the account may download the file named `name`."""
-    if is_hidden(name):
-        return False
-    if "download" in account.permissions:
-        return True
-    return "readReceipts" in account.permissions and is_reserved(name)
-
-
-def may_list(account: Account) -> bool:
-    return "list" in account.permissions
 
 
 def landing_area(data_root: Path, account: Account) -> LandingArea:
@@ -218,37 +172,3 @@ class LandingFile:
             while block := handle.read(_HASH_CHUNK):
                 digest.update(block)
         return digest.hexdigest()
-
-
-def record_for(
-    account: Account, protocol: str, receipts: list[Receipt], message: str = ""
-) -> TransferRecord:
-    return TransferRecord(
-        connection=account.connection,
-        protocol=protocol,
-        files=len(receipts),
-        bytes=sum(r.size for r in receipts),
-        outcome="Succeeded",
-        message=message,
-        names=tuple(r.name for r in receipts),
-    )
-
-
-def report_landed(
-    reporter: TransferReporter, account: Account, protocol: str, receipts: list[Receipt]
-) -> None:
-    for receipt in receipts:
-        log.info("landed connection=%s name=%s bytes=%d sha256=%s trace=%s",
-                 account.connection, receipt.name, receipt.size, receipt.sha256,
-                 receipt.trace_id)
-    reporter.report(record_for(account, protocol, receipts))
-
-
-def report_refused(
-    reporter: TransferReporter, account: Account, protocol: str, reason: str
-) -> None:
-    log.info("refused connection=%s protocol=%s: %s", account.connection, protocol, reason)
-    reporter.report(TransferRecord(
-        connection=account.connection, protocol=protocol, files=0, bytes=0,
-        outcome="Failed", message=reason,
-    ))

@@ -6,7 +6,7 @@ after every record: a job killed at any moment loses at most the record it
 was writing, and a torn last line is skipped on load. Entries are keyed by
 (kind, name, size, mtime): a remote file that changes size or mtime is a new
 version and is fetched again. A new version never replaces the landed one: it
-lands beside it as `stem-2.ext` (inbound.py), and its entry's note says
+lands beside it as `stem-2.ext` (pull.py), and its entry's note says
 "landed as ...". An ignored email is recorded here and left unseen on the
 server (mail_pull.py).
 """
@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .landing import now_rfc3339
+from ..landing.area import now_rfc3339
 
 LEDGER_NAME = "ledger.jsonl"
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from connectors.transfer.accounts_file import AccountsFile
-from connectors.transfer.defender import Defender, DefenderSettings
-from connectors.transfer.report import TransferReporter, reporter_from_environment
-from connectors.transfer.upload import landing_area
+from connectors.landing.receive import landing_area
+from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.defender import Defender, DefenderSettings
+from connectors.listeners.core.report import TransferReporter, reporter_from_environment
 
 log = logging.getLogger("connectors.listen")
 
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_sftp(args: argparse.Namespace, common: Common) -> int:
-    from connectors.transfer import sftp_server
+    from connectors.listeners.sftp import server as sftp_server
 
     try:
         host_key = sftp_server.load_host_key(Path(args.host_key_file))
@@ -232,7 +232,7 @@ def run_sftp(args: argparse.Namespace, common: Common) -> int:
 
 
 def run_ftp(args: argparse.Namespace, common: Common) -> int:
-    from connectors.transfer import ftp_server
+    from connectors.listeners.ftp import server as ftp_server
 
     try:
         passive = ftp_server.parse_port_range(args.passive_ports)
@@ -258,7 +258,7 @@ def run_ftp(args: argparse.Namespace, common: Common) -> int:
 
 
 def run_smtp(args: argparse.Namespace, common: Common) -> int:
-    from connectors.transfer import smtp_server
+    from connectors.listeners.smtp import server as smtp_server
 
     settings = smtp_server.SmtpSettings(
         domain=args.domain,

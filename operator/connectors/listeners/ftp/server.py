@@ -44,20 +44,15 @@ except ImportError:  # pragma: no cover
     from pyftpdlib.handlers import PassiveDTP
 
 from connectors.api.accounts import Account
-from connectors.transfer.accounts_file import AccountsFile
-from connectors.transfer.defender import Defender
-from connectors.transfer.jail import Jail, PathRefused
-from connectors.transfer.landing import Receipt, is_hidden
-from connectors.transfer.login_gate import Admission, LoginGate
-from connectors.transfer.report import TransferReporter
-from connectors.transfer.tls import pyopenssl_server_context
-from connectors.transfer.upload import (
-    LandingFile,
-    landing_area,
-    may_read,
-    report_landed,
-    upload_refusal,
-)
+from connectors.landing.area import Receipt, is_hidden
+from connectors.landing.receive import LandingFile, landing_area
+from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.defender import Defender
+from connectors.listeners.core.jail import Jail, PathRefused
+from connectors.listeners.core.login_gate import Admission, LoginGate
+from connectors.listeners.core.report import TransferReporter, report_landed
+from connectors.listeners.core.rules import may_read, upload_refusal
+from connectors.listeners.core.tls import pyopenssl_server_context
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +236,7 @@ class PartnerFS(AbstractedFS):  # type: ignore[misc]
         area = landing_area(self.cmd_channel.landing_root, self.account)
         return FtpUpload(LandingFile(area, name))
 
-    # Partners change nothing but by uploading (see upload.py).
+    # Partners change nothing but by uploading (see listeners/core/rules.py).
     def mkdir(self, path: str) -> None:
         raise FilesystemError("Permission denied")
 

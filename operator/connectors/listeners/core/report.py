@@ -16,9 +16,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from connectors.api.accounts import Account
 from connectors.api.common import GROUP, VERSION
 from connectors.api.connection import LastTransfer
-from connectors.transfer.landing import now_rfc3339
+from connectors.landing.area import Receipt, now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +188,37 @@ def reporter_from_environment() -> TransferReporter:
         else:
             log.warning("CONNECTORS_NAMESPACE is set but no Kubernetes config; logging only")
     return BackgroundReporter(inner)
+
+
+def record_for(
+    account: Account, protocol: str, receipts: list[Receipt], message: str = ""
+) -> TransferRecord:
+    return TransferRecord(
+        connection=account.connection,
+        protocol=protocol,
+        files=len(receipts),
+        bytes=sum(r.size for r in receipts),
+        outcome="Succeeded",
+        message=message,
+        names=tuple(r.name for r in receipts),
+    )
+
+
+def report_landed(
+    reporter: TransferReporter, account: Account, protocol: str, receipts: list[Receipt]
+) -> None:
+    for receipt in receipts:
+        log.info("landed connection=%s name=%s bytes=%d sha256=%s trace=%s",
+                 account.connection, receipt.name, receipt.size, receipt.sha256,
+                 receipt.trace_id)
+    reporter.report(record_for(account, protocol, receipts))
+
+
+def report_refused(
+    reporter: TransferReporter, account: Account, protocol: str, reason: str
+) -> None:
+    log.info("refused connection=%s protocol=%s: %s", account.connection, protocol, reason)
+    reporter.report(TransferRecord(
+        connection=account.connection, protocol=protocol, files=0, bytes=0,
+        outcome="Failed", message=reason,
+    ))

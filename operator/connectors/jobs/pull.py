@@ -33,6 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import describe
+from ..landing.area import (
+    LandingArea,
+    draft_receipt_from,
+    fsync_dir,
+    now_rfc3339,
+    publish,
+    sync_files,
+)
 from .clients.base import (
     FileError,
     PipelinedWorker,
@@ -43,7 +51,6 @@ from .clients.base import (
     TransferError,
     Unreadable,
 )
-from .landing import LandingArea, draft_receipt_from, fsync_dir, now_rfc3339, publish, sync_files
 from .ledger import FETCHED, Entry, Ledger
 from .plan import plan_pull, wanted
 from .spec import TransferSpec

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ..landing.area import is_hidden, is_reserved, matches_pattern
 from .clients.base import RemoteFile
-from .landing import is_hidden, is_reserved, matches_pattern
 from .ledger import FETCHED, SENDING, SENT
 
 Known = Callable[[str, str, int, int], bool]

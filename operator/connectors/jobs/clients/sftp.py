@@ -28,8 +28,8 @@ from typing import Any, cast
 import paramiko
 import paramiko.sftp as sftp_const
 
+from ... import paramiko_speedups
 from ...errors import describe
-from .. import paramiko_speedups
 from .base import (
     NOT_UTF8,
     FileError,

@@ -20,10 +20,10 @@ import os
 from email.parser import BytesParser
 from typing import Protocol
 
-from .attachments import Attachment, select_attachments
-from .inbound import FreeNames, receipt_name, remove, rename_no_replace
-from .landing import LandingArea, draft_receipt_from, fsync_dir, publish
+from ..landing.area import LandingArea, draft_receipt_from, fsync_dir, publish
+from ..landing.attachments import Attachment, select_attachments
 from .ledger import FETCHED, IGNORED, Entry, Ledger
+from .pull import FreeNames, receipt_name, remove, rename_no_replace
 from .spec import TransferSpec
 from .summary import Summary
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from connectors.api.accounts import Account, verify_password
 from connectors.api.credential import KEY_TYPES
-from connectors.transfer.accounts_file import AccountsFile
-from connectors.transfer.defender import Defender
+from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.defender import Defender
 
 log = logging.getLogger(__name__)
 

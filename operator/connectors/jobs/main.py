@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import describe
+from ..landing.area import LandingArea
 from .clients.base import (
     PermanentError,
     TransferError,
     TransientError,
 )
-from .landing import LandingArea
 from .ledger import Ledger
 from .spec import Connection, load_connection
 from .summary import Summary, render, write_termination_log
@@ -275,7 +275,7 @@ def one_pass(
     with open_client(connection, secret, args) as client:
         # Each direction imports only what it uses: start-up is part of every run.
         if spec.direction == "Outbound":
-            from .outbound import push
+            from .push import push
 
             push(client, spec, landing, ledger, summary)
         elif spec.method == "Email":
@@ -283,7 +283,7 @@ def one_pass(
 
             pull_mail(client, spec, landing, ledger, summary)
         else:
-            from .inbound import pull
+            from .pull import pull
 
             pull(client, spec, landing, ledger, summary)
 

@@ -39,22 +39,16 @@ from paramiko.sftp import (
     CMD_WRITE,
 )
 
+from connectors import paramiko_speedups
 from connectors.api.accounts import Account
-from connectors.transfer import paramiko_speedups
-from connectors.transfer.accounts_file import AccountsFile
-from connectors.transfer.defender import Defender
-from connectors.transfer.jail import Jail, PathRefused, normalize, parts
-from connectors.transfer.landing import is_hidden
-from connectors.transfer.login_gate import Admission, LoginGate, SessionLimiter
-from connectors.transfer.report import TransferReporter
-from connectors.transfer.upload import (
-    LandingFile,
-    landing_area,
-    may_list,
-    may_read,
-    report_landed,
-    upload_refusal,
-)
+from connectors.landing.area import is_hidden
+from connectors.landing.receive import LandingFile, landing_area
+from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.defender import Defender
+from connectors.listeners.core.jail import Jail, PathRefused, normalize, parts
+from connectors.listeners.core.login_gate import Admission, LoginGate, SessionLimiter
+from connectors.listeners.core.report import TransferReporter, report_landed
+from connectors.listeners.core.rules import may_list, may_read, upload_refusal
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer

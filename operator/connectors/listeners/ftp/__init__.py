@@ -1,0 +1,1 @@
+"""The FTP(S) listener."""
