@@ -9,7 +9,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 
 help:
 	@echo "make demo                 a real local cluster, the image, the chart, the examples, a partner upload"
-	@echo "make test                 every test (lint, types, unit, integration against a real control plane)"
+	@echo "make test                 every test: lint, types, unit, control plane, protocols, chaos, the real node"
 	@echo "make controlplane         start etcd + kube-apiserver + kube-controller-manager; prints KUBECONFIG=..."
 	@echo "make controlplane-down    stop them and remove their data"
 	@echo "make cluster              the control plane plus a real node (containerd, kubelet, DNS, volumes); prints KUBECONFIG=..."
