@@ -335,3 +335,24 @@ def test_hash_is_not_logged_on_a_bad_table(tmp_path: Path,
     AccountsFile(path)
     assert secret_hash not in caplog.text
     assert "invalid" in caplog.text
+
+
+def test_a_replaced_file_is_kept_even_where_hard_links_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some network filesystems refuse link(2): the earlier version is copied instead."""
+    import errno as errno_codes
+    import os as os_module
+
+    from connectors.landing.area import LandingArea
+
+    area = LandingArea(tmp_path, "acme")
+    area.ensure()
+    (area.home / "conversions_1.csv").write_bytes(b"first\n")
+
+    def no_links(source: object, target: object) -> None:
+        raise OSError(errno_codes.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os_module, "link", no_links)
+    folder = area.keep_superseded("conversions_1.csv")
+    assert folder is not None
+    assert (folder / "conversions_1.csv").read_bytes() == b"first\n"

@@ -17,11 +17,13 @@ file, and a crash leaves only a temporary file that the next start removes.
 from __future__ import annotations
 
 import datetime
+import errno
 import fnmatch
 import hashlib
 import itertools
 import os
 import secrets
+import shutil
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -309,10 +311,10 @@ class LandingArea:
         unique = f"{stamp}-{self._temp_token}-{next(self._temp_count)}"
         folder = self.internal / SUPERSEDED_DIR / unique
         folder.mkdir(mode=0o750, parents=True)
-        os.link(final, folder / name)
+        _keep(final, folder / name)
         receipt = self.home / receipt_name(name)
         if receipt.is_file():
-            os.link(receipt, folder / receipt_name(name))
+            _keep(receipt, folder / receipt_name(name))
         fsync_dir(folder)
         return folder
 
@@ -339,6 +341,19 @@ class LandingArea:
         for entry in sorted(self.home.iterdir()):
             if entry.is_file() and not is_hidden(entry.name) and not is_reserved(entry.name):
                 yield entry
+
+
+def _keep(source: Path, target: Path) -> None:
+    """A hard link (no copy of the data), or a synced copy where the volume's
+    filesystem has no hard links (some network filesystems)."""
+    try:
+        os.link(source, target)
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
+                             errno.EMLINK):
+            raise
+        shutil.copy2(source, target)
+        _fsync_path(target)
 
 
 # ---- Batched landing (added for the transfer jobs) -------------------------------------------
