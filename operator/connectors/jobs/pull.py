@@ -30,13 +30,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import describe
 from ..landing.area import (
     LandingArea,
     draft_receipt_from,
     fsync_dir,
+    hash_file,
     now_rfc3339,
     publish,
     sync_files,
@@ -138,14 +138,6 @@ def _datasync_quietly(fd: int) -> None:
 def remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

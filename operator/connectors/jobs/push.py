@@ -7,11 +7,11 @@ import functools
 import logging
 import os
 
-from ..landing.area import LandingArea, is_hidden
+from ..landing.area import LandingArea, hash_file, is_hidden
 from .clients.base import PushClient
 from .ledger import SENDING, SENT, Entry, Ledger
 from .plan import OutboxFile, plan_push
-from .pull import hash_file, per_file
+from .pull import per_file
 from .spec import TransferSpec
 from .summary import Summary
 

@@ -326,11 +326,7 @@ class LandingArea:
         for path in self.landed_files():
             if (self.home / receipt_name(path.name)).exists():
                 continue
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-            self.write_receipt(path.name, path.stat().st_size, digest.hexdigest())
+            self.write_receipt(path.name, path.stat().st_size, hash_file(path))
             restored += 1
         return restored
 
@@ -341,6 +337,15 @@ class LandingArea:
         for entry in sorted(self.home.iterdir()):
             if entry.is_file() and not is_hidden(entry.name) and not is_reserved(entry.name):
                 yield entry
+
+
+def hash_file(path: StrPath) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks (hashlib releases the GIL)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _keep(source: Path, target: Path) -> None:

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from connectors.api.accounts import Account
-from connectors.landing.area import INTERNAL_DIR, LandingArea, Receipt
+from connectors.landing.area import INTERNAL_DIR, LandingArea, Receipt, hash_file
 
 _HASH_CHUNK = 1 << 20
 
@@ -147,7 +147,7 @@ class LandingFile:
             os.close(self._fd)
             self._fd = None
         try:
-            digest = self._digest.hexdigest() if self._in_order else self._rehash()
+            digest = self._digest.hexdigest() if self._in_order else hash_file(self.temp)
             size = self.temp.stat().st_size
         except BaseException:
             self.temp.unlink(missing_ok=True)
@@ -165,10 +165,3 @@ class LandingFile:
             os.close(self._fd)
             self._fd = None
         self.temp.unlink(missing_ok=True)
-
-    def _rehash(self) -> str:
-        digest = hashlib.sha256()
-        with self.temp.open("rb") as handle:
-            while block := handle.read(_HASH_CHUNK):
-                digest.update(block)
-        return digest.hexdigest()
