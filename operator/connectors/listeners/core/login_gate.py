@@ -110,7 +110,7 @@ class LoginGate:
             log.info("login refused protocol=%s user=%r address=%s: banned",
                      self.protocol, username, address)
             return None
-        account = self._usable(username)
+        account = self.accounts.lookup(username)  # None when unknown or suspended
         if account is None or not verify_password(password, account.password_hash):
             log.info("login failed protocol=%s user=%r address=%s: wrong user or password",
                      self.protocol, username, address)
@@ -125,7 +125,7 @@ class LoginGate:
         the caller admits only after the key's signature was checked."""
         if self.defender.banned(address, username):
             return None
-        account = self._usable(username)
+        account = self.accounts.lookup(username)  # None when unknown or suspended
         if account is None or blob not in key_blobs(account.authorized_keys):
             return None
         return account
@@ -141,9 +141,3 @@ class LoginGate:
         log.info("login protocol=%s user=%r connection=%s address=%s",
                  self.protocol, account.username, account.connection, address)
         return Admission(account, address, self.protocol, self)
-
-    def _usable(self, username: str) -> Account | None:
-        account = self.accounts.lookup(username)
-        if account is None or account.suspended:
-            return None
-        return account
