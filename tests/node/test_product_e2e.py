@@ -13,7 +13,6 @@ This file sorts before test_teardown.py, which stops the session's node.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ import pytest
 
 from connectors.devcluster import NodeCluster
 from tests.integration.transfer.transfer_servers import (  # noqa: F401 - fixtures
+    CuttingProxy,
     Sshd,
     SystemUser,
     put_remote,
@@ -143,9 +143,20 @@ def listener_pod(product: Product, namespace: str, protocol: str) -> dict[str, A
 
 
 def wait_listener_ready(product: Product, namespace: str, protocol: str) -> dict[str, Any]:
+    """The listener pod Ready and its NodePort answering: kube-proxy programs the
+    node port a moment after the Service appears, independently of the pod."""
     wait_for(f"the {protocol} listener pod to be Ready",
              lambda: ready(listener_pod(product, namespace, protocol)) if listener_pod(
                  product, namespace, protocol) else False, timeout=180)
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection((product.cluster.node_ip, NODE_PORTS[protocol]),
+                                          timeout=2):
+                return True
+        except OSError:
+            return False
+    wait_for(f"the {protocol} node port to answer", answers, timeout=60)
     return listener_pod(product, namespace, protocol)
 
 
@@ -367,41 +378,6 @@ def test_deleting_the_operator_pod_loses_nothing(product: Product, partners: str
 # ---- a transfer job as a pod -----------------------------------------------------------------
 
 
-class Forwarder:
-    """Relays node_ip:port to the host's loopback sshd, so a pod reaches it."""
-
-    def __init__(self, listen: str, target: int) -> None:
-        self.server = socket.create_server((listen, 0))
-        self.port = int(self.server.getsockname()[1])
-        self.target = target
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.server.close()
-
-
 def run_job(product: Product, namespace: str, cronjob: str, job: str) -> dict[str, Any]:
     product.kubectl("create", "job", "-n", namespace, f"--from=cronjob/{cronjob}", job)
 
@@ -428,7 +404,9 @@ def test_transfer_job_pulls_from_the_partner_as_a_pod(
         product: Product, sshd: Sshd, system_user: SystemUser,  # noqa: F811
         remote_dir: Path) -> None:  # noqa: F811
     namespace = new_namespace(product, "e2e-jobs")
-    forwarder = Forwarder(product.cluster.node_ip, sshd.port)
+    # The pod reaches the host's loopback sshd through the node's address.
+    forwarder = CuttingProxy(sshd.port, limit=0, cut_connections=0,
+                             listen=product.cluster.node_ip)
     try:
         files = {f"audiences_{i}.csv": os.urandom(1000 + i) for i in range(3)}
         for name, content in files.items():

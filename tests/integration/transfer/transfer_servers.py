@@ -299,16 +299,18 @@ def job(tmp_path: Path) -> Job:
 
 
 class CuttingProxy:
-    """Forwards 127.0.0.1:port to a server, and cuts the first `cut_connections`
-    connections once `limit` bytes came back from the server: a server that
-    drops the session halfway through a file."""
+    """Forwards `listen`:port to a server on 127.0.0.1, and cuts the first
+    `cut_connections` connections once `limit` bytes came back from the server:
+    a server that drops the session halfway through a file. With no cuts, a
+    plain relay (a pod reaches a loopback server through the node's address)."""
 
-    def __init__(self, target_port: int, limit: int, cut_connections: int = 1) -> None:
+    def __init__(self, target_port: int, limit: int, cut_connections: int = 1,
+                 listen: str = "127.0.0.1") -> None:
         self.target_port = target_port
         self.limit = limit
         self.cuts_left = cut_connections
         self.cuts = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server((listen, 0))
         self.port = int(self.listener.getsockname()[1])
         self.listener.settimeout(0.2)
         self._stop = threading.Event()
