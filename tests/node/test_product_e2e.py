@@ -342,7 +342,8 @@ def test_listener_pod_deleted_during_an_upload(product: Product, partners: str,
         "first", sftp_put(product, partners, "conversions_cut.csv", content, tmp_path)))
     upload.start()
     folder = volume_path(product, partners) / "acme-conversions"
-    wait_for("the upload to be under way", lambda: any(
+    # The folder appears with the partner's first session: it may not exist yet.
+    wait_for("the upload to be under way", lambda: folder.is_dir() and any(
         p.name.startswith(".upload-") and p.stat().st_size > 0 for p in folder.iterdir()),
         timeout=60)
     product.kubectl("delete", "pod", "-n", partners, old["metadata"]["name"], "--wait=false")

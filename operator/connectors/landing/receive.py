@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +30,12 @@ _HASH_CHUNK = 1 << 20
 # all), which the client waits for.
 FLUSH_EVERY = 32 * 1024 * 1024
 _FLUSHER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="landing-flush")
+
+# Every file being received in this process, so that a shutdown can remove
+# what its sessions did not: a pod told to stop has seconds, and the threads
+# that would abort a dropped upload are daemons that die with the process.
+_RECEIVING: set[LandingFile] = set()
+_RECEIVING_LOCK = threading.Lock()
 
 
 def landing_area(data_root: Path, account: Account) -> LandingArea:
@@ -56,6 +64,8 @@ class LandingFile:
         self._fd: int | None = os.open(
             self.temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640
         )
+        with _RECEIVING_LOCK:
+            _RECEIVING.add(self)
         self._digest = hashlib.sha256()
         self._hashed_to = 0
         self._written_to = 0
@@ -146,6 +156,7 @@ class LandingFile:
         finally:
             os.close(self._fd)
             self._fd = None
+            _forget(self)
         try:
             digest = self._digest.hexdigest() if self._in_order else hash_file(self.temp)
             size = self.temp.stat().st_size
@@ -164,4 +175,35 @@ class LandingFile:
                 self._wait_for_flush()
             os.close(self._fd)
             self._fd = None
+        _forget(self)
         self.temp.unlink(missing_ok=True)
+
+
+def _forget(landing: LandingFile) -> None:
+    with _RECEIVING_LOCK:
+        _RECEIVING.discard(landing)
+
+
+def receiving() -> int:
+    """How many files this process is receiving now."""
+    with _RECEIVING_LOCK:
+        return len(_RECEIVING)
+
+
+def discard_unfinished(wait_seconds: float) -> int:
+    """At shutdown, after the connections were closed: waits up to
+    `wait_seconds` for their sessions to abort their uploads, then removes the
+    temporary files of those still open; returns how many it removed.
+
+    Only the name is removed, never a descriptor closed under a writer: a
+    session that still tries to land the file finds its temporary gone and
+    lands nothing."""
+    deadline = time.monotonic() + wait_seconds
+    while receiving() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with _RECEIVING_LOCK:
+        left = list(_RECEIVING)
+        _RECEIVING.clear()
+    for landing in left:
+        landing.temp.unlink(missing_ok=True)
+    return len(left)

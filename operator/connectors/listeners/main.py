@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from connectors.landing.receive import landing_area
+from connectors.landing.receive import discard_unfinished, landing_area
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender, DefenderSettings
 from connectors.listeners.core.report import TransferReporter, reporter_from_environment
@@ -195,6 +195,12 @@ def run(args: argparse.Namespace) -> int:
         return runner(args, common)
     finally:
         sweeping.set()
+        # The servers closed their connections; the uploads those carried
+        # must not outlive the pod as temporary files the next pod would only
+        # sweep after the idle timeout.
+        removed = discard_unfinished(wait_seconds=5.0)
+        if removed:
+            log.info("removed %d temporary files of uploads cut by the shutdown", removed)
         common.accounts.stop()
         common.reporter.close()
 

@@ -240,6 +240,35 @@ def test_killed_client_leaves_nothing(sftp_listener: Listener) -> None:
     assert landed(home) == [".connectors"]
 
 
+def test_listener_stopped_mid_upload_leaves_nothing(sftp_listener: Listener) -> None:
+    """A pod being deleted gets SIGTERM while a partner uploads: the upload is
+    cut and its temporary file goes with the process, not minutes later when
+    the next pod's sweep finds it stale."""
+    need("sftp")
+    root = sftp_listener.workspace.root
+    with (root / "conversions_cut.csv").open("wb") as handle:
+        for _ in range(50):
+            handle.write(os.urandom(1024 * 1024))
+    home = sftp_listener.workspace.home("acme-conversions")
+    process = subprocess.Popen(
+        ["sftp", "-l", "16000", "-b", "-", "-P", str(sftp_listener.port),
+         "-i", str(sftp_listener.workspace.client_key), "-o", "IdentitiesOnly=yes",
+         "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known_hosts(sftp_listener)}",
+         "acme@127.0.0.1"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root,
+    )
+    assert process.stdin is not None
+    process.stdin.write(b"put conversions_cut.csv\n")
+    process.stdin.close()
+    wait_until(lambda: any((home / name).stat().st_size > 2 * 1024 * 1024
+                           for name in temporaries(home)), message="the upload to start")
+    sftp_listener.process.send_signal(signal.SIGTERM)
+    assert sftp_listener.process.wait(timeout=30) == 0
+    assert process.wait(timeout=30) != 0, "the cut upload reported success"
+    assert temporaries(home) == []
+    assert landed(home) == [".connectors"]
+
+
 def test_brute_force_is_banned(workspace: Workspace) -> None:
     gen = listener_fixture(workspace, "sftp", "--ban-user-failures", "3",
                            "--ban-address-failures", "100", "--ban-seconds", "600")
