@@ -85,6 +85,20 @@ def test_reports_inbound_breaks_exactly_one_rule() -> None:
     assert [r.field for r in broken_rules(spec, spec.rules)] == [".dataType"]
 
 
+@pytest.mark.parametrize(("direction", "methodology", "broken"), [
+    ("Outbound", "Pull", []),
+    ("Inbound", "Push", [".deleteAfterDownload"]),
+])
+def test_delete_after_download_is_for_outbound_pull(direction: str, methodology: str,
+                                                    broken: list[str]) -> None:
+    spec = ConnectionSpec.model_validate({
+        "direction": direction, "dataType": "Reports" if direction == "Outbound" else "Clicks",
+        "method": "SFTP", "methodology": methodology, "credentialRef": {"name": "c"},
+        "deleteAfterDownload": True,
+    })
+    assert [r.field for r in broken_rules(spec, spec.rules)] == broken
+
+
 @pytest.mark.parametrize(("method", "credential", "fits"), [
     ("SFTP", {"type": "PublicKey", "publicKey": "ssh-ed25519 AAAAC3Nz k"}, True),
     ("FTP", {"type": "PublicKey", "publicKey": "ssh-ed25519 AAAAC3Nz k"}, False),

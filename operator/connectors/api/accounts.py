@@ -66,6 +66,8 @@ class Account(Model):
     password_hash: str | None = None
     authorized_keys: list[str] = Field(default_factory=list)
     suspended: bool = False
+    delete_after_download: bool = False
+    """Outbound Pull: a file goes once the partner has downloaded all of it."""
 
 
 class AccountTable(Model):

@@ -178,6 +178,15 @@ RULES: tuple[Rule, ...] = (
         "remote.recipients applies only to Outbound Email: remove it",
         lambda s: s.remote is None or s.remote.recipients is None or _outbound_email(s),
     ),
+    Rule(
+        ".deleteAfterDownload",
+        "!has(self.deleteAfterDownload) || !self.deleteAfterDownload "
+        "|| (self.direction == 'Outbound' && self.methodology == 'Pull')",
+        "deleteAfterDownload applies only to Outbound Pull (the partner downloads from the "
+        "listener); for Inbound Pull use remote.deleteAfterTransfer",
+        lambda s: not s.delete_after_download
+        or (s.direction == "Outbound" and s.methodology == "Pull"),
+    ),
 )
 
 
@@ -254,6 +263,9 @@ class ConnectionSpec(Model):
     suspend: bool = False
     """Stop scheduling transfers (platform-initiated) or refuse logins (partner-initiated)
     without deleting anything."""
+    delete_after_download: bool = False
+    """Outbound Pull: delete each file from the listener's folder once the partner has
+    downloaded all of it. Default false: files stay until the platform removes them."""
 
     @property
     def platform_initiated(self) -> bool:

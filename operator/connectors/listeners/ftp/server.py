@@ -44,14 +44,19 @@ except ImportError:  # pragma: no cover
     from pyftpdlib.handlers import PassiveDTP
 
 from connectors.api.accounts import Account
-from connectors.landing.area import Receipt, is_hidden
+from connectors.landing.area import Receipt
 from connectors.landing.receive import LandingFile, landing_area
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
+from connectors.listeners.core.downloads import finish_download
 from connectors.listeners.core.jail import Jail, PathRefused
 from connectors.listeners.core.login_gate import Admission, LoginGate
-from connectors.listeners.core.report import TransferReporter, report_landed
-from connectors.listeners.core.rules import may_read, upload_refusal
+from connectors.listeners.core.report import (
+    TransferReporter,
+    report_landed,
+    report_refused,
+)
+from connectors.listeners.core.rules import may_read, may_see, upload_refusal
 from connectors.listeners.core.tls import pyopenssl_server_context
 
 log = logging.getLogger(__name__)
@@ -209,18 +214,62 @@ class PartnerFS(AbstractedFS):  # type: ignore[misc]
         return True
 
     def listdir(self, path: str) -> list[str]:
-        return [name for name in super().listdir(path) if not is_hidden(name)]
+        self._check_visible(path)
+        return [name for name in super().listdir(path) if may_see(self.account, name)]
 
     def listdirinfo(self, path: str) -> list[str]:
         return self.listdir(path)
+
+    def _visible(self, path: str) -> bool:
+        """Whether the partner may see every part of a real path below the home
+        (listeners/core/rules.py): anything else answers as if absent."""
+        relative = os.path.relpath(path, self.jail.home)
+        if relative == ".":
+            return True
+        return not relative.startswith("..") and all(
+            may_see(self.account, name) for name in relative.split(os.sep))
+
+    def _check_visible(self, path: str) -> None:
+        if not self._visible(path):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+    def stat(self, path: str) -> os.stat_result:
+        self._check_visible(path)
+        return os.stat(path)
+
+    def lstat(self, path: str) -> os.stat_result:
+        self._check_visible(path)
+        return os.lstat(path)
+
+    def getsize(self, path: str) -> int:
+        self._check_visible(path)
+        return os.path.getsize(path)
+
+    def getmtime(self, path: str) -> float:
+        self._check_visible(path)
+        return os.path.getmtime(path)
+
+    def isfile(self, path: str) -> bool:
+        return self._visible(path) and os.path.isfile(path)
+
+    def isdir(self, path: str) -> bool:
+        return self._visible(path) and os.path.isdir(path)
+
+    def lexists(self, path: str) -> bool:
+        return self._visible(path) and os.path.lexists(path)
 
     def open(self, filename: str, mode: str) -> Any:
         if "w" in mode or "a" in mode or "+" in mode:
             return self._open_upload(filename, mode)
         name = os.path.basename(filename)
+        self._check_visible(filename)
         if not may_read(self.account, name):
             raise FilesystemError("This account may not download this file")
-        return super().open(filename, mode)
+        handle = super().open(filename, mode)
+        info = os.fstat(handle.fileno())
+        # What on_file_sent needs to tell this file from a newer one of that name.
+        self.cmd_channel.sending = (filename, info.st_size, (info.st_dev, info.st_ino))
+        return handle
 
     def _open_upload(self, filename: str, mode: str) -> FtpUpload:
         if mode != "wb":
@@ -232,6 +281,8 @@ class PartnerFS(AbstractedFS):  # type: ignore[misc]
             reason = upload_refusal(self.account, name)
         if reason is not None:
             log.info("upload refused user=%r name=%r: %s", self.account.username, name, reason)
+            report_refused(self.cmd_channel.reporter, self.account, "ftp",
+                           f"upload of {name!r} refused: {reason}")
             raise FilesystemError(reason[0].upper() + reason[1:])
         area = landing_area(self.cmd_channel.landing_root, self.account)
         return FtpUpload(LandingFile(area, name))
@@ -495,6 +546,8 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
     # current one.
     declared_size: int | None = None
     stor_declared_size: int | None = None
+    # The file a RETR is sending: (path, size, (device, inode)).
+    sending: tuple[str, int, tuple[int, int]] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -548,6 +601,14 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
 
     def ftp_STOU(self, line: str) -> None:
         self.respond("502 STOU is not supported: name the file.")
+
+    def on_file_sent(self, file: str) -> None:
+        """A RETR ran to its end (resume is refused, so it sent the whole file)."""
+        if self.account is None or self.sending is None or self.sending[0] != file:
+            return
+        _, size, inode = self.sending
+        self.sending = None
+        finish_download(self.reporter, self.account, "ftp", Path(file), size, inode)
 
     def on_logout(self, username: str) -> None:
         self._release()

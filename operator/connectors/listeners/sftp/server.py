@@ -41,14 +41,18 @@ from paramiko.sftp import (
 
 from connectors import paramiko_speedups
 from connectors.api.accounts import Account
-from connectors.landing.area import is_hidden
 from connectors.landing.receive import LandingFile, landing_area
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
+from connectors.listeners.core.downloads import finish_download
 from connectors.listeners.core.jail import Jail, PathRefused, normalize, parts
 from connectors.listeners.core.login_gate import Admission, LoginGate, SessionLimiter
-from connectors.listeners.core.report import TransferReporter, report_landed
-from connectors.listeners.core.rules import may_list, may_read, upload_refusal
+from connectors.listeners.core.report import (
+    TransferReporter,
+    report_landed,
+    report_refused,
+)
+from connectors.listeners.core.rules import may_list, may_read, may_see, upload_refusal
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -207,12 +211,27 @@ class Refused(Exception):
 
 
 class ReadHandle(paramiko.SFTPHandle):
-    def __init__(self, fd: int) -> None:
+    """A download. It counts what it served so that closing it can tell a
+    complete download (reported, and deleted with deleteAfterDownload) from a
+    partial one."""
+
+    def __init__(self, fd: int, path: Path) -> None:
         super().__init__()
         self.fd = fd
+        self.path = path
+        info = os.fstat(fd)
+        self.size = info.st_size
+        self.inode = (info.st_dev, info.st_ino)
+        self.served = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.served >= self.size
 
     def read(self, offset: int, length: int) -> bytes | int:
-        return os.pread(self.fd, min(length, MAX_READ), offset)
+        data = os.pread(self.fd, min(length, MAX_READ), offset)
+        self.served += len(data)
+        return data
 
     def write(self, offset: int, data: Buffer) -> int:
         return SFTP_PERMISSION_DENIED
@@ -293,9 +312,17 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
 
     def _real(self, path: str) -> Path:
         try:
-            return self.jail.real(path)
+            return self._visible(path)
         except PathRefused as err:
             raise Refused(SFTP_NO_SUCH_FILE, str(err)) from None
+
+    def _visible(self, path: str) -> Path:
+        """The real path, refused like a missing file unless the partner may see
+        every part of it (listeners/core/rules.py)."""
+        real = self.jail.real(path)
+        if not all(may_see(self.account, name) for name in parts(normalize(path))):
+            raise PathRefused("no such file")
+        return real
 
     def open_handle(self, path: str, flags: int) -> paramiko.SFTPHandle:
         """Opens a file; raises Refused with a message for the partner."""
@@ -312,7 +339,14 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
         if not stat_module.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise Refused(SFTP_PERMISSION_DENIED, "not a regular file")
-        return ReadHandle(fd)
+        return ReadHandle(fd, real)
+
+    def downloaded(self, handle: ReadHandle) -> None:
+        """A download ran to its end: report it, and with deleteAfterDownload
+        remove the file, unless the platform replaced it meanwhile (another
+        inode under the same name is a new file the partner has not seen)."""
+        finish_download(self.session.context.reporter, self.account, "sftp", handle.path,
+                        handle.size, handle.inode)
 
     def _open_upload(self, path: str, flags: int) -> paramiko.SFTPHandle:
         try:
@@ -325,6 +359,8 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
             reason = "appending and resuming are not supported: uploads land whole"
         if reason is not None:
             log.info("upload refused user=%r path=%r: %s", self.account.username, path, reason)
+            report_refused(self.session.context.reporter, self.account, "sftp",
+                           f"upload of {path!r} refused: {reason}")
             raise Refused(SFTP_PERMISSION_DENIED, reason)
         return UploadHandle(LandingFile(self.area, name))
 
@@ -332,11 +368,11 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
         if not may_list(self.account):
             return SFTP_PERMISSION_DENIED
         try:
-            real = self.jail.real(path)
+            real = self._visible(path)
             entries = [
                 paramiko.SFTPAttributes.from_stat(entry.stat(follow_symlinks=False), entry.name)
                 for entry in os.scandir(real)
-                if not is_hidden(entry.name)
+                if may_see(self.account, entry.name)
             ]
         except PathRefused:
             return SFTP_NO_SUCH_FILE
@@ -346,7 +382,7 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
 
     def stat(self, path: str) -> paramiko.SFTPAttributes | int:
         try:
-            real = self.jail.real(path)
+            real = self._visible(path)
             return paramiko.SFTPAttributes.from_stat(os.stat(real))
         except PathRefused:
             return SFTP_NO_SUCH_FILE
@@ -356,7 +392,7 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
     def lstat(self, path: str) -> paramiko.SFTPAttributes | int:
         try:
             components = parts(normalize(path))
-            if any(is_hidden(name) for name in components):
+            if not all(may_see(self.account, name) for name in components):
                 return SFTP_NO_SUCH_FILE
             candidate = self.jail.home.joinpath(*components)
             # lstat describes a link itself, so only its folder must be inside.
@@ -584,6 +620,7 @@ class FastSFTPServer(paramiko.SFTPServer):
         if not data:
             self._out.append(_status(request_number, SFTP_EOF, "End of file"))
             return
+        handle.served += len(data)
         self._out.append(struct.pack(">IBII", 9 + len(data), CMD_DATA, request_number, len(data)))
         self._out.append(data)
 
@@ -623,6 +660,8 @@ class FastSFTPServer(paramiko.SFTPServer):
             return
         if not isinstance(handle, UploadHandle):
             handle.close()
+            if isinstance(handle, ReadHandle) and handle.complete:
+                self.filesystem.downloaded(handle)
             self._send_status(request_number, SFTP_OK)
             return
         try:
