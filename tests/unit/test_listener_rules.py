@@ -20,7 +20,8 @@ from connectors.listeners.core.jail import Jail, PathRefused, normalize
 from connectors.listeners.core.login_gate import SessionLimiter, key_blobs
 from connectors.listeners.core.report import BackgroundReporter, TransferRecord, event_message
 from connectors.listeners.core.rules import may_read, may_see, upload_refusal
-from connectors.listeners.ftp.server import ftp_permissions, parse_port_range
+from connectors.listeners.ftp.auth import ftp_permissions
+from connectors.listeners.ftp.server import parse_port_range
 
 
 def inbound(pattern: str | None = "conversions_*.csv") -> Account:
