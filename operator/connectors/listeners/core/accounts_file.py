@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from connectors.api.accounts import Account, AccountTable
+from connectors.listeners.core.places import Login
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,18 @@ def safe_home(home: str) -> bool:
     return bool(home) and "/" not in home and "\\" not in home and not home.startswith(".")
 
 
+def safe_folder(folder: str | None) -> bool:
+    """A folder in the partner's view is one plain name too (None: the root)."""
+    return folder is None or safe_home(folder)
+
+
 class AccountsFile:
     def __init__(self, path: Path, poll_seconds: float = 2.0) -> None:
         self.path = path
         self.poll_seconds = poll_seconds
         self._raw: bytes | None = None
-        self._accounts: dict[str, Account] = {}
+        self._accounts: list[Account] = []
+        self._logins: dict[str, Login] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reload()
@@ -55,25 +62,27 @@ class AccountsFile:
             log.error("account table %s invalid (%d errors); keeping the last good one",
                       self.path, err.error_count())
             return False
-        accounts = {name: a for name, a in table.by_username().items() if safe_home(a.home)}
-        if len(accounts) < len(table.accounts):
-            log.error("ignoring %d accounts whose home is not one plain folder name",
-                      len(table.accounts) - len(accounts))
-        # One reference assignment: readers in other threads see the old or the
-        # new dict, never a half-built one.
-        self._accounts = accounts
-        log.info("account table loaded: %d accounts", len(self._accounts))
+        usable = [a for a in table.accounts if safe_home(a.home) and safe_folder(a.folder)]
+        if len(usable) < len(table.accounts):
+            log.error("ignoring %d accounts whose home or folder is not one plain folder name",
+                      len(table.accounts) - len(usable))
+        grouped: dict[str, list[Account]] = {}
+        for account in usable:
+            grouped.setdefault(account.username, []).append(account)
+        logins = {name: Login.of(name, accounts) for name, accounts in grouped.items()}
+        # One reference assignment each: readers in other threads see the old or
+        # the new table, never a half-built one.
+        self._accounts = usable
+        self._logins = {name: login for name, login in logins.items() if login is not None}
+        log.info("account table loaded: %d accounts, %d logins", len(usable), len(self._logins))
         return True
 
-    def lookup(self, username: str) -> Account | None:
-        """The account, or None if unknown or suspended."""
-        account = self._accounts.get(username)
-        if account is None or account.suspended:
-            return None
-        return account
+    def lookup(self, username: str) -> Login | None:
+        """The login, or None if unknown or all its Connections are suspended."""
+        return self._logins.get(username)
 
     def accounts(self) -> list[Account]:
-        return list(self._accounts.values())
+        return list(self._accounts)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._poll, name="accounts-reload", daemon=True)

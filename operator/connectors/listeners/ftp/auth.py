@@ -11,9 +11,9 @@ from typing import Any
 from pyftpdlib.authorizers import AuthenticationFailed  # type: ignore[import-untyped]
 
 from connectors.api.accounts import Account
-from connectors.landing.receive import landing_area
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.login_gate import LoginGate
+from connectors.listeners.core.places import Login, PartnerView, Place
 
 log = logging.getLogger(__name__)
 
@@ -33,40 +33,53 @@ def ftp_permissions(account: Account) -> str:
 
 
 class AccountAuthorizer:
-    """pyftpdlib's authorizer interface, over the reloading account table."""
+    """pyftpdlib's authorizer interface, over the reloading account table.
+
+    pyftpdlib asks for permissions by real path: each place of the login
+    (listeners/core/places.py) answers with its own account's letters, and the
+    root of a login without a root Connection may only be listed."""
 
     def __init__(self, accounts: AccountsFile, data_root: Path, gate: LoginGate) -> None:
         self.accounts = accounts
         self.data_root = data_root
         self.gate = gate
+        # The view of each login, made again when the table gives a new Login:
+        # pyftpdlib asks for permissions on every command.
+        self._views: dict[str, PartnerView] = {}
 
     def validate_authentication(self, username: str, password: str, handler: Any) -> None:
         address = str(handler.remote_ip)
-        account = self.gate.verify_password(address, username, password)
-        if account is None:
+        login = self.gate.verify_password(address, username, password)
+        if login is None:
             raise AuthenticationFailed("Authentication failed.")
-        admission = self.gate.admit(address, account)
+        admission = self.gate.admit(address, login)
         if admission is None:
             raise AuthenticationFailed("Too many sessions for this account.")
         handler.admission = admission
-        handler.account = account
+        handler.view = self.view(login)
+        handler.view.ensure()
 
     def get_home_dir(self, username: str) -> str:
-        account = self._account(username)
-        area = landing_area(self.data_root, account)
-        area.ensure()
-        return os.path.realpath(area.home)
+        return root_path(self.view(self._login(username)), self.data_root)
 
     def has_user(self, username: str) -> bool:
         return self.accounts.lookup(username) is not None
 
     def has_perm(self, username: str, perm: str, path: str | None = None) -> bool:
-        account = self.accounts.lookup(username)
-        return account is not None and perm in ftp_permissions(account)
+        login = self.accounts.lookup(username)
+        if login is None:
+            return False
+        if path is None:
+            return perm in self.get_perms(username)
+        place = place_of_real(self.view(login), path)
+        return perm in (ftp_permissions(place.account) if place is not None else "el")
 
     def get_perms(self, username: str) -> str:
-        account = self.accounts.lookup(username)
-        return ftp_permissions(account) if account is not None else ""
+        login = self.accounts.lookup(username)
+        if login is None:
+            return ""
+        return "".join(sorted({letter for account in login.accounts
+                               for letter in ftp_permissions(account)}))
 
     def get_msg_login(self, username: str) -> str:
         return "Login successful."
@@ -80,8 +93,35 @@ class AccountAuthorizer:
     def terminate_impersonation(self, username: str) -> None:
         return None
 
-    def _account(self, username: str) -> Account:
-        account = self.accounts.lookup(username)
-        if account is None:
+    def view(self, login: Login) -> PartnerView:
+        view = self._views.get(login.username)
+        if view is None or view.login is not login:
+            view = self._views[login.username] = PartnerView(login, self.data_root)
+        return view
+
+    def _login(self, username: str) -> Login:
+        login = self.accounts.lookup(username)
+        if login is None:
             raise AuthenticationFailed("Authentication failed.")
-        return account
+        return login
+
+
+# The real path that stands for the root of a login whose Connections all have
+# folders: never created; PartnerFS lists the folders there and nothing else.
+NO_ROOT = ".no-root-connection"
+
+
+def root_path(view: PartnerView, data_root: Path) -> str:
+    if view.root is not None:
+        return os.path.realpath(view.root.jail.home)
+    return os.path.join(os.path.realpath(data_root), NO_ROOT)
+
+
+def place_of_real(view: PartnerView, path: str) -> Place | None:
+    """The place whose landing area holds the real `path`, if any."""
+    resolved = os.path.realpath(path)
+    for place in view.places:
+        home = str(place.jail.home)
+        if resolved == home or resolved.startswith(home + os.sep):
+            return place
+    return None

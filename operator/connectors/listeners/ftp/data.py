@@ -223,8 +223,8 @@ class Settlement:
             self.upload.discard()
             self.control.respond("451 The file could not be stored.")
             return
-        self.control.landed.add(receipt.name)
-        report_landed(self.control.reporter, self.control.account, "ftp", [receipt])
+        self.control.landed.add(os.path.realpath(self.upload.landing.area.home / receipt.name))
+        report_landed(self.control.reporter, self.upload.account, "ftp", [receipt])
         self.control.respond("226 Transfer complete.")
 
     def _failed(self) -> None:

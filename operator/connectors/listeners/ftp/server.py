@@ -27,11 +27,11 @@ from typing import Any
 from pyftpdlib.handlers import FTPHandler  # type: ignore[import-untyped]
 from pyftpdlib.servers import FTPServer  # type: ignore[import-untyped]
 
-from connectors.api.accounts import Account
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.downloads import finish_download
 from connectors.listeners.core.login_gate import Admission, LoginGate
+from connectors.listeners.core.places import PartnerView
 from connectors.listeners.core.report import TransferReporter
 from connectors.listeners.core.tls import pyopenssl_server_context
 from connectors.listeners.ftp.auth import AccountAuthorizer
@@ -42,7 +42,7 @@ from connectors.listeners.ftp.data import (
     StrictPassiveDTP,
     TLSDataMixin,
 )
-from connectors.listeners.ftp.filesystem import PartnerFS
+from connectors.listeners.ftp.filesystem import PartnerFS, Sending
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,13 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
     reporter: TransferReporter
     defender: Defender
 
-    account: Account | None = None
     admission: Admission | None = None
+    view: PartnerView | None = None
     # The size a client declared with ALLO for its next STOR, and for the
     # current one.
     declared_size: int | None = None
     stor_declared_size: int | None = None
-    # The file a RETR is sending: (path, size, (device, inode)).
-    sending: tuple[str, int, tuple[int, int]] | None = None
+    sending: Sending | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -147,11 +146,11 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
 
     def on_file_sent(self, file: str) -> None:
         """A RETR ran to its end (resume is refused, so it sent the whole file)."""
-        if self.account is None or self.sending is None or self.sending[0] != file:
+        sending, self.sending = self.sending, None
+        if sending is None or sending.path != file:
             return
-        _, size, inode = self.sending
-        self.sending = None
-        finish_download(self.reporter, self.account, "ftp", Path(file), size, inode)
+        finish_download(self.reporter, sending.account, "ftp", Path(file), sending.size,
+                        sending.inode)
 
     def on_logout(self, username: str) -> None:
         self._release()
@@ -164,7 +163,7 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
         if self.admission is not None:
             self.admission.release()
             self.admission = None
-        self.account = None
+        self.view = None
 
 
 def handler_class(settings: FtpSettings, landing_root: Path, reporter: TransferReporter,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import paramiko
 
-from connectors.api.accounts import Account
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.login_gate import Admission, LoginGate, SessionLimiter
+from connectors.listeners.core.places import Login
 from connectors.listeners.core.report import TransferReporter
 from connectors.listeners.sftp.protocol import (
     AUTH_FAILED,
@@ -69,32 +69,31 @@ class Session(paramiko.ServerInterface):
         self.context = context
         self.gate = context.gate()
         self.address = address
-        self.verified: Account | None = None
+        self.verified: Login | None = None
         self.admission: Admission | None = None
         self.last_activity = time.monotonic()
 
     @property
-    def account(self) -> Account | None:
-        return self.admission.account if self.admission is not None else None
+    def login(self) -> Login | None:
+        return self.admission.login if self.admission is not None else None
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey,password"
 
     def check_auth_password(self, username: str, password: str) -> int:
-        account = self.gate.verify_password(self.address, username, password)
-        return self._verified(account)
+        return self._verified(self.gate.verify_password(self.address, username, password))
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        account = self.gate.verify_key(self.address, username, key.asbytes())
-        if account is None:
+        login = self.gate.verify_key(self.address, username, key.asbytes())
+        if login is None:
             log.info("public key %s not accepted for user %r from %s",
                      key.fingerprint, username, self.address)
-        return self._verified(account)
+        return self._verified(login)
 
-    def _verified(self, account: Account | None) -> int:
-        if account is None:
+    def _verified(self, login: Login | None) -> int:
+        if login is None:
             return AUTH_FAILED
-        self.verified = account
+        self.verified = login
         return AUTH_SUCCESSFUL
 
     def check_channel_request(self, kind: str, chanid: int) -> int:

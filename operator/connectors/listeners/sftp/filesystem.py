@@ -4,6 +4,7 @@ uploads received through the one landing path (landing/receive.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat as stat_module
@@ -13,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 
 from connectors.api.accounts import Account
-from connectors.landing.receive import LandingFile, landing_area
+from connectors.landing.area import Receipt
+from connectors.landing.receive import LandingFile
 from connectors.listeners.core.downloads import finish_download
-from connectors.listeners.core.jail import Jail, PathRefused, normalize, parts
-from connectors.listeners.core.report import report_refused
+from connectors.listeners.core.jail import PathRefused, normalize
+from connectors.listeners.core.places import PartnerView, Place
+from connectors.listeners.core.report import TransferReporter, report_landed, report_refused
 from connectors.listeners.core.rules import may_list, may_read, may_see, upload_refusal
 from connectors.listeners.sftp.auth import Session
 from connectors.listeners.sftp.protocol import (
@@ -47,10 +50,11 @@ class ReadHandle(paramiko.SFTPHandle):
     complete download (reported, and deleted with deleteAfterDownload) from a
     partial one."""
 
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, fd: int, path: Path, account: Account) -> None:
         super().__init__()
         self.fd = fd
         self.path = path
+        self.account = account
         info = os.fstat(fd)
         self.size = info.st_size
         self.inode = (info.st_dev, info.st_ino)
@@ -95,9 +99,12 @@ def changes_content(attr: paramiko.SFTPAttributes) -> bool:
 
 
 class UploadHandle(paramiko.SFTPHandle):
-    def __init__(self, landing: LandingFile) -> None:
+    def __init__(self, landing: LandingFile, place: Place, virtual: str) -> None:
         super().__init__()
         self.landing = landing
+        self.place = place
+        # The partner's path of the file, for setting its times once landed.
+        self.virtual = virtual
         # Times a client set on the open file (OpenSSH `put -p`): applied once it lands.
         self.times: tuple[float, float] | None = None
 
@@ -129,39 +136,39 @@ class UploadHandle(paramiko.SFTPHandle):
 
 
 class PartnerFilesystem(paramiko.SFTPServerInterface):
-    """The partner's view of their home."""
+    """The partner's view of their login: one place per Connection it serves
+    (listeners/core/places.py), each confined to its landing area."""
 
     def __init__(self, server: Session, *args: Any, **kwargs: Any) -> None:
         super().__init__(server, *args, **kwargs)
-        assert server.account is not None  # the channel opens only after auth
+        assert server.login is not None  # the channel opens only after auth
         self.session = server
-        self.account: Account = server.account
-        self.area = landing_area(server.context.data_root, self.account)
-        self.area.ensure()
-        self.jail = Jail(self.area.home)
-        # Files this session landed: their partner may still set their times.
+        self.view = PartnerView(server.login, server.context.data_root)
+        self.view.ensure()
+        # Files this session landed (partner paths): their times may still be set.
         self.landed: set[str] = set()
 
-    def _real(self, path: str) -> Path:
+    @property
+    def reporter(self) -> TransferReporter:
+        return self.session.context.reporter
+
+    def _real(self, path: str) -> tuple[Place, Path]:
+        """The place and real path of a partner path, refused like a missing
+        file unless the partner may see every part of it (rules.py)."""
         try:
-            return self._visible(path)
+            place, rest = self.view.locate(path)
+            if place is None or not all(may_see(place.account, name) for name in rest):
+                raise PathRefused("no such file")
+            return place, place.jail.real("/" + "/".join(rest))
         except PathRefused as err:
             raise Refused(SFTP_NO_SUCH_FILE, str(err)) from None
-
-    def _visible(self, path: str) -> Path:
-        """The real path, refused like a missing file unless the partner may see
-        every part of it (listeners/core/rules.py)."""
-        real = self.jail.real(path)
-        if not all(may_see(self.account, name) for name in parts(normalize(path))):
-            raise PathRefused("no such file")
-        return real
 
     def open_handle(self, path: str, flags: int) -> paramiko.SFTPHandle:
         """Opens a file; raises Refused with a message for the partner."""
         if flags & (os.O_WRONLY | os.O_RDWR):
             return self._open_upload(path, flags)
-        real = self._real(path)
-        if not may_read(self.account, real.name):
+        place, real = self._real(path)
+        if not may_read(place.account, real.name):
             raise Refused(SFTP_PERMISSION_DENIED, "this account may not download this file")
         try:
             fd = os.open(os.path.realpath(real), os.O_RDONLY | os.O_CLOEXEC)
@@ -171,64 +178,96 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
         if not stat_module.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise Refused(SFTP_PERMISSION_DENIED, "not a regular file")
-        return ReadHandle(fd, real)
+        return ReadHandle(fd, real, place.account)
 
     def downloaded(self, handle: ReadHandle) -> None:
         """A download ran to its end: report it, and with deleteAfterDownload
         remove the file, unless the platform replaced it meanwhile (another
         inode under the same name is a new file the partner has not seen)."""
-        finish_download(self.session.context.reporter, self.account, "sftp", handle.path,
-                        handle.size, handle.inode)
+        finish_download(self.reporter, handle.account, "sftp", handle.path, handle.size,
+                        handle.inode)
 
     def _open_upload(self, path: str, flags: int) -> paramiko.SFTPHandle:
         try:
-            components = parts(normalize(path))
+            place, rest = self.view.locate(path)
         except PathRefused as err:
             raise Refused(SFTP_PERMISSION_DENIED, str(err)) from None
-        name = components[0] if len(components) == 1 else ""
-        reason = upload_refusal(self.account, name)
+        if place is None:
+            raise Refused(SFTP_PERMISSION_DENIED,
+                          "upload into one of the folders: " + ", ".join(self.view.folders))
+        name = rest[0] if len(rest) == 1 else ""
+        reason = upload_refusal(place.account, name)
         if reason is None and flags & os.O_APPEND:
             reason = "appending and resuming are not supported: uploads land whole"
         if reason is not None:
-            log.info("upload refused user=%r path=%r: %s", self.account.username, path, reason)
-            report_refused(self.session.context.reporter, self.account, "sftp",
+            log.info("upload refused user=%r path=%r: %s", place.account.username, path, reason)
+            report_refused(self.reporter, place.account, "sftp",
                            f"upload of {path!r} refused: {reason}")
             raise Refused(SFTP_PERMISSION_DENIED, reason)
-        return UploadHandle(LandingFile(self.area, name))
+        return UploadHandle(LandingFile(place.area, name), place, place.virtual_path(name))
+
+    def landed_upload(self, handle: UploadHandle, receipt: Receipt) -> None:
+        """An upload landed: keep the times the client set, and report it."""
+        self.landed.add(handle.virtual)
+        if handle.times is not None:
+            with contextlib.suppress(OSError):
+                os.utime(handle.place.area.home / receipt.name, handle.times)
+        report_landed(self.reporter, handle.place.account, "sftp", [receipt])
 
     def list_folder(self, path: str) -> list[paramiko.SFTPAttributes] | int:
-        if not may_list(self.account):
-            return SFTP_PERMISSION_DENIED
         try:
-            real = self._visible(path)
-            entries = [
-                paramiko.SFTPAttributes.from_stat(entry.stat(follow_symlinks=False), entry.name)
-                for entry in os.scandir(real)
-                if may_see(self.account, entry.name)
-            ]
-        except PathRefused:
-            return SFTP_NO_SUCH_FILE
+            if self.view.is_root(path):
+                return self._list_root()
+            place, real = self._real(path)
+            if not may_list(place.account):
+                return SFTP_PERMISSION_DENIED
+            return self._entries(place, real)
+        except Refused as refused:
+            return refused.code
         except OSError as err:
             return paramiko.SFTPServer.convert_errno(err.errno or 0)
+
+    def _list_root(self) -> list[paramiko.SFTPAttributes] | int:
+        """The root Connection's files, and one folder per folder Connection."""
+        root = self.view.root
+        if root is not None and not may_list(root.account) and not self.view.folders:
+            return SFTP_PERMISSION_DENIED
+        entries = []
+        if root is not None and may_list(root.account):
+            entries = self._entries(root, root.jail.home)
+        for folder, place in self.view.folders.items():
+            entries.append(paramiko.SFTPAttributes.from_stat(os.stat(place.jail.home), folder))
         return entries
+
+    @staticmethod
+    def _entries(place: Place, real: Path) -> list[paramiko.SFTPAttributes]:
+        return [
+            paramiko.SFTPAttributes.from_stat(entry.stat(follow_symlinks=False), entry.name)
+            for entry in os.scandir(real)
+            if may_see(place.account, entry.name)
+        ]
 
     def stat(self, path: str) -> paramiko.SFTPAttributes | int:
         try:
-            real = self._visible(path)
+            if self.view.is_root(path) and self.view.root is None:
+                return _folder_attributes()
+            _, real = self._real(path)
             return paramiko.SFTPAttributes.from_stat(os.stat(real))
-        except PathRefused:
-            return SFTP_NO_SUCH_FILE
+        except Refused as refused:
+            return refused.code
         except OSError as err:
             return paramiko.SFTPServer.convert_errno(err.errno or 0)
 
     def lstat(self, path: str) -> paramiko.SFTPAttributes | int:
         try:
-            components = parts(normalize(path))
-            if not all(may_see(self.account, name) for name in components):
+            if self.view.is_root(path) and self.view.root is None:
+                return _folder_attributes()
+            place, rest = self.view.locate(path)
+            if place is None or not all(may_see(place.account, name) for name in rest):
                 return SFTP_NO_SUCH_FILE
-            candidate = self.jail.home.joinpath(*components)
+            candidate = place.jail.home.joinpath(*rest)
             # lstat describes a link itself, so only its folder must be inside.
-            self.jail.check_inside(candidate.parent if components else candidate)
+            place.jail.check_inside(candidate.parent if rest else candidate)
             return paramiko.SFTPAttributes.from_stat(os.lstat(candidate))
         except PathRefused:
             return SFTP_NO_SUCH_FILE
@@ -265,15 +304,16 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
         file this session landed, times are applied and modes ignored; any
         other change, or any other file, is refused."""
         try:
-            components = parts(normalize(path))
+            virtual = normalize(path)
+            place, rest = self.view.locate(virtual)
         except PathRefused:
             return SFTP_NO_SUCH_FILE
-        if len(components) != 1 or components[0] not in self.landed or changes_content(attr):
+        if place is None or virtual not in self.landed or changes_content(attr):
             return SFTP_PERMISSION_DENIED
         times = requested_times(attr)
         if times is not None:
             try:
-                os.utime(self.area.home / components[0], times)
+                os.utime(place.area.home / rest[0], times)
             except OSError as err:
                 return paramiko.SFTPServer.convert_errno(err.errno or 0)
         return SFTP_OK
@@ -283,3 +323,12 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
 
     def readlink(self, path: str) -> str | int:
         return SFTP_OP_UNSUPPORTED
+
+
+def _folder_attributes() -> paramiko.SFTPAttributes:
+    """The root of a login whose Connections all have folders: a folder of
+    folders, with nothing of its own to stat."""
+    attributes = paramiko.SFTPAttributes()
+    attributes.st_mode = stat_module.S_IFDIR | 0o550
+    attributes.st_size = 0
+    return attributes

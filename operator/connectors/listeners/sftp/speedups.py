@@ -20,7 +20,6 @@ from typing import Any, cast
 import paramiko
 from paramiko.sftp import CMD_CLOSE, CMD_DATA, CMD_OPEN, CMD_READ, CMD_STATUS, CMD_WRITE
 
-from connectors.listeners.core.report import report_landed
 from connectors.listeners.sftp.auth import Session
 from connectors.listeners.sftp.filesystem import (
     PartnerFilesystem,
@@ -257,10 +256,5 @@ class FastSFTPServer(paramiko.SFTPServer):
             log.error("could not land %r: %s", handle.landing.name, err.strerror)
             self._send_status(request_number, SFTP_FAILURE, "the file could not be stored")
             return
-        self.filesystem.landed.add(receipt.name)
-        if handle.times is not None:
-            with contextlib.suppress(OSError):
-                os.utime(self.filesystem.area.home / receipt.name, handle.times)
-        account = self.filesystem.account
-        report_landed(self.session.context.reporter, account, "sftp", [receipt])
+        self.filesystem.landed_upload(handle, receipt)
         self._send_status(request_number, SFTP_OK)

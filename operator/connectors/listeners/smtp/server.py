@@ -55,6 +55,7 @@ from connectors.landing.receive import LandingFile, landing_area
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.login_gate import Admission, LoginGate
+from connectors.listeners.core.places import Login
 from connectors.listeners.core.report import TransferReporter, report_landed, report_refused
 from connectors.listeners.core.rules import upload_refusal
 from connectors.listeners.core.tls import stdlib_server_context
@@ -229,10 +230,10 @@ class AccountAuthenticator:
         username = auth_data.login.decode("utf-8", "replace")
         password = auth_data.password.decode("utf-8", "replace")
         address = _peer_address(session)
-        account = self.gate.verify_password(address, username, password)
-        if account is None:
+        login = self.gate.verify_password(address, username, password)
+        if login is None:
             return AuthResult(success=False, handled=False)
-        admission = self.gate.admit(address, account)
+        admission = self.gate.admit(address, login)
         if admission is None:
             return AuthResult(success=False, handled=False,
                               message="454 4.7.0 Too many sessions for this account; "
@@ -251,31 +252,41 @@ class InboundHandler:
         self.inbox = inbox
         self.domain = domain.lower()
 
-    def _account(self, session: Session) -> Account | None:
-        """The logged-in account as the table has it now (it may have been
-        suspended or removed since the login)."""
+    def _login(self, session: Session) -> Login | None:
+        """The logged-in login as the table has it now (its Connections may
+        have been suspended or removed since the login)."""
         admission = session.auth_data
         if not isinstance(admission, Admission):
             return None
-        account = self.accounts.lookup(admission.account.username)
-        return None if account is None or account.suspended else account
+        return self.accounts.lookup(admission.login.username)
+
+    def _recipient(self, login: Login, address: str) -> Account | None:
+        """The login's Connection that `address` names, if any."""
+        local, _, domain = address.rpartition("@")
+        if domain.lower() != self.domain:
+            return None
+        return next((a for a in login.accounts if a.connection.lower() == local.lower()), None)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
-        account = self._account(session)
-        if account is None:
+        login = self._login(session)
+        if login is None:
             return "530 5.7.0 Authentication required"
-        local, _, domain = address.rpartition("@")
-        if domain.lower() != self.domain or local.lower() != account.connection.lower():
-            return "550 5.7.1 This account may only send to its own Connection's address"
+        account = self._recipient(login, address)
+        if account is None:
+            return "550 5.7.1 This account may only send to its own Connections' addresses"
         if "upload" not in account.permissions:
             return "550 5.7.1 This Connection does not receive files"
+        if envelope.rcpt_tos and self._recipient(login, envelope.rcpt_tos[0]) != account:
+            return "452 4.5.3 One Connection per message: send the rest separately"
         if address not in envelope.rcpt_tos:
             envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        account = self._account(session)
+        login = self._login(session)
+        account = self._recipient(login, envelope.rcpt_tos[0]) if login and envelope.rcpt_tos \
+            else None
         if account is None:
             return "530 5.7.0 Authentication required"
         content = envelope.original_content or b""
