@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kubectl connectors: the API server refused: HTTP {error.status} "
               f"{error.reason}", file=sys.stderr)
         return 1
-    except (ConfigException, HTTPError, OSError) as error:
+    except ConfigException as error:
+        print(f"kubectl connectors: cannot read the kubeconfig: {error}", file=sys.stderr)
+        return 1
+    except (HTTPError, OSError) as error:
         print(f"kubectl connectors: cannot reach the cluster: {error}", file=sys.stderr)
         return 1
     return 0

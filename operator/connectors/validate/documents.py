@@ -48,7 +48,6 @@ def _child(node: yaml.Node, step: str | int) -> yaml.Node | None:
     return None
 
 
-
 def printable(text: str) -> str:
     """`text` on one line of any terminal: names and keys come from the files, and a
     newline, a control character or a lone surrogate in one must not break the
