@@ -37,6 +37,8 @@ class Member:
     name: str
     uid: str
     spec: ConnectionSpec
+    created: str = ""
+    """metadata.creationTimestamp: the older Connection keeps a contested place."""
 
 
 @dataclass
@@ -169,8 +171,10 @@ class ListenerSync:
             keys = tuple(line.strip() for line in (spec.public_key or "").splitlines()
                          if line.strip() and not line.strip().startswith("#"))
         username = credential_plan.username_for(ref, spec)
-        return plan.AccountSource(member.name, member.uid, member.spec, username,
-                                  password_hash, keys)
+        return plan.AccountSource(
+            member.name, member.uid, member.spec, username, password_hash, keys,
+            credential=ref, created=member.created,
+            credential_created=(body.get("metadata") or {}).get("creationTimestamp", ""))
 
     def _ensure(self, namespace: str, protocol: str, account_plan: plan.AccountPlan,
                 result: SyncResult) -> None:

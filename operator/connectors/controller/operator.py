@@ -139,7 +139,9 @@ class Operator:
                 continue
             spec, validated = validate_connection(body.get("spec") or {})
             if spec is not None and validated.ok and not spec.platform_initiated:
-                members.append(Member(name, body["metadata"]["uid"], spec))
+                metadata = body["metadata"]
+                members.append(Member(name, metadata["uid"], spec,
+                                      metadata.get("creationTimestamp", "")))
         credentials = {name: body for (ns, name), body in self.credentials.items()
                        if ns == namespace}
         return await self.run(self.listener_sync.run, namespace, members, credentials)
