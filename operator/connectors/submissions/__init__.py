@@ -1,0 +1,16 @@
+"""Submissions: every landed file of an Inbound Connection, checked against its
+data type's schema, answered with a result file, and kept in a history.
+
+Pure of Kubernetes: listeners, jobs and a processor call it (the import
+contracts keep kopf, kubernetes, listeners and jobs out).
+
+- schema.py, builtin.py: the declarative schema, and one per data type;
+- check.py (with reading.py, header.py, columns.py, groups.py): the checker;
+- outcome.py: what a check finds; results.py: the result file;
+- store.py: the SQLite history, with claims for exactly-once processing.
+"""
+
+from .builtin import BUILTIN, schema_for
+from .schema import Column, FileRule, FileSchema
+
+__all__ = ["BUILTIN", "Column", "FileRule", "FileSchema", "schema_for"]
