@@ -11,6 +11,20 @@ contracts keep kopf, kubernetes, listeners and jobs out).
 """
 
 from .builtin import BUILTIN, schema_for
+from .check import CheckSettings, check_file
+from .outcome import CheckError, CheckResult
+from .reading import ReadLimits
 from .schema import Column, FileRule, FileSchema
 
-__all__ = ["BUILTIN", "Column", "FileRule", "FileSchema", "schema_for"]
+__all__ = [
+    "BUILTIN",
+    "CheckError",
+    "CheckResult",
+    "CheckSettings",
+    "Column",
+    "FileRule",
+    "FileSchema",
+    "ReadLimits",
+    "check_file",
+    "schema_for",
+]
