@@ -14,6 +14,7 @@ from .builtin import BUILTIN, schema_for
 from .check import CheckSettings, check_file
 from .outcome import CheckError, CheckResult
 from .reading import ReadLimits
+from .results import render_result, result_file_name
 from .schema import Column, FileRule, FileSchema
 
 __all__ = [
@@ -26,5 +27,7 @@ __all__ = [
     "FileSchema",
     "ReadLimits",
     "check_file",
+    "render_result",
+    "result_file_name",
     "schema_for",
 ]
