@@ -16,18 +16,24 @@ from .outcome import CheckError, CheckResult
 from .reading import ReadLimits
 from .results import render_result, result_file_name
 from .schema import Column, FileRule, FileSchema
+from .store import Claim, Submission, SubmissionStore, Summary, store_path
 
 __all__ = [
     "BUILTIN",
     "CheckError",
     "CheckResult",
     "CheckSettings",
+    "Claim",
     "Column",
     "FileRule",
     "FileSchema",
     "ReadLimits",
+    "Submission",
+    "SubmissionStore",
+    "Summary",
     "check_file",
     "render_result",
     "result_file_name",
     "schema_for",
+    "store_path",
 ]
