@@ -308,6 +308,37 @@ def test_a_2gb_line_is_skipped_in_bounded_memory() -> None:
     assert peak < 16 << 20, f"{peak:,} bytes at the peak"
 
 
+class LongRows(io.RawIOBase):
+    """A header, then `count` rows of two values of `width` bytes each, made as read."""
+
+    def __init__(self, count: int, width: int) -> None:
+        self.pending = b"Key,Text\n"
+        self.count = count
+        self.text = b"t" * width
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.pending and self.count:
+            self.count -= 1
+            self.pending = b"k" * 10 + b"," + self.text + b"\n"
+        data, self.pending = self.pending[:size], self.pending[size:]
+        return data
+
+
+def test_long_rows_make_short_batches_so_memory_stays_bounded() -> None:
+    schema = FileSchema(columns=[Column(name="Key", required=True), Column(name="Text")])
+    tracemalloc.start()
+    try:
+        result = check_file(LongRows(600, 100_000), schema, NOW)  # type: ignore[arg-type]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (result.rows_accepted, result.content_bytes > 60_000_000) == (600, True)
+    assert peak < 24 << 20, f"{peak:,} bytes at the peak for a 60 MB file"
+
+
 def gzipped(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 

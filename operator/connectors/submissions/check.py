@@ -2,11 +2,17 @@
 
     result = check_file(path, schema, now=datetime.now(UTC))
 
-Bad input is a result, never an exception: an empty, binary or undecodable
-file, a header that does not match, a gzip bomb or a line of 2 GB each give a
-Failed result with one clear error; a bad row is rejected with its line,
-column and reason while the rest of the file goes on. Only the machine's own
-failures (the file cannot be opened or read) raise.
+Bad input is a result, never an exception. A file that cannot be read as the
+schema's CSV (empty, binary, UTF-16, a header that does not match, a gzip bomb
+or damaged gzip) gives a Failed result with one clear error. A bad row (a bad
+value, a line that is not UTF-8, a line over the limit however long) is
+rejected with its line, column and reason, and the rest of the file goes on.
+Only the machine's own failures (the file cannot be opened or read) raise.
+
+Memory does not grow with the file: one block (128 KiB), one line at most
+(the line limit, 128 KiB), one batch of rows (about 4 MiB; 512 lines at the
+limit at worst), the first errors, and the keys a Consecutive rule remembers
+(groups.py: about 70 MB for its million keys, once a file has that many).
 
 How it stays fast (a measure is in bench/bench_check.py): the csv module parses,
 in C, lines that reading.py cuts and decodes a block at a time; rows come in
@@ -38,6 +44,11 @@ if TYPE_CHECKING:
     from _csv import Reader as _Reader
 
 
+# What a batch of rows should weigh: enough rows to make the per-batch work
+# negligible, few enough bytes to stay small.
+BATCH_BYTES = 4 << 20
+
+
 @dataclass(frozen=True)
 class CheckSettings:
     max_errors: int = 1000
@@ -46,8 +57,9 @@ class CheckSettings:
     """Line length, gzip size and ratio."""
     max_group_keys: int = 1_000_000
     """Keys a Consecutive rule remembers exactly (groups.py)."""
-    batch_rows: int = 1024
-    """Rows checked together."""
+    batch_rows: int = 512
+    """The most rows checked together (fewer when rows are long: BATCH_BYTES).
+    With the line limit, it bounds a batch's memory: 512 x 128 KiB at worst."""
     pause_gc: bool = True
     """Pause the cyclic garbage collector while checking. A check makes many
     short-lived lists and tuples and no cycles; the collector's passes over them
@@ -105,7 +117,7 @@ class _Check:
     def run(self, stream: BinaryIO) -> CheckResult:
         content = Content(stream, self.settings.limits)
         try:
-            self._read(Lines(content, self.settings.limits, self._line_problem))
+            self._read(content)
         except FileProblem as problem:
             failure = CheckError(problem.line, "", "validation", problem.code, problem.message)
             return CheckResult(
@@ -119,8 +131,8 @@ class _Check:
             content_bytes=content.size, compressed=content.compressed,
             delimiter=self.delimiter, header=self.header)
 
-    def _read(self, lines: Lines) -> None:
-        chunks = iter(lines)
+    def _read(self, content: Content) -> None:
+        chunks = iter(Lines(content, self.settings.limits, self._line_problem))
         first = next(chunks, None)
         if first is None:
             raise FileProblem("empty_file", "the file is empty" + (
@@ -131,12 +143,13 @@ class _Check:
                             delimiter=self.delimiter, strict=True)
         if self.header:
             next(reader)
-        self._rows(reader)
+        self._rows(reader, content)
 
-    def _rows(self, reader: _Reader) -> None:
-        size = self.settings.batch_rows
+    def _rows(self, reader: _Reader, content: Content) -> None:
+        most = self.settings.batch_rows
+        size = min(64, most)
         while True:
-            start = reader.line_num
+            start, read = reader.line_num, content.size
             batch: list[list[str]] = []
             broken = None
             try:
@@ -153,13 +166,21 @@ class _Check:
                 self._unreadable(reader.line_num, broken)
             elif len(batch) < size:
                 return
+            size = _batch_size(len(batch), content.size - read, most)
 
     def _batch(self, batch: list[list[str]], start: int, end: int, whole: bool) -> None:
         """Rows that came from lines start+1..end (and, if not whole, a record
         the csv module could not read after them)."""
-        if whole and end - start == len(batch) and set(map(len, batch)) == {self.width}:
-            self._check(batch, range(start + 1, end + 1))
-            return
+        if whole and end - start == len(batch):
+            try:
+                # zip(strict=True) checks that every row has as many values as
+                # the first, without a pass of its own.
+                columns = list(zip(*batch, strict=True))
+            except ValueError:
+                columns = []
+            if len(columns) == self.width:
+                self._check(batch, range(start + 1, end + 1), columns)
+                return
         # A blank line, a record over several lines, a wrong number of fields or
         # a broken record: work out each row's line, by the newlines it holds.
         rows: list[list[str]] = []
@@ -175,8 +196,10 @@ class _Check:
         if rows:
             self._check(rows, lines)
 
-    def _check(self, rows: list[list[str]], lines: Sequence[int]) -> None:
-        columns = list(zip(*rows, strict=True))
+    def _check(self, rows: list[list[str]], lines: Sequence[int],
+               columns: list[tuple[str, ...]] | None = None) -> None:
+        if columns is None:
+            columns = list(zip(*rows, strict=True))
         problems: list[Problem] = []
         for check in self.columns:
             for row, kind, code, message in check.problems(columns[check.index]):
@@ -220,6 +243,14 @@ class _Check:
     def _line_problem(self, line: int, code: str, message: str) -> None:
         self.rejected += 1
         self.sink.add(CheckError(line, "", "validation", code, message))
+
+
+def _batch_size(rows: int, size: int, most: int) -> int:
+    """Rows for the next batch: about BATCH_BYTES of them, judged by the last
+    batch, between 16 and `most`. Long rows make short batches, so that memory
+    stays near BATCH_BYTES; short rows (nearly every file) make full ones."""
+    per_row = max(1, size // max(1, rows))
+    return max(16, min(most, BATCH_BYTES // per_row))
 
 
 def _line_order(error: CheckError) -> int:

@@ -15,7 +15,7 @@ million keys) could reject a good line; that is the price of the bound.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from itertools import groupby
 
 # Any object that no key equals: no key is "open" before the first line.
@@ -35,18 +35,20 @@ class ConsecutiveTracker:
     def breaks(self, keys: Sequence[Hashable]) -> list[int]:
         """The indices of `keys` (one batch, in file order) whose key was closed
         before; updates what is closed."""
-        runs = [key for key, _ in groupby(keys)]
-        hashes = list(map(hash, runs))
+        hashes = list(map(hash, [key for key, _ in groupby(keys)]))
         first, last = hashes[0], hashes[-1]
-        if (len(set(hashes)) == len(hashes) and self._blank not in hashes
-                and (first == self._open or self._open not in hashes)
-                and self._newer.isdisjoint(hashes) and self._older.isdisjoint(hashes)):
+        unique = set(hashes)
+        if (len(unique) == len(hashes) and self._blank not in unique
+                and (first == self._open or self._open not in unique)
+                and unique.isdisjoint(self._newer)
+                and (not self._older or unique.isdisjoint(self._older))):
             # The common case: no key comes back. Every run but the last is
             # closed, and so is the run the previous batch ended in, unless this
             # batch goes on with it.
             if first != self._open:
                 self._close(self._open)
-            self._close_all(hashes[:-1])
+            unique.discard(last)
+            self._close_all(unique)
             self._open = last
             return []
         return self._slow(keys)
@@ -73,7 +75,7 @@ class ConsecutiveTracker:
         if isinstance(code, int):
             self._close_all((code,))
 
-    def _close_all(self, codes: Sequence[int]) -> None:
+    def _close_all(self, codes: Iterable[int]) -> None:
         self._newer.update(codes)
         if len(self._newer) >= self._generation:
             self._older, self._newer = self._newer, set()

@@ -49,8 +49,9 @@ LineProblem = Callable[[int, str, str], None]
 
 @dataclass(frozen=True)
 class ReadLimits:
-    max_line_bytes: int = 1 << 20
-    """The longest line read; a longer one is rejected without being held."""
+    max_line_bytes: int = 128 << 10
+    """The longest line read; a longer one is rejected without being held. The
+    csv module's own limit on a value is the same, 128 KiB."""
     max_content_bytes: int = 16 << 30
     """The most bytes a gzip file may decompress to."""
     max_gzip_ratio: int = 100
