@@ -186,6 +186,8 @@ def test_a_header_that_is_not_utf8_fails_the_file() -> None:
 
 @pytest.mark.parametrize(("data", "code"), [
     (b"", "empty_file"),
+    (b"\xef\xbb\xbf", "empty_file"),
+    (gzip.compress(b""), "empty_file"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary_file"),
     (b"some text\x00 with a NUL", "binary_file"),
     (b"PK\x03\x04\x14\x00", "archive"),
@@ -237,6 +239,9 @@ def test_without_a_required_header_the_first_line_may_be_data() -> None:
     assert check(conversions(row("O1")), schema).rows_accepted == 1
     result = check(conversions(row("O2"), header=row("O1")), schema)
     assert (result.header, result.rows_accepted) == (False, 2)
+    result = check(conversions(row("O2"), header="1,2,3"), schema)
+    assert (result.status, result.rows_accepted, codes(result)) == (
+        "Complete", 1, [(1, "", "field_count")])
 
 
 @pytest.mark.parametrize(("line", "code"), [
@@ -431,7 +436,8 @@ TRICKY = ["", "0", "1", "-1", "--1", "+1", "007", "1.5", "-0.5", ".5", "1.", "."
           "12345678901234567890", "1e3", " 1", "1 ", "\uff11", "\u0661", "²", "1_000", "nan",
           "2025-02-20", "2025-02-20T10:00:00Z", "2025-02-20 10:00", "2024-12-02", "2024-12-03",
           "20250220", "2025-02-30", "2025-02-20T25:00", "2025-02-20T10:00:00+05:00",
-          "USD", "usd", "EUR ", "Add", "Remove", "ab12", "AB12", "x" * 70, "\n", "a\nb"]
+          "USD", "usd", "EUR ", "Add", "Remove", "ab12", "AB12", "x" * 70, "\n", "a\nb",
+          "9" * 5000, "-" + "9" * 5000]
 COLUMNS = [
     Column(name="I", type="Integer"), Column(name="Ir", type="Integer", required=True),
     Column(name="Ib", type="Integer", minimum=1, maximum=100),

@@ -65,7 +65,7 @@ def test_a_new_store_is_migrated_in_wal_mode_and_reopens_as_it_was(tmp_path: Pat
         record(first, 1)
     with SubmissionStore(path) as again:
         assert again.version == len(MIGRATIONS)
-        assert [s.trace_id for s in again.list("acme")] == ["trace-1"]
+        assert [s.trace_id for s in again.history("acme")] == ["trace-1"]
 
 
 def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -177,11 +177,11 @@ def test_listing_is_newest_first_and_failed_only_shows_what_needs_a_look(
         outcome = outcomes[int(claim.submission.name.split("_")[1].split(".")[0])]
         assert outcome is not None
         store.mark_checked(claim, outcome)
-    assert [s.name for s in store.list("acme")] == [
+    assert [s.name for s in store.history("acme")] == [
         "conversions_4.csv", "conversions_3.csv", "conversions_2.csv", "conversions_1.csv"]
-    assert [s.name for s in store.list("acme", failed_only=True)] == [
+    assert [s.name for s in store.history("acme", failed_only=True)] == [
         "conversions_3.csv", "conversions_2.csv"]
-    assert len(store.list("acme", limit=2)) == 2
+    assert len(store.history("acme", limit=2)) == 2
 
 
 def test_summaries_count_per_connection(store: SubmissionStore) -> None:
@@ -288,7 +288,7 @@ def test_writers_and_claimers_in_separate_processes_check_every_file_exactly_onc
     claimed = Counter(sid for _, ids, _ in reports for sid in ids)
     assert claimed == marked, "no claim of a live processor was ever taken from it"
     with SubmissionStore(path) as store:
-        everything = [s for c in ("acme", "c0", "c1", "c2") for s in store.list(c, limit=total)]
+        everything = [s for c in ("acme", "c0", "c1", "c2") for s in store.history(c, limit=total)]
     assert len(everything) == total
     assert {s.status for s in everything} == {"Complete"}
     # What the crasher held came back once its lease expired: a second attempt.

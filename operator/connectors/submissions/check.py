@@ -122,7 +122,8 @@ class _Check:
             failure = CheckError(problem.line, "", "validation", problem.code, problem.message)
             return CheckResult(
                 status="Failed", rows_accepted=0, rows_rejected=self.accepted + self.rejected,
-                error_count=self.sink.count + 1, errors=(failure, *self.sink.kept),
+                error_count=self.sink.count + 1,
+                errors=(failure, *sorted(self.sink.kept, key=_line_order)),
                 failure=failure, content_bytes=content.size, compressed=content.compressed,
                 delimiter=self.delimiter, header=self.header)
         return CheckResult(

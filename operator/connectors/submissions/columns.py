@@ -149,7 +149,7 @@ class IntegerCheck(NumberCheck):
     kind = "a whole number such as 42"
 
     def __init__(self, column: Column, index: int) -> None:
-        super().__init__(column, index, r"-?[0-9]++", r"[0-9]++", int, "not_an_integer")
+        super().__init__(column, index, r"-?[0-9]++", r"[0-9]++", _whole, "not_an_integer")
 
     def bulk(self, values: Sequence[str]) -> bool:
         # Unsigned digits, in one pass over the joined values (empty values join
@@ -159,6 +159,14 @@ class IntegerCheck(NumberCheck):
         if joined.isascii() and joined.isdigit():
             return self._in_bounds(values)
         return not joined or super().bulk(values)
+
+
+def _whole(value: str) -> float:
+    """int(), except that a number of more digits than int() converts (4300, a
+    guard against slow conversions) is an infinity: beyond any bound."""
+    if len(value) <= 4000:
+        return int(value)
+    return float("-inf") if value.startswith("-") else float("inf")
 
 
 class DecimalCheck(NumberCheck):

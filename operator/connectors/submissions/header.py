@@ -41,6 +41,8 @@ def read_header(line: str, schema: FileSchema) -> tuple[str, bool]:
             return delimiter, True
         if not schema.header_required and len(values) == len(names):
             return delimiter, False
+    if not schema.header_required and declared != "Detect":
+        return declared, False  # a first row of data, checked like the others
     if declared == "Detect":
         raise FileProblem(
             "delimiter_not_found", "no delimiter (comma, semicolon, tab or vertical bar) splits "

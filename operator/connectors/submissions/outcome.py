@@ -47,8 +47,8 @@ class CheckResult:
     rows_rejected do not. Failed: the file could not be read as the schema's
     CSV (`failure` says why); nothing of it goes downstream, so rows_accepted
     is 0 and rows_rejected counts the rows read before the check stopped.
-    error_count counts every error; `errors` keeps the first ones (the setting
-    max_errors), the failure first.
+    error_count counts every error; `errors` keeps the first ones found (the
+    setting max_errors), sorted by line, the failure first.
     """
 
     status: Status

@@ -61,6 +61,7 @@ class ReadLimits:
     """The ratio is judged once this much is decompressed: a small file may
     compress very well and still be harmless."""
     block_bytes: int = 256 << 10
+    """Bytes read at a time (at most max_line_bytes)."""
 
 
 class _Raw:

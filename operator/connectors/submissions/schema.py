@@ -137,7 +137,8 @@ class Column(Model):
     pattern: (
         Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_regex)] | None
     ) = None
-    """String: a regular expression every non-empty value must match in full."""
+    """String: a regular expression (Python's) every non-empty value must match in
+    full. It runs on the partner's data: keep it free of nested repetition."""
     values: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=256)]],
         Field(min_length=1, max_length=1000),

@@ -143,6 +143,9 @@ class SubmissionStore:
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
                  journal_mode: str = "WAL", max_stored_errors: int = 100,
                  clock: Callable[[], float] = time.time) -> None:
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is too old for the submission "
+                               "store: it needs 3.35 or later (UPDATE ... RETURNING)")
         self.path = Path(path)
         self.max_stored_errors = max_stored_errors
         self._clock = clock
@@ -277,8 +280,8 @@ class SubmissionStore:
                                (submission_id,)).fetchone()
         return None if row is None else Submission.from_row(row)
 
-    def list(self, connection: str, *, failed_only: bool = False,
-             limit: int = 20) -> list[Submission]:
+    def history(self, connection: str, *, failed_only: bool = False,
+                limit: int = 20) -> list[Submission]:
         """Newest first. failed_only: those the partner must look at: Failed,
         or Complete with rejected rows."""
         failed = "AND (status = 'Failed' OR rows_rejected > 0)" if failed_only else ""
