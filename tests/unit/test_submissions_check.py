@@ -8,7 +8,6 @@ import gc
 import gzip
 import io
 import tracemalloc
-import zlib
 from pathlib import Path
 
 import pytest
@@ -402,7 +401,6 @@ def test_bad_deflate_data_is_a_result_not_an_exception() -> None:
     result = check(broken)
     assert result.failure is not None
     assert result.failure.code == "gzip_corrupt"
-    assert not isinstance(zlib.error, type(result))
 
 
 def test_the_collector_is_paused_during_a_check_and_running_after() -> None:
