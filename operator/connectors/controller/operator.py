@@ -31,9 +31,10 @@ from ..planning.conditions import (
 from ..planning.config import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, OperatorConfig
 from ..planning.objects import owner_reference
 from ..planning.status import credential_verdict, validate_connection
-from .credentials import reconcile_credential
+from .coalescer import Coalescer
 from .kube import Kube, now_rfc3339
-from .listeners import Coalescer, ListenerSync, Member, SyncResult
+from .reconcilers.credential import reconcile_credential
+from .reconcilers.listener_sync import ListenerSync, Member, SyncResult
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
