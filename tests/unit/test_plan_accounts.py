@@ -81,3 +81,19 @@ def test_adding_or_removing_a_connection_never_moves_another() -> None:
                          for name in smaller if larger.get(name, "gone") != smaller[name]
                          and name in larger}
                 assert moved == {}, (subset, extra)
+
+
+def test_within_one_second_the_incumbent_keeps_login_and_place() -> None:
+    """Creation times have one-second resolution: a tie never moves a login."""
+    second = "2026-01-01T00:00:00Z"
+    holder = source("zeta-clicks", "zeta", created=second, credential_created=second)
+    taker = source("aaa-test", "aaa", created=second, credential_created=second)
+    current = plan_accounts([holder]).table
+    plan = plan_accounts([taker, holder], current)
+    assert [a.connection for a in plan.table.accounts] == ["zeta-clicks"]
+    assert "already the login of Credential zeta" in plan.conflicts["aaa-test"]
+    # The same for a place within one Credential.
+    newcomer = source("aaa-more", "zeta", created=second, credential_created=second)
+    plan = plan_accounts([newcomer, holder], current)
+    assert [a.connection for a in plan.table.accounts] == ["zeta-clicks"]
+    assert "Connection zeta-clicks already appears at /" in plan.conflicts["aaa-more"]

@@ -12,11 +12,11 @@ import kopf
 
 from ..api.common import GROUP, VERSION
 from ..planning.config import OperatorConfig
-from .handlers import register
 from .kube import Kube, load_api_client
 from .operator import Operator
 from .peering import Peering
 from .peering import decide as decide_peering
+from .watches import register
 
 log = logging.getLogger("connectors")
 

@@ -103,7 +103,8 @@ class AccountPlan:
     conflicts: dict[str, str]
 
 
-def plan_accounts(sources: list[AccountSource]) -> AccountPlan:
+def plan_accounts(sources: list[AccountSource],
+                  current: AccountTable | None = None) -> AccountPlan:
     """One account per Connection, grouped into logins by username.
 
     A username belongs to one Credential: the oldest that claims it (creation
@@ -112,15 +113,24 @@ def plan_accounts(sources: list[AccountSource]) -> AccountPlan:
     place (the root, or spec.folder); a place already taken stays with the
     older Connection. Either way the newer one gets no account and a conflict
     that names the fix, and no existing account changes.
+
+    Creation times have a resolution of one second: between two objects of
+    the same second, the one that holds the login or place in the `current`
+    table keeps it, so a tie can never move a partner's login either.
     """
+    incumbent = {(a.username, a.connection) for a in current.accounts} if current else set()
+    holding = {(s.username, s.credential) for s in sources
+               if (s.username, s.connection) in incumbent}
     holders: dict[str, AccountSource] = {}
-    for source in sorted(sources, key=lambda s: (s.credential_created, s.credential)):
+    for source in sorted(sources, key=lambda s: (
+            s.credential_created, (s.username, s.credential) not in holding, s.credential)):
         holders.setdefault(source.username, source)
     places: dict[tuple[str, str], str] = {}
     accounts: list[Account] = []
     owners: list[AccountSource] = []
     conflicts: dict[str, str] = {}
-    for source in sorted(sources, key=lambda s: (s.created, s.connection)):
+    for source in sorted(sources, key=lambda s: (
+            s.created, (s.username, s.connection) not in incumbent, s.connection)):
         holder = holders[source.username]
         if source.credential != holder.credential:
             conflicts[source.connection] = (

@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...api.accounts import DEFAULT_LOG_N, GENERATED_LOG_N, hash_password, secret_name
+from ...api.accounts import (
+    DEFAULT_LOG_N,
+    GENERATED_LOG_N,
+    SECRET_KEY,
+    AccountTable,
+    hash_password,
+    secret_name,
+)
 from ...api.compat import credential_misfit
 from ...api.connection import ConnectionSpec
 from ...api.credential import CredentialSpec
@@ -87,6 +94,8 @@ class ListenerSync:
         self._claims: set[str] = set()
         self._prepared: set[str] = set()
         self._active: dict[str, set[str]] = {}
+        # The account table last written per (namespace, protocol).
+        self._tables: dict[tuple[str, str], AccountTable | None] = {}
 
     def run(self, namespace: str, members: Iterable[Member],
             credentials: dict[str, dict[str, Any]]) -> SyncResult:
@@ -97,7 +106,7 @@ class ListenerSync:
             if source is not None:
                 by_protocol[plan.protocol_of(member.spec)].append(source)
         for protocol, sources in by_protocol.items():
-            account_plan = plan.plan_accounts(sources)
+            account_plan = plan.plan_accounts(sources, self._current_table(namespace, protocol))
             result.problems.update(account_plan.conflicts)
             if account_plan.owners:
                 self._ensure(namespace, protocol, account_plan, result)
@@ -149,6 +158,7 @@ class ListenerSync:
         if protocol in plan.TLS_PROTOCOLS:
             self._tls_certificate(namespace)
         self.kube.apply(plan.account_secret(namespace, protocol, account_plan))
+        self._tables[(namespace, protocol)] = account_plan.table
         self.kube.apply(plan.listener_deployment(namespace, protocol, self.config, account_plan))
         self.kube.apply(plan.listener_service(namespace, protocol, self.config, account_plan))
         self._active.setdefault(namespace, set()).add(protocol)
@@ -164,6 +174,19 @@ class ListenerSync:
             self._host_keys[namespace] = credential_plan.check_authorized_keys(
                 public).fingerprints[0]
         return self._host_keys[namespace]
+
+    def _current_table(self, namespace: str, protocol: str) -> AccountTable | None:
+        """The account table the listener has now: who holds a login or a place
+        keeps it against a newcomer of the same second. Read once per process."""
+        key = (namespace, protocol)
+        if key not in self._tables:
+            secret = self.kube.get("Secret", namespace, secret_name(protocol))
+            text = decode(secret, SECRET_KEY) if secret else None
+            try:
+                self._tables[key] = AccountTable.parse(text) if text else None
+            except ValueError:
+                self._tables[key] = None
+        return self._tables[key]
 
     def ensure_data_claim(self, namespace: str) -> None:
         """The namespace's data volume claim, for listeners and transfer jobs alike:

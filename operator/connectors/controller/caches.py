@@ -1,0 +1,53 @@
+"""What the watches have seen: the latest body of every object the reconcilers read.
+
+The watch handlers (watches.py) write here and nowhere else; the reconcilers
+read. Plain dicts keyed by (namespace, name), replaced whole on every event,
+so a reader sees an old or a new body, never half of one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..planning.config import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY
+from .kube import Kube
+
+Key = tuple[str, str]
+
+
+@dataclass
+class Caches:
+    kube: Kube
+    connections: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    credentials: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # The operator's own credential Secrets (generated passwords and keys).
+    secrets: dict[Key, dict[str, Any]] = field(default_factory=dict)
+
+    def prime(self, namespaces: list[str]) -> None:
+        """Fills what a Connection's reconcile reads before any worker starts, so
+        that no Connection is judged against a Credential not yet seen (which would
+        flap its status to CredentialNotFound on every operator restart)."""
+        for item in self.kube.list_in("Credential", namespaces):
+            meta = item["metadata"]
+            item.setdefault("kind", "Credential")
+            self.credentials[(meta["namespace"], meta["name"])] = item
+        selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}=credential"
+        for item in self.kube.list_in("Secret", namespaces, selector):
+            meta = item["metadata"]
+            self.secrets[(meta["namespace"], meta["name"])] = item
+
+    def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret from the cache (the operator's own), else read from the API."""
+        cached = self.secrets.get((namespace, name))
+        return cached if cached is not None else self.kube.get("Secret", namespace, name)
+
+    def dependents(self, namespace: str, credential: str) -> list[Key]:
+        """The Connections that reference a Credential."""
+        return [key for key, body in self.connections.items()
+                if key[0] == namespace
+                and (body.get("spec") or {}).get("credentialRef", {}).get("name") == credential]
+
+    def in_namespace(self, namespace: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(name, body) for (ns, name), body in list(self.connections.items())
+                if ns == namespace]

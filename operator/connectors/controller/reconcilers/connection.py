@@ -1,0 +1,161 @@
+"""The Connection reconciler: validate, judge the Credential, configure the workload
+(an account on the namespace's listener, or a transfer CronJob), then write the
+four conditions and the events they owe.
+
+It gathers from the caches, decides through the pure verdicts of planning/,
+and acts through Kube; blocking calls run on the operator's thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ...api.connection import DEFAULT_SCHEDULE, ConnectionSpec
+from ...planning import jobs as job_plan
+from ...planning import listeners as listener_plan
+from ...planning.conditions import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    Verdict,
+    find,
+    merge_conditions,
+    ready_verdict,
+    status_changed,
+)
+from ...planning.config import OperatorConfig
+from ...planning.objects import owner_reference
+from ...planning.status import credential_verdict, validate_connection
+from ..announcements import Announcer
+from ..caches import Caches
+from ..coalescer import Coalescer
+from ..kube import Kube, now_rfc3339
+from .listener_sync import ListenerSync, SyncResult
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+Run = Callable[..., Awaitable[Any]]
+
+
+class ConnectionReconciler:
+    def __init__(self, kube: Kube, config: OperatorConfig, caches: Caches,
+                 listener_sync: ListenerSync, namespace_syncs: Coalescer[SyncResult],
+                 request_namespace: Callable[[str], None], run: Run) -> None:
+        self.kube = kube
+        self.config = config
+        self.caches = caches
+        self.listener_sync = listener_sync
+        self.namespace_syncs = namespace_syncs
+        # Puts a namespace on the listener queue (an account to drop).
+        self.request_namespace = request_namespace
+        self.run = run
+        self.announcer = Announcer()
+
+    async def reconcile(self, key: Key) -> None:
+        body = self.caches.connections.get(key)
+        if body is None:
+            return
+        namespace = key[0]
+        spec, validated = validate_connection(body.get("spec") or {})
+        credential_body = (self.caches.credentials.get((namespace, spec.credential_ref.name))
+                           if spec is not None else None)
+        credential = (credential_verdict(spec, credential_body) if spec is not None
+                      else Verdict("CredentialReady", UNKNOWN, "SpecInvalid",
+                                   "checked once the spec is valid"))
+        endpoint = None
+        if spec is None or not validated.ok:
+            workload = Verdict("WorkloadReady", FALSE, "SpecInvalid",
+                               "nothing is configured until the spec is valid")
+        elif not credential.ok:
+            # Unknown while the Credential is still being made: no alarm for a normal wait.
+            workload = Verdict("WorkloadReady", UNKNOWN if credential.status == UNKNOWN else FALSE,
+                               "WaitingForCredential",
+                               "nothing is configured until the Credential is ready")
+            if not spec.platform_initiated:
+                self.request_namespace(namespace)  # drop an account it may still have
+        elif spec.platform_initiated:
+            assert credential_body is not None
+            workload = await self.run(self._apply_transfer_job, body, spec, credential_body)
+        else:
+            workload, endpoint = await self._listener_workload(body, spec, credential_body)
+        verdicts = [validated, credential, workload]
+        ready = ready_verdict(verdicts, _ready_message(spec, endpoint))
+        notes = self.announcer.events(key, body, [*verdicts, ready], workload.message)
+        await self.run(self._write_connection_status, body, [*verdicts, ready], endpoint, notes)
+
+    async def _listener_workload(
+        self, body: dict[str, Any], spec: ConnectionSpec, credential_body: dict[str, Any] | None
+    ) -> tuple[Verdict, dict[str, Any] | None]:
+        meta = body["metadata"]
+        workload = find((body.get("status") or {}).get("conditions"), "WorkloadReady") or {}
+        if workload.get("reason") == "TransferScheduled":
+            # It was platform-initiated before an edit: its CronJob has no place now.
+            await self.run(self._remove_transfer_job, meta["namespace"], meta["name"])
+        result = await self.namespace_syncs.request(meta["namespace"])
+        problem = result.problems.get(meta["name"])
+        if problem:
+            return Verdict("WorkloadReady", FALSE, "AccountNotConfigured", problem), None
+        protocol = listener_plan.protocol_of(spec)
+        username = ((credential_body or {}).get("status") or {}).get("username", "")
+        endpoint = listener_plan.endpoint(meta["namespace"], meta["name"], spec, username,
+                                          self.config, result.host_key_fingerprint)
+        suspended = " (suspended: logins are refused)" if spec.suspend else ""
+        return Verdict(
+            "WorkloadReady", TRUE, "ListenerConfigured",
+            f"account {username} on listener {listener_plan.listener_name(protocol)}{suspended}",
+        ), endpoint
+
+    def _apply_transfer_job(self, body: dict[str, Any], spec: ConnectionSpec,
+                            credential_body: dict[str, Any]) -> Verdict:
+        meta = body["metadata"]
+        owner = owner_reference("Connection", body)
+        credential_status = credential_body.get("status") or {}
+        # The job lands files on the namespace's data volume: without the claim
+        # its pod would stay Pending.
+        self.listener_sync.ensure_data_claim(meta["namespace"])
+        self.kube.apply(job_plan.transfer_config_map(meta["namespace"], meta["name"], spec, owner))
+        cronjob = self.kube.apply(job_plan.transfer_cronjob(
+            meta["namespace"], meta["name"], spec, credential_status.get("secretName", ""),
+            credential_status.get("username", ""), self.config, owner,
+        ))
+        schedule = spec.schedule or DEFAULT_SCHEDULE
+        state = "suspended" if spec.suspend else f"runs on schedule '{schedule}'"
+        return Verdict("WorkloadReady", TRUE, "TransferScheduled",
+                       f"CronJob {cronjob['metadata']['name']} {state}")
+
+    def _remove_transfer_job(self, namespace: str, name: str) -> None:
+        child = job_plan.transfer_name(name)
+        self.kube.delete("CronJob", namespace, child)
+        self.kube.delete("ConfigMap", namespace, child)
+
+    def _write_connection_status(self, body: dict[str, Any], verdicts: list[Verdict],
+                                 endpoint: dict[str, Any] | None,
+                                 notes: list[tuple[str, str, str]]) -> None:
+        meta = body["metadata"]
+        previous = body.get("status") or {}
+        generation = meta.get("generation", 0)
+        status = {
+            "observedGeneration": generation,
+            "conditions": merge_conditions(previous.get("conditions"), verdicts, generation,
+                                           now_rfc3339()),
+            "endpoint": endpoint,
+        }
+        # Events first: whoever waits for the status to read `kubectl describe` sees them.
+        for type_, reason, message in notes:
+            self.kube.event(body, type_, reason, message)
+        if status_changed({k: previous.get(k) for k in status}, status):
+            self.kube.patch_status("Connection", meta["namespace"], meta["name"], status)
+
+
+def _ready_message(spec: ConnectionSpec | None, endpoint: dict[str, Any] | None) -> str:
+    if spec is None:
+        return ""
+    if endpoint:
+        if endpoint.get("address"):
+            return f"partners send email to {endpoint['address']}"
+        return (f"partners connect to {endpoint['protocol']}://{endpoint['username']}@"
+                f"{endpoint['host']}:{endpoint['port']}")
+    return "transfers run on schedule" if not spec.suspend else "transfers are suspended"
+

@@ -1,0 +1,169 @@
+"""What the operator watches, and which work each event puts on a queue.
+
+One table: the resource, the label selector kopf asks the API server for, and
+the handler that maps an event to keys. Handlers only update the caches and
+queue keys (never on.create/on.update, which are edge-triggered and keep their
+progress in annotations on every object), so a missed event, a child deleted
+by hand and an operator restart all heal through the same reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from ..api.common import GROUP, VERSION
+from ..planning.config import (
+    LABEL_COMPONENT,
+    LABEL_CONNECTION,
+    LABEL_CREDENTIAL,
+    LABEL_LISTENER,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+)
+from ..planning.listeners import HOST_KEY_SECRET, TLS_SECRET
+from .operator import Operator
+from .predicates import EchoFilter, rotation_requested, spec_changed, status_changed
+
+log = logging.getLogger(__name__)
+OURS: dict[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY}
+Body = dict[str, Any]
+Handler = Callable[["Watches", str, Body], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Watch:
+    group: str
+    version: str
+    plural: str
+    labels: dict[str, Any] | None
+    handler: Handler
+
+
+def plain(body: kopf.Body) -> Body:
+    """A plain copy of what the reconcilers read (kopf's bodies are live views)."""
+    result: Body = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                    "metadata": dict(body.metadata), "spec": dict(body.spec),
+                    "status": dict(body.status)}
+    if "data" in body:  # Secrets and ConfigMaps
+        result["data"] = dict(body.get("data") or {})
+        result["type"] = body.get("type")
+    return result
+
+
+class Watches:
+    """The handlers, bound to one operator and its echo filter."""
+
+    def __init__(self, operator: Operator) -> None:
+        self.operator = operator
+        self.echoes = EchoFilter()
+
+    async def credential(self, event_type: str, body: Body) -> None:
+        op = self.operator
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        before = op.credentials.get(key)
+        if event_type == "DELETED":
+            op.credentials.pop(key, None)
+            self._dependents(*key)
+            return
+        op.credentials[key] = body
+        if spec_changed(event_type, before, body) or rotation_requested(before, body):
+            op.credential_queue.add(key)
+        if status_changed(before, body):
+            self._dependents(*key)
+
+    async def connection(self, event_type: str, body: Body) -> None:
+        op = self.operator
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        key = (namespace, name)
+        if event_type == "DELETED":
+            op.forget_connection(key)
+            op.namespace_queue.add(namespace)  # its account leaves the listener
+            return
+        before = op.connections.get(key)
+        op.connections[key] = body
+        if spec_changed(event_type, before, body):
+            op.connection_queue.add(key)
+
+    async def secret(self, event_type: str, body: Body) -> None:
+        op = self.operator
+        metadata = body["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        labels = metadata.get("labels") or {}
+        deleted = event_type == "DELETED"
+        if labels.get(LABEL_COMPONENT) == "credential":
+            key = (namespace, name)
+            before = op.secrets.pop(key, None) if deleted else op.secrets.get(key)
+            if not deleted:
+                op.secrets[key] = body
+            credential = labels.get(LABEL_CREDENTIAL, "")
+            if deleted:
+                op.credential_queue.add((namespace, credential))
+            if deleted or (before is not None and before.get("data") != body.get("data")):
+                self._dependents(namespace, credential)
+        elif LABEL_LISTENER in labels and self.echoes.changed_by_others(event_type, body):
+            if deleted and name == HOST_KEY_SECRET:
+                log.warning("the SFTP host key Secret of namespace %s was deleted; a new host "
+                            "key is generated and partners will see it change", namespace)
+                op.listener_sync.forget_host_key(namespace)
+            if deleted and name == TLS_SECRET:
+                log.warning("the listener certificate Secret of namespace %s was deleted; a new "
+                            "self-signed one is made and partners will see it change", namespace)
+                op.listener_sync.forget_tls_certificate(namespace)
+            op.namespace_queue.add(namespace)
+
+    async def child(self, event_type: str, body: Body) -> None:
+        """A ConfigMap, Service, Deployment or CronJob the operator made: put its
+        owner back on a queue when someone else changed it."""
+        if not self.echoes.changed_by_others(event_type, body):
+            return
+        metadata = body["metadata"]
+        labels = metadata.get("labels") or {}
+        if LABEL_CONNECTION in labels:
+            self.operator.connection_queue.add((metadata["namespace"], labels[LABEL_CONNECTION]))
+        elif LABEL_LISTENER in labels:
+            self.operator.namespace_queue.add(metadata["namespace"])
+
+    async def job(self, event_type: str, body: Body) -> None:
+        """A finished transfer Job: its result becomes the Connection's lastTransfer."""
+        if event_type == "DELETED":
+            return
+        finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                       for c in (body.get("status") or {}).get("conditions") or [])
+        if finished:
+            connection = (body["metadata"].get("labels") or {})[LABEL_CONNECTION]
+            await self.operator.run(self.operator.record_job, body, connection)
+
+    def _dependents(self, namespace: str, credential: str) -> None:
+        for dependent in self.operator.dependents(namespace, credential):
+            self.operator.connection_queue.add(dependent)
+
+
+WATCHES: tuple[Watch, ...] = (
+    Watch(GROUP, VERSION, "credentials", None, Watches.credential),
+    Watch(GROUP, VERSION, "connections", None, Watches.connection),
+    Watch("", "v1", "secrets", OURS, Watches.secret),
+    Watch("", "v1", "configmaps", OURS, Watches.child),
+    Watch("", "v1", "services", OURS, Watches.child),
+    Watch("apps", "v1", "deployments", OURS, Watches.child),
+    Watch("batch", "v1", "cronjobs", OURS, Watches.child),
+    Watch("batch", "v1", "jobs", {**OURS, LABEL_CONNECTION: kopf.PRESENT}, Watches.job),
+)
+
+
+def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
+    """Registers one kopf event handler per row of WATCHES, bound to `operator`."""
+    watches = Watches(operator)
+    for watch in WATCHES:
+        _register(registry, watches, watch)
+
+
+def _register(registry: kopf.OperatorRegistry, watches: Watches, watch: Watch) -> None:
+    @kopf.on.event(watch.group, watch.version, watch.plural, labels=watch.labels,
+                   registry=registry, id=f"watch-{watch.plural}")
+    async def on_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        await watch.handler(watches, str(event.get("type")), plain(body))
