@@ -13,6 +13,12 @@ Version 1 of the format:
       "filenamePattern": "conversions_*.csv",
       "passwordHash": "$scrypt$ln=14,r=8,p=1$<salt>$<hash>",
       "authorizedKeys": ["ssh-ed25519 AAAA... partner"], "suspended": false}]}
+
+An SMTP account may also carry "allowedSenders": ["partner@example.com",
+"example.com"], the envelope senders that may deliver to its Connection without
+logging in. The key is written only when the Connection sets it, so a table
+without allowed senders is byte for byte what listeners before it read (they
+refuse unknown keys, and keep their last good table when they see one).
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ import base64
 import hashlib
 import hmac
 import secrets
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from .common import Model
 
@@ -66,6 +72,17 @@ class Account(Model):
     password_hash: str | None = None
     authorized_keys: list[str] = Field(default_factory=list)
     suspended: bool = False
+    allowed_senders: list[str] | None = None
+    """SMTP: who may deliver without logging in (addresses, or domains as
+    example.com or @example.com); None: any sender."""
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_senders(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.allowed_senders is None:
+            data.pop("allowedSenders", None)
+            data.pop("allowed_senders", None)
+        return data
 
 
 class AccountTable(Model):

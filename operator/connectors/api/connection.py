@@ -43,7 +43,15 @@ HOST_PATTERN = (
 SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|\S+( +\S+){4})$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 DEFAULT_SCHEDULE = "*/15 * * * *"
-
+# An allowed sender: an address (partner@example.com) or a whole domain
+# (example.com, or @example.com): a DNS name of at least two labels.
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = rf"{_LABEL}(\.{_LABEL})+"
+ALLOWED_SENDER_PATTERN = rf'^([^@\s"\\*]+@|@)?{_DOMAIN}$'
+ALLOWED_SENDER_MESSAGE = (
+    "each allowed sender is an address such as 'partner@example.com' or a whole domain "
+    "such as 'example.com' (or '@example.com'); no wildcards ('*'), spaces, '\"' or '\\'"
+)
 
 
 def _filename_pattern(value: str) -> str:
@@ -63,6 +71,24 @@ FilenamePattern = Annotated[
     AfterValidator(_filename_pattern),
 ]
 
+
+def _allowed_sender(value: str) -> str:
+    if not re.fullmatch(ALLOWED_SENDER_PATTERN, value):
+        raise PydanticCustomError("allowed_sender", ALLOWED_SENDER_MESSAGE)
+    return value
+
+
+assert "'" not in ALLOWED_SENDER_PATTERN, "the CEL rule quotes it in a raw '...' string"
+# Like FilenamePattern: the rule in words, never the expression.
+AllowedSender = Annotated[
+    str,
+    Field(min_length=3, max_length=254, json_schema_extra={"x-kubernetes-validations": [
+        {"rule": f"self.matches(r'{ALLOWED_SENDER_PATTERN}')",
+         "message": ALLOWED_SENDER_MESSAGE},
+    ]}),
+    AfterValidator(_allowed_sender),
+]
+
 _PLATFORM_INITIATED = "((self.direction == 'Inbound') == (self.methodology == 'Pull'))"
 
 
@@ -77,6 +103,10 @@ def _platform(s: ConnectionSpec) -> bool:
 
 def _outbound_email(s: ConnectionSpec) -> bool:
     return s.method == "Email" and s.direction == "Outbound"
+
+
+def _inbound_email_push(s: ConnectionSpec) -> bool:
+    return s.method == "Email" and s.direction == "Inbound" and s.methodology == "Push"
 
 
 RULES: tuple[Rule, ...] = (
@@ -178,6 +208,23 @@ RULES: tuple[Rule, ...] = (
         "remote.recipients applies only to Outbound Email: remove it",
         lambda s: s.remote is None or s.remote.recipients is None or _outbound_email(s),
     ),
+    Rule(
+        ".email",
+        "!has(self.email) "
+        "|| (self.method == 'Email' && self.direction == 'Inbound' && self.methodology == 'Push')",
+        "email applies only to Inbound Email Push, where partners' mail servers deliver to "
+        "the platform's listener: remove it",
+        lambda s: s.email is None or _inbound_email_push(s),
+    ),
+    Rule(
+        ".email.allowedSenders",
+        "!has(self.email) || !has(self.email.allowedSenders) "
+        "|| size(self.email.allowedSenders) > 0",
+        "email.allowedSenders needs at least one address or domain; remove it to accept "
+        "mail from any sender",
+        lambda s: s.email is None or s.email.allowed_senders is None
+        or len(s.email.allowed_senders) > 0,
+    ),
 )
 
 
@@ -214,6 +261,18 @@ class Remote(Model):
     fetched twice."""
 
 
+class EmailSettings(Model):
+    """Inbound Email Push: how the listener takes mail for this Connection."""
+
+    allowed_senders: Annotated[list[AllowedSender], Field(max_length=64)] | None = None
+    """Mail that partners' servers deliver without logging in (port 25, like to any mail
+    server) is accepted only from these envelope senders (MAIL FROM): an address,
+    'partner@example.com', or a whole domain, 'example.com' or '@example.com' (its
+    sub-domains are not included). Others are refused with 550 before the message is sent.
+    Without it, any sender may deliver to the Connection's address. A partner who logs in
+    with the Credential on the submission port is not checked against it."""
+
+
 class ConnectionSpec(Model):
     """One exchange of batch files with a partner.
 
@@ -248,6 +307,8 @@ class ConnectionSpec(Model):
     remote: Remote | None = None
     """The partner's server. Required when the platform starts the transfer
     (Inbound+Pull, Outbound+Push), refused otherwise."""
+    email: EmailSettings | None = None
+    """Inbound Email Push only: who may deliver mail to the Connection's address."""
     schedule: Annotated[str, Field(max_length=64, pattern=SCHEDULE_PATTERN)] | None = None
     """Cron schedule of the transfer job (platform-initiated only); default every 15
     minutes, "*/15 * * * *"."""
@@ -266,9 +327,13 @@ class Endpoint(Model):
     protocol: str | None = None
     """sftp, ftp or smtp."""
     host: str | None = None
-    """The listener Service's DNS name."""
+    """The listener's address: the Service's DNS name, or the public host the platform
+    configured. Email: the mail exchanger, which the mail domain's MX record names."""
     port: int | None = None
-    """The listener's port."""
+    """The listener's port. Email: 25, where mail servers deliver without logging in."""
+    submission_port: int | None = None
+    """Email: the submission port, where a partner logs in with the Credential (AUTH,
+    only after STARTTLS) to send to its Connections."""
     username: str | None = None
     """The login name."""
     address: str | None = None

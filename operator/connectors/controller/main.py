@@ -68,7 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                      OperatorConfig.listener_service_type),
                         help="type of the listeners' Services (default ClusterIP)")
     parser.add_argument("--listener-node-ports", default=_env("CONNECTORS_LISTENER_NODE_PORTS", ""),
-                        help="NodePort Services: fixed node ports, e.g. sftp=30022,ftp=30021")
+                        help="NodePort Services: fixed node ports, e.g. sftp=30022,ftp=30021,"
+                             "smtp=30025,submission=30587")
+    parser.add_argument("--smtp-submission", choices=["true", "false"],
+                        default=_env("CONNECTORS_SMTP_SUBMISSION", "true"),
+                        help="Inbound Email: also serve the submission port (587, login with "
+                             "the Credential after STARTTLS) besides port 25 (default true)")
     parser.add_argument("--listener-external-host",
                         default=_env("CONNECTORS_LISTENER_EXTERNAL_HOST"),
                         help="where partners reach the listeners, shown in status.endpoint")
@@ -102,6 +107,7 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
                           data_claim=args.data_claim, smtp_relay=args.smtp_relay,
                           smtp_from=args.smtp_from,
                           listener_tls_secret=args.listener_tls_secret or None,
+                          smtp_submission=args.smtp_submission == "true",
                           listener_service_type=args.listener_service_type,
                           listener_node_ports=node_ports,
                           listener_external_host=args.listener_external_host or None,
@@ -111,14 +117,17 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
                           data_size=args.data_size)
 
 
+NODE_PORT_NAMES = ("sftp", "ftp", "smtp", "submission")
+
+
 def parse_node_ports(text: str) -> dict[str, int]:
     """'sftp=30022,ftp=30021' -> {'sftp': 30022, 'ftp': 30021}."""
     ports: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         protocol, _, port = item.partition("=")
-        if protocol not in ("sftp", "ftp", "smtp") or not port.isdigit():
-            raise SystemExit(f"--listener-node-ports: {item!r} is not PROTOCOL=PORT "
-                             "with PROTOCOL sftp, ftp or smtp")
+        if protocol not in NODE_PORT_NAMES or not port.isdigit():
+            raise SystemExit(f"--listener-node-ports: {item!r} is not NAME=PORT "
+                             "with NAME sftp, ftp, smtp or submission (SMTP's port 587)")
         ports[protocol] = int(port)
     return ports
 
