@@ -26,12 +26,25 @@ def safe_home(home: str) -> bool:
     return bool(home) and "/" not in home and "\\" not in home and not home.startswith(".")
 
 
+def _active(account: Account | None) -> Account | None:
+    return None if account is None or account.suspended else account
+
+
+class _Snapshot:
+    """One table, indexed by username and by Connection (lower case, as mail
+    addresses compare), replaced as a whole."""
+
+    def __init__(self, accounts: dict[str, Account]) -> None:
+        self.by_username = accounts
+        self.by_connection = {a.connection.lower(): a for a in accounts.values()}
+
+
 class AccountsFile:
     def __init__(self, path: Path, poll_seconds: float = 2.0) -> None:
         self.path = path
         self.poll_seconds = poll_seconds
         self._raw: bytes | None = None
-        self._accounts: dict[str, Account] = {}
+        self._table = _Snapshot({})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reload()
@@ -41,7 +54,7 @@ class AccountsFile:
         try:
             raw = self.path.read_bytes()
         except OSError as err:
-            if self._raw is not None or not self._accounts:
+            if self._raw is not None or not self._table.by_username:
                 log.warning("account table %s unreadable: %s", self.path, err.strerror)
             self._raw = None
             return False
@@ -60,20 +73,22 @@ class AccountsFile:
             log.error("ignoring %d accounts whose home is not one plain folder name",
                       len(table.accounts) - len(accounts))
         # One reference assignment: readers in other threads see the old or the
-        # new dict, never a half-built one.
-        self._accounts = accounts
-        log.info("account table loaded: %d accounts", len(self._accounts))
+        # new table, never a half-built one.
+        self._table = _Snapshot(accounts)
+        log.info("account table loaded: %d accounts", len(accounts))
         return True
 
     def lookup(self, username: str) -> Account | None:
         """The account, or None if unknown or suspended."""
-        account = self._accounts.get(username)
-        if account is None or account.suspended:
-            return None
-        return account
+        return _active(self._table.by_username.get(username))
+
+    def recipient(self, connection: str) -> Account | None:
+        """The account of the Connection named so (any case), or None if unknown
+        or suspended: mail addressed to it has no one to receive it."""
+        return _active(self._table.by_connection.get(connection.lower()))
 
     def accounts(self) -> list[Account]:
-        return list(self._accounts.values())
+        return list(self._table.by_username.values())
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._poll, name="accounts-reload", daemon=True)
