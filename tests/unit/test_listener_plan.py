@@ -141,6 +141,8 @@ def test_smtp_service_maps_25_and_587_onto_the_listeners_high_ports() -> None:
     env = env_of(deployment)
     assert env["CONNECTORS_LISTEN_PORT"] == "2525"
     assert env["CONNECTORS_SUBMISSION_PORT"] == "2587"
+    assert (env["CONNECTORS_MAX_MESSAGE_BYTES"], env["CONNECTORS_MAX_MESSAGES_PER_SENDER"],
+            env["CONNECTORS_MAX_MESSAGES_PER_CLIENT"]) == (str(25 * 1024 * 1024), "60", "120")
     # Only the SMTP listener has a second port.
     ftp = plan.listener_deployment("ns", "ftp", OperatorConfig(), EMPTY)
     assert "CONNECTORS_SUBMISSION_PORT" not in env_of(ftp)
@@ -185,3 +187,9 @@ def test_operator_flags_name_the_submission_node_port_and_switch() -> None:
     assert operator_config(parser.parse_args([])).smtp_submission is True
     off = operator_config(parser.parse_args(["--smtp-submission", "false"]))
     assert off.smtp_submission is False
+    limits = operator_config(parser.parse_args([
+        "--smtp-max-messages-per-sender", "5", "--smtp-max-messages-per-client", "0",
+        "--smtp-max-message-bytes", "1048576"]))
+    env = env_of(plan.listener_deployment("ns", "smtp", limits, EMPTY))
+    assert (env["CONNECTORS_MAX_MESSAGE_BYTES"], env["CONNECTORS_MAX_MESSAGES_PER_SENDER"],
+            env["CONNECTORS_MAX_MESSAGES_PER_CLIENT"]) == ("1048576", "5", "0")

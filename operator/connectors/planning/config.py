@@ -50,6 +50,11 @@ class OperatorConfig:
     # The SMTP listener's submission port, for partners who send with the
     # Credential; off: only mail servers delivering like to any MX (port 25).
     smtp_submission: bool = True
+    # SMTP limits: the largest message, and messages a minute per envelope
+    # sender and per client address on port 25 (0: no limit).
+    smtp_max_message_bytes: int = 25 * 1024 * 1024
+    smtp_max_messages_per_sender: int = 60
+    smtp_max_messages_per_client: int = 120
     # FTP passive data ports: the Service exposes each one, so the listener must
     # never hand out a port outside this range.
     ftp_passive_ports: tuple[int, int] = (30100, 30104)

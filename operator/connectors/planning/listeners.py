@@ -188,7 +188,14 @@ def _listener_args(protocol: str, config: OperatorConfig) -> tuple[list[str], li
     if protocol == "smtp":
         env.append({"name": "CONNECTORS_EMAIL_DOMAIN", "value": config.email_domain})
         submission = config.ports["submission"].container if config.smtp_submission else 0
-        env.append({"name": "CONNECTORS_SUBMISSION_PORT", "value": str(submission)})
+        env += [
+            {"name": "CONNECTORS_SUBMISSION_PORT", "value": str(submission)},
+            {"name": "CONNECTORS_MAX_MESSAGE_BYTES", "value": str(config.smtp_max_message_bytes)},
+            {"name": "CONNECTORS_MAX_MESSAGES_PER_SENDER",
+             "value": str(config.smtp_max_messages_per_sender)},
+            {"name": "CONNECTORS_MAX_MESSAGES_PER_CLIENT",
+             "value": str(config.smtp_max_messages_per_client)},
+        ]
     if protocol in TLS_PROTOCOLS:
         env += [{"name": "CONNECTORS_TLS_CERT_FILE", "value": f"{TLS_DIR}/tls.crt"},
                 {"name": "CONNECTORS_TLS_KEY_FILE", "value": f"{TLS_DIR}/tls.key"},
