@@ -90,7 +90,8 @@ def test_recipients_unknown_suspended_or_without_inbox_are_one_answer(
     ("anyone@globex.example", True),      # @domain form
     ("anyone@initech.example", True),     # bare domain form
     ("anyone@eu.globex.example", False),  # sub-domains are not included
-    ("", False),                          # the null sender of a bounce
+    ("<>", False),                        # the null sender of a bounce, as aiosmtpd has it
+    ("", False),
 ])
 def test_allowed_senders_at_rcpt(accounts: AccountsFile, sender: str, allowed: bool) -> None:
     found, reply = recipient_refusal(accounts, DOMAIN, "picky-mail@partners.example", sender)

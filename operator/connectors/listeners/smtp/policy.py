@@ -53,8 +53,8 @@ def connection_of(address: str, domain: str) -> str | None:
 
 def sender_allowed(sender: str, allowed: Sequence[str] | None) -> bool:
     """Whether the envelope sender may deliver to a Connection whose allowed
-    senders are `allowed` (None: anyone). The null sender `<>` of a bounce has
-    no address, so a list never matches it."""
+    senders are `allowed` (None: anyone). The null sender of a bounce (aiosmtpd
+    hands it over as "<>") has no address, so a list never matches it."""
     if allowed is None:
         return True
     address = sender.strip().lower()

@@ -58,6 +58,7 @@ from connectors.listeners.core.tls import stdlib_server_context
 from connectors.listeners.smtp.landing import Inbox, MessageRefused
 from connectors.listeners.smtp.policy import (
     NO_AUTH_HERE,
+    NO_SUCH_RECIPIENT,
     OWN_ADDRESS_ONLY,
     RATE_LIMITED,
     RECIPIENT_CHANGED,
@@ -224,7 +225,7 @@ class MailExchangeHandler(_Landing):
         if account is None:
             log.info("recipient refused to=%r sender=%r address=%s: %s", address, sender,
                      _peer_address(session), refusal)
-            return refusal or "550 5.1.1 No such recipient here"
+            return refusal or NO_SUCH_RECIPIENT
         if address not in envelope.rcpt_tos:
             envelope.rcpt_tos.append(address)
         return "250 OK"
