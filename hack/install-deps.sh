@@ -3,7 +3,9 @@
 # sshd and sftp-server), lftp and curl (FTP clients), vsftpd (FTP server), swaks
 # and msmtp (SMTP clients; swaks with Net::SSLeay and IO::Socket::SSL for
 # `swaks --tls`), dovecot
-# (IMAP server). Needs root (as on CI) or sudo; skips what is present.
+# (IMAP server), and Lua 5.1 with dkjson (to run the Argo CD health check in
+# deploy/argocd/ as Argo CD's gopher-lua does). Needs root (as on CI) or sudo; skips
+# what is present.
 #
 # proftpd (FTP, FTPS and its own SFTP, mod_sftp, in proftpd-mod-crypto) and
 # pure-ftpd conflict with vsftpd as Debian packages (each provides ftp-server),
@@ -13,7 +15,7 @@
 set -euo pipefail
 SERVERS=${CONNECTORS_TEST_SERVERS:-/opt/connectors-test-servers}
 packages=(openssh-client openssh-server openssh-sftp-server lftp curl swaks msmtp
-  libnet-ssleay-perl libio-socket-ssl-perl vsftpd dovecot-imapd sshpass
+  libnet-ssleay-perl libio-socket-ssl-perl vsftpd dovecot-imapd sshpass lua5.1 lua-dkjson
   # libraries proftpd and pure-ftpd need, installed as usual
   libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libsodium23 libidn2-0)
 unpacked=(proftpd-core proftpd-mod-crypto pure-ftpd)

@@ -85,6 +85,20 @@ def test_reports_inbound_breaks_exactly_one_rule() -> None:
     assert [r.field for r in broken_rules(spec, spec.rules)] == [".dataType"]
 
 
+@pytest.mark.parametrize(("direction", "methodology", "broken"), [
+    ("Outbound", "Pull", []),
+    ("Inbound", "Push", [".deleteAfterDownload"]),
+])
+def test_delete_after_download_is_for_outbound_pull(direction: str, methodology: str,
+                                                    broken: list[str]) -> None:
+    spec = ConnectionSpec.model_validate({
+        "direction": direction, "dataType": "Reports" if direction == "Outbound" else "Clicks",
+        "method": "SFTP", "methodology": methodology, "credentialRef": {"name": "c"},
+        "deleteAfterDownload": True,
+    })
+    assert [r.field for r in broken_rules(spec, spec.rules)] == broken
+
+
 @pytest.mark.parametrize(("method", "credential", "fits"), [
     ("SFTP", {"type": "PublicKey", "publicKey": "ssh-ed25519 AAAAC3Nz k"}, True),
     ("FTP", {"type": "PublicKey", "publicKey": "ssh-ed25519 AAAAC3Nz k"}, False),
@@ -123,8 +137,11 @@ def test_validator_output_format_and_exit_status(tmp_path: Path) -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
+        f"{manifest}:10: Connection/acme: spec.credentialRef.name: warning: Credential acme is "
+        "in none of these files, so whether it exists and fits cannot be checked: it must "
+        "exist in namespace default when this is applied (--cluster looks it up there)",
         f"{manifest}:13: Connection/acme: spec.remote.folder: remote.folder must be an absolute "
-        "path on the partner's server, such as /outgoing, for SFTP and FTP"
+        "path on the partner's server, such as /outgoing, for SFTP and FTP",
     ]
 
 
@@ -134,8 +151,9 @@ def test_validator_checks_credential_references_within_the_files(tmp_path: Path)
             "name: acme-sftp\n", "name: acme-sftp-renamed\n", 1)
     )
     problems = validate_paths([tmp_path])
-    assert [(p.field_path, p.line) for p in problems] == [("spec.credentialRef.name", 24)]
-    assert "no Credential named acme-sftp" in problems[0].message
+    assert [(p.field_path, p.line, p.severity) for p in problems] == [
+        ("spec.credentialRef.name", 24, "warning")]
+    assert "Credential acme-sftp is in none of these files" in problems[0].message
 
 
 def test_validator_exit_2_for_unreadable_input(tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ from connectors.listeners.core.defender import Defender, DefenderSettings
 from connectors.listeners.core.jail import Jail, PathRefused, normalize
 from connectors.listeners.core.login_gate import SessionLimiter, key_blobs
 from connectors.listeners.core.report import BackgroundReporter, TransferRecord, event_message
-from connectors.listeners.core.rules import may_read, upload_refusal
-from connectors.listeners.ftp.server import ftp_permissions, parse_port_range
+from connectors.listeners.core.rules import may_read, may_see, upload_refusal
+from connectors.listeners.ftp.auth import ftp_permissions
+from connectors.listeners.ftp.server import parse_port_range
 
 
 def inbound(pattern: str | None = "conversions_*.csv") -> Account:
@@ -29,9 +30,10 @@ def inbound(pattern: str | None = "conversions_*.csv") -> Account:
                    filename_pattern=pattern)
 
 
-def outbound() -> Account:
+def outbound(pattern: str | None = None) -> Account:
     return Account(username="globex", connection="globex-reports", direction="Outbound",
-                   home="globex-reports", permissions=permissions_for("Outbound"))
+                   home="globex-reports", permissions=permissions_for("Outbound"),
+                   filename_pattern=pattern)
 
 
 # --- jail
@@ -145,6 +147,26 @@ def test_read_rules() -> None:
     assert not may_read(inbound(), "conversions_1.csv")
     assert may_read(outbound(), "report.csv")
     assert not may_read(outbound(), ".connectors")
+
+
+@pytest.mark.parametrize(("account", "name", "seen", "read"), [
+    # Outbound Pull: the Connection's files only; what the platform keeps beside
+    # them is as if absent.
+    (outbound("report_*.csv"), "report_1.csv", True, True),
+    (outbound("report_*.csv"), "internal.txt", False, False),
+    (outbound("report_*.csv"), "receipt_report_1.csv.txt", False, False),
+    (outbound("report_*.csv"), ".upload-1.report_2.csv.part", False, False),
+    (outbound(None), "anything.bin", True, True),
+    # Inbound Push: its own uploads are listed but not read back; receipts are.
+    (inbound(), "conversions_1.csv", True, False),
+    (inbound(), "receipt_conversions_1.csv.txt", True, True),
+    (inbound(), "notes.txt", False, False),
+    (inbound(), ".connectors", False, False),
+])
+def test_what_a_partner_sees_and_reads(account: Account, name: str, seen: bool,
+                                       read: bool) -> None:
+    assert may_see(account, name) is seen
+    assert may_read(account, name) is read
 
 
 def test_ftp_permission_letters() -> None:

@@ -95,8 +95,10 @@ def test_recipients_unknown_suspended_or_without_inbox_are_one_answer(
 ])
 def test_allowed_senders_at_rcpt(accounts: AccountsFile, sender: str, allowed: bool) -> None:
     found, reply = recipient_refusal(accounts, DOMAIN, "picky-mail@partners.example", sender)
-    assert (found is not None) == allowed
     assert reply == (None if allowed else SENDER_REFUSED)
+    # The Connection is known either way: a refused sender is reported to it.
+    assert found is not None
+    assert found.connection == "picky-mail"
 
 
 # --- allowed-sender matching

@@ -9,6 +9,7 @@ and the problems of the readable files must still be reported.
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
@@ -47,7 +48,11 @@ def assert_one_line_per_unreadable(code: int, out: str, err: str, paths: list[Pa
     assert (code == 2) == bool(lines), (code, err)
     named = [next(p for p in paths if line.startswith(f"{p}:")) for line in lines]
     assert len(named) == len(set(named)), f"a file is named twice: {err}"
-    for line in out.splitlines():
+    lines = out.splitlines()
+    if code == 0:
+        # Success ends with the one summary line, the only line that names no file.
+        assert re.fullmatch(r"\d+ files?, \d+ resources?: valid(, \d+ warnings?)?", lines.pop())
+    for line in lines:
         assert any(line.startswith(f"{p}:") for p in paths), line
 
 

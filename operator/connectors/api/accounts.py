@@ -60,7 +60,8 @@ def permissions_for(direction: str) -> list[Permission]:
 
 
 class Account(Model):
-    """One partner login on a listener: one Connection."""
+    """One Connection served by a partner login on a listener. A login (one
+    username) has one account per Connection its Credential serves."""
 
     username: Annotated[str, Field(min_length=1, max_length=64)]
     connection: str
@@ -72,6 +73,12 @@ class Account(Model):
     password_hash: str | None = None
     authorized_keys: list[str] = Field(default_factory=list)
     suspended: bool = False
+    delete_after_download: bool = False
+    """Outbound Pull: a file goes once the partner has downloaded all of it."""
+    folder: str | None = None
+    """Where the partner sees this Connection: at the root of the login when None,
+    else in this folder (a login may serve several Connections; see
+    listeners/core/places.py)."""
     allowed_senders: list[str] | None = None
     """SMTP: who may deliver without logging in (addresses, or domains as
     example.com or @example.com); None: any sender."""
@@ -89,13 +96,18 @@ class AccountTable(Model):
     version: Literal[1] = 1
     accounts: list[Account] = Field(default_factory=list)
 
-    def by_username(self) -> dict[str, Account]:
-        return {a.username: a for a in self.accounts}
+    def by_username(self) -> dict[str, list[Account]]:
+        """The accounts of each username: several when one Credential serves
+        several Connections."""
+        grouped: dict[str, list[Account]] = {}
+        for account in self.accounts:
+            grouped.setdefault(account.username, []).append(account)
+        return grouped
 
     def render(self) -> str:
         # Sorted, so that an unchanged table renders to the same bytes and the
         # operator can skip an update that would change nothing.
-        ordered = sorted(self.accounts, key=lambda a: a.username)
+        ordered = sorted(self.accounts, key=lambda a: (a.username, a.folder or ""))
         return AccountTable(accounts=ordered).model_dump_json(by_alias=True, indent=1)
 
     @classmethod

@@ -225,6 +225,15 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.email is None or s.email.allowed_senders is None
         or len(s.email.allowed_senders) > 0,
     ),
+    Rule(
+        ".deleteAfterDownload",
+        "!has(self.deleteAfterDownload) || !self.deleteAfterDownload "
+        "|| (self.direction == 'Outbound' && self.methodology == 'Pull')",
+        "deleteAfterDownload applies only to Outbound Pull (the partner downloads from the "
+        "listener); for Inbound Pull use remote.deleteAfterTransfer",
+        lambda s: not s.delete_after_download
+        or (s.direction == "Outbound" and s.methodology == "Pull"),
+    ),
 )
 
 
@@ -315,6 +324,9 @@ class ConnectionSpec(Model):
     suspend: bool = False
     """Stop scheduling transfers (platform-initiated) or refuse logins (partner-initiated)
     without deleting anything."""
+    delete_after_download: bool = False
+    """Outbound Pull: delete each file from the listener's folder once the partner has
+    downloaded all of it. Default false: files stay until the platform removes them."""
 
     @property
     def platform_initiated(self) -> bool:

@@ -105,3 +105,9 @@ class CredentialStatus(Model):
     """The public half of a generated key pair, for the partner to authorize."""
     rotated_at: str | None = None
     """When the generated secret was last rotated (RFC 3339)."""
+    revealed_at: str | None = None
+    """When the password or private key was last shown to a person by `kubectl connectors
+    handoff --reveal` (RFC 3339): the Kubernetes counterpart of "shown once". Later than
+    rotatedAt: the current value has been handed out."""
+    revealed_by: str | None = None
+    """Who it was shown to: the Kubernetes user that ran `handoff --reveal`."""

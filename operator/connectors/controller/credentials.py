@@ -183,5 +183,7 @@ def write_status(kube: Kube, body: dict[str, Any], outcome: CredentialOutcome) -
     # Events first: whoever waits for the status to read `kubectl describe` sees them.
     for type_, reason, message in outcome.events:
         kube.event(body, type_, reason, message)
-    if status_changed(previous, status):
+    # Only the fields the operator writes: revealedAt and revealedBy belong to `kubectl
+    # connectors handoff --reveal`, and a merge patch leaves fields it does not name alone.
+    if status_changed({k: previous.get(k) for k in status}, status):
         kube.patch_status("Credential", meta["namespace"], meta["name"], status)

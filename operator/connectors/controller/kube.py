@@ -46,9 +46,11 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """In-cluster credentials in a pod, else the kubeconfig file."""
-    if kubeconfig is None:
+def load_api_client(kubeconfig: str | None = None,
+                    context: str | None = None) -> client.ApiClient:
+    """In-cluster credentials in a pod, else the kubeconfig file (KUBECONFIG or
+    ~/.kube/config); a file or context named by the caller always wins."""
+    if kubeconfig is None and context is None:
         try:
             config.load_incluster_config()
             configuration = client.Configuration.get_default_copy()
@@ -57,10 +59,19 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             config.load_kube_config(client_configuration=configuration)
     else:
         configuration = client.Configuration()
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        config.load_kube_config(config_file=kubeconfig, context=context,
+                                client_configuration=configuration)
     # Enough connections for the reconcile workers and the thread pool.
     configuration.connection_pool_maxsize = 32
     return client.ApiClient(configuration)
+
+
+def current_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace of the kubeconfig's context, as kubectl picks it; "default" when
+    the context names none."""
+    contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    chosen = next((c for c in contexts if c["name"] == context), None) if context else active
+    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
 
 
 @dataclass

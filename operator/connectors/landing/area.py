@@ -120,6 +120,21 @@ def matches_pattern(name: str, pattern: str | None) -> bool:
     return fnmatch.fnmatchcase(name, escaped)
 
 
+def remove_if_unchanged(path: Path, inode: tuple[int, int]) -> bool:
+    """Removes a file a partner downloaded (deleteAfterDownload), unless the
+    name now holds another file (device, inode): a newer file the platform put
+    there meanwhile, which the partner has not seen."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return False
+    if (info.st_dev, info.st_ino) != inode:
+        return False
+    path.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
+
+
 def fsync_dir(path: StrPath) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

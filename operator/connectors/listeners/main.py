@@ -226,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_sftp(args: argparse.Namespace, common: Common) -> int:
     from connectors.listeners.sftp import server as sftp_server
+    from connectors.listeners.sftp.auth import SftpContext, SftpSettings
+    from connectors.listeners.sftp.protocol import check_ciphers
 
     try:
         host_key = sftp_server.load_host_key(Path(args.host_key_file))
@@ -234,15 +236,15 @@ def run_sftp(args: argparse.Namespace, common: Common) -> int:
         log.error("cannot read the host key %s: %s", args.host_key_file, type(err).__name__)
         return 2
     try:
-        ciphers = (sftp_server.check_ciphers(tuple(args.ssh_ciphers.split(",")))
+        ciphers = (check_ciphers(tuple(args.ssh_ciphers.split(",")))
                    if args.ssh_ciphers else None)
     except ValueError as err:
         log.error("bad --ssh-ciphers: %s", err)
         return 2
-    context = sftp_server.SftpContext(
+    context = SftpContext(
         accounts=common.accounts, data_root=common.data_root, defender=common.defender,
         reporter=common.reporter, host_key=host_key,
-        settings=sftp_server.SftpSettings(
+        settings=SftpSettings(
             idle_timeout=args.idle_timeout,
             max_sessions_per_account=args.max_sessions_per_account,
             ciphers=ciphers,

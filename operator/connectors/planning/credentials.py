@@ -133,6 +133,37 @@ def new_self_signed_certificate(names: list[str], days: int = 3650) -> tuple[str
     return cert_pem, key_pem
 
 
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What a partner checks of a listener's TLS certificate: nothing secret."""
+
+    sha256: str
+    """The SHA-256 fingerprint, as `openssl x509 -fingerprint -sha256` prints it."""
+    not_after: str
+    """When it expires (RFC 3339)."""
+    names: list[str]
+    """The DNS names it covers."""
+
+
+def certificate_facts(cert_pem: str) -> CertificateFacts:
+    """The fingerprint, expiry and names of the first certificate in `cert_pem`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    certificate = x509.load_pem_x509_certificate(cert_pem.encode())
+    digest = certificate.fingerprint(hashes.SHA256()).hex().upper()
+    try:
+        names = certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    return CertificateFacts(
+        ":".join(digest[i:i + 2] for i in range(0, len(digest), 2)),
+        certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        names,
+    )
+
+
 def public_key_of(private_pem: str) -> str:
     key = serialization.load_ssh_private_key(private_pem.encode(), password=None)
     return key.public_key().public_bytes(

@@ -118,6 +118,7 @@ def plan_accounts(sources: list[AccountSource]) -> AccountPlan:
             password_hash=source.password_hash,
             authorized_keys=list(source.authorized_keys),
             suspended=source.spec.suspend,
+            delete_after_download=source.spec.delete_after_download,
             allowed_senders=_allowed_senders(source.spec),
         ))
     return AccountPlan(AccountTable(accounts=accounts), owners, conflicts)

@@ -11,6 +11,7 @@ from ..api.compat import credential_misfit
 from ..api.connection import ConnectionSpec
 from ..api.credential import CredentialSpec
 from ..api.rules import broken_rules
+from ..api.words import error_message
 from .conditions import FALSE, TRUE, UNKNOWN, Verdict, find
 
 
@@ -22,16 +23,24 @@ def validate_connection(raw: dict[str, Any]) -> tuple[ConnectionSpec | None, Ver
     except ValidationError as error:
         first = error.errors()[0]
         where = "spec." + ".".join(str(p) for p in first["loc"])
-        return None, Verdict("Validated", FALSE, "InvalidSpec", f"{where}: {first['msg']}")
+        return None, Verdict("Validated", FALSE, "InvalidSpec", f"{where}: {error_message(first)}")
     broken = broken_rules(spec, spec.rules)
     if broken:
         rule = broken[0]
         return spec, Verdict("Validated", FALSE, "InvalidSpec", f"spec{rule.field}: {rule.message}")
-    if spec.schedule and not croniter.is_valid(spec.schedule):
-        return spec, Verdict("Validated", FALSE, "InvalidSchedule",
-                             f"spec.schedule {spec.schedule!r} is not a valid cron expression "
-                             "(minute hour day-of-month month day-of-week), e.g. '0 * * * *'")
+    schedule = schedule_problem(spec)
+    if schedule:
+        return spec, Verdict("Validated", FALSE, "InvalidSchedule", f"spec.schedule {schedule}")
     return spec, Verdict("Validated", TRUE, "Valid", "the spec is valid")
+
+
+def schedule_problem(spec: ConnectionSpec) -> str | None:
+    """Why the cron schedule cannot run (a field out of range, say), or None. The CRD's
+    pattern only checks that there are five fields; `connectors validate` asks this too."""
+    if spec.schedule and not croniter.is_valid(spec.schedule):
+        return (f"{spec.schedule!r} is not a valid cron expression (minute hour day-of-month "
+                "month day-of-week), e.g. '0 * * * *'")
+    return None
 
 
 def credential_verdict(spec: ConnectionSpec, credential: dict[str, Any] | None) -> Verdict:

@@ -97,3 +97,46 @@ def test_listener_reports_an_upload(crds: Any, namespace: str, workspace: Worksp
                    for e in events(api_client, namespace))
     finally:
         gen.close()
+
+
+def test_refusals_are_one_aggregated_warning(crds: Any, namespace: str) -> None:
+    """A flood of refused names is one Warning line with a count, and leaves
+    the record of the last real transfer alone."""
+    api_client = crds.api_client()
+    create_connection(api_client, namespace)
+    reporter = KubernetesReporter(namespace, api_client)
+    reporter.report(TransferRecord("acme-conversions", "sftp", 1, 10, "Succeeded",
+                                   names=("conversions_1.csv",)))
+    for number in range(5):
+        reporter.report(TransferRecord(
+            "acme-conversions", "sftp", 0, 0, "Failed",
+            message=f"upload of 'evil_{number}.sh' refused: does not match the pattern"))
+    warnings = [e for e in events(api_client, namespace) if e.type == "Warning"]
+    assert len(warnings) == 1
+    assert warnings[0].reason == "TransferRefused"
+    assert warnings[0].count == 5
+    assert "evil_4.sh" in warnings[0].message
+    status = last_transfer(api_client, namespace)
+    assert status["outcome"] == "Succeeded"
+    assert status["files"] == 1
+
+
+def test_last_transfer_is_replaced_whole(crds: Any, namespace: str) -> None:
+    """status.lastTransfer is one transfer: no field of an older one survives
+    (a merge patch would keep what the newer record leaves out)."""
+    api_client = crds.api_client()
+    create_connection(api_client, namespace)
+    custom = client.CustomObjectsApi(api_client)
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, "connections", "acme-conversions",
+        {"status": {"lastTransfer": {"files": 3, "bytes": 9, "failed": 2, "skipped": 4,
+                                     "outcome": "Failed", "message": "2 files failed",
+                                     "durationSeconds": 1.5}}},
+        _content_type="application/merge-patch+json")
+    KubernetesReporter(namespace, api_client).report(
+        TransferRecord("acme-conversions", "sftp", 1, 10, "Succeeded"))
+    status = last_transfer(api_client, namespace)
+    assert status["files"] == 1
+    assert status["outcome"] == "Succeeded"
+    assert status["source"] == "listener-sftp"
+    assert not {"failed", "skipped", "message", "durationSeconds"} & set(status)

@@ -20,7 +20,9 @@ from tests.integration.listeners.listener_harness import (
     wait_until,
 )
 from tests.integration.listeners.smtp_support import (
+    ADDRESS,
     DOMAIN,
+    SENDER,
     TlsListener,
     attachment,
     close,
@@ -241,6 +243,41 @@ def test_only_own_connection_address(tls: TlsListener, workspace: Workspace) -> 
         assert result.returncode != 0
         assert "550" in result.stdout
     assert files(workspace) == []
+    assert visible(workspace.home("acme-conversions")) == []
+
+
+def test_one_login_sends_to_every_connection_it_serves(tls: TlsListener,
+                                                       workspace: Workspace) -> None:
+    """A Credential serving two Connections: one message to both lands in
+    both; another Connection's address stays refused."""
+    accounts = workspace.default_accounts()
+    mailer = next(a for a in accounts if a.username == "mailer")
+    second = mailer.model_copy(update={"connection": "acme-mail-eu", "home": "acme-mail-eu",
+                                       "folder": "eu"})
+    workspace.write_accounts([*accounts, second])
+
+    def serves_both() -> bool:
+        client = logged_in(tls)
+        try:
+            client.mail(SENDER)
+            return client.rcpt(f"acme-mail-eu@{DOMAIN}")[0] == 250
+        finally:
+            close(client)
+
+    wait_until(serves_both, timeout=20, message="the second Connection in the table")
+    client = logged_in(tls)
+    try:
+        refused = client.send_message(message(("report_14.csv", b"both")),
+                                      to_addrs=[ADDRESS, f"acme-mail-eu@{DOMAIN}"])
+        assert refused == {}
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            client.send_message(message(("report_15.csv", b"x")),
+                                to_addrs=[f"acme-conversions@{DOMAIN}"])
+    finally:
+        close(client)
+    for connection in ("acme-mail", "acme-mail-eu"):
+        assert visible(workspace.home(connection)) == ["receipt_report_14.csv.txt",
+                                                       "report_14.csv"]
     assert visible(workspace.home("acme-conversions")) == []
 
 

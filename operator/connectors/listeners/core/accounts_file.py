@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from connectors.api.accounts import Account, AccountTable
+from connectors.listeners.core.places import Login
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +27,9 @@ def safe_home(home: str) -> bool:
     return bool(home) and "/" not in home and "\\" not in home and not home.startswith(".")
 
 
-def _active(account: Account | None) -> Account | None:
-    return None if account is None or account.suspended else account
-
-
-class _Snapshot:
-    """One table, indexed by username and by Connection (lower case, as mail
-    addresses compare), replaced as a whole."""
-
-    def __init__(self, accounts: dict[str, Account]) -> None:
-        self.by_username = accounts
-        self.by_connection = {a.connection.lower(): a for a in accounts.values()}
+def safe_folder(folder: str | None) -> bool:
+    """A folder in the partner's view is one plain name too (None: the root)."""
+    return folder is None or safe_home(folder)
 
 
 class AccountsFile:
@@ -44,7 +37,10 @@ class AccountsFile:
         self.path = path
         self.poll_seconds = poll_seconds
         self._raw: bytes | None = None
-        self._table = _Snapshot({})
+        self._accounts: list[Account] = []
+        self._logins: dict[str, Login] = {}
+        # Connection name, lower case as mail addresses compare -> its account.
+        self._by_connection: dict[str, Account] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reload()
@@ -54,7 +50,7 @@ class AccountsFile:
         try:
             raw = self.path.read_bytes()
         except OSError as err:
-            if self._raw is not None or not self._table.by_username:
+            if self._raw is not None or not self._accounts:
                 log.warning("account table %s unreadable: %s", self.path, err.strerror)
             self._raw = None
             return False
@@ -68,27 +64,34 @@ class AccountsFile:
             log.error("account table %s invalid (%d errors); keeping the last good one",
                       self.path, err.error_count())
             return False
-        accounts = {name: a for name, a in table.by_username().items() if safe_home(a.home)}
-        if len(accounts) < len(table.accounts):
-            log.error("ignoring %d accounts whose home is not one plain folder name",
-                      len(table.accounts) - len(accounts))
-        # One reference assignment: readers in other threads see the old or the
-        # new table, never a half-built one.
-        self._table = _Snapshot(accounts)
-        log.info("account table loaded: %d accounts", len(accounts))
+        usable = [a for a in table.accounts if safe_home(a.home) and safe_folder(a.folder)]
+        if len(usable) < len(table.accounts):
+            log.error("ignoring %d accounts whose home or folder is not one plain folder name",
+                      len(table.accounts) - len(usable))
+        grouped: dict[str, list[Account]] = {}
+        for account in usable:
+            grouped.setdefault(account.username, []).append(account)
+        logins = {name: Login.of(name, accounts) for name, accounts in grouped.items()}
+        # One reference assignment each: readers in other threads see the old or
+        # the new table, never a half-built one.
+        self._accounts = usable
+        self._logins = {name: login for name, login in logins.items() if login is not None}
+        self._by_connection = {a.connection.lower(): a for a in usable}
+        log.info("account table loaded: %d accounts, %d logins", len(usable), len(self._logins))
         return True
 
-    def lookup(self, username: str) -> Account | None:
-        """The account, or None if unknown or suspended."""
-        return _active(self._table.by_username.get(username))
+    def lookup(self, username: str) -> Login | None:
+        """The login, or None if unknown or all its Connections are suspended."""
+        return self._logins.get(username)
 
     def recipient(self, connection: str) -> Account | None:
         """The account of the Connection named so (any case), or None if unknown
         or suspended: mail addressed to it has no one to receive it."""
-        return _active(self._table.by_connection.get(connection.lower()))
+        account = self._by_connection.get(connection.lower())
+        return None if account is None or account.suspended else account
 
     def accounts(self) -> list[Account]:
-        return list(self._table.by_username.values())
+        return list(self._accounts)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._poll, name="accounts-reload", daemon=True)

@@ -25,10 +25,11 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from connectors.api.accounts import Account, verify_password
+from connectors.api.accounts import verify_password
 from connectors.api.credential import KEY_TYPES
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
+from connectors.listeners.core.places import Login
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,13 @@ def key_blobs(authorized_keys: list[str]) -> set[bytes]:
 class Admission:
     """A complete login holding one session slot; `release()` gives it back."""
 
-    account: Account
+    login: Login
     address: str
     protocol: str
     gate: LoginGate
 
     def release(self) -> None:
-        self.gate.sessions.release(self.account.username)
+        self.gate.sessions.release(self.login.username)
 
 
 class LoginGate:
@@ -104,40 +105,40 @@ class LoginGate:
     def banned(self, address: str, username: str | None = None) -> bool:
         return self.defender.banned(address, username)
 
-    def verify_password(self, address: str, username: str, password: str) -> Account | None:
-        """The account when the password is right; a wrong one is scored."""
+    def verify_password(self, address: str, username: str, password: str) -> Login | None:
+        """The login when the password is right; a wrong one is scored."""
         if self.defender.banned(address, username):
             log.info("login refused protocol=%s user=%r address=%s: banned",
                      self.protocol, username, address)
             return None
-        account = self.accounts.lookup(username)  # None when unknown or suspended
-        if account is None or not verify_password(password, account.password_hash):
+        login = self.accounts.lookup(username)  # None when unknown or suspended
+        if login is None or not verify_password(password, login.password_hash):
             log.info("login failed protocol=%s user=%r address=%s: wrong user or password",
                      self.protocol, username, address)
             if self.defender.failure(address, username):
                 log.warning("banning address=%s user=%r after repeated failed logins",
                             address, username)
             return None
-        return account
+        return login
 
-    def verify_key(self, address: str, username: str, blob: bytes) -> Account | None:
-        """The account when `blob` is one of its keys. Not a login by itself:
+    def verify_key(self, address: str, username: str, blob: bytes) -> Login | None:
+        """The login when `blob` is one of its keys. Not a login by itself:
         the caller admits only after the key's signature was checked."""
         if self.defender.banned(address, username):
             return None
-        account = self.accounts.lookup(username)  # None when unknown or suspended
-        if account is None or blob not in key_blobs(account.authorized_keys):
+        login = self.accounts.lookup(username)  # None when unknown or suspended
+        if login is None or blob not in key_blobs(login.authorized_keys):
             return None
-        return account
+        return login
 
-    def admit(self, address: str, account: Account) -> Admission | None:
-        """Takes a session slot for a complete login; None when the account
+    def admit(self, address: str, login: Login) -> Admission | None:
+        """Takes a session slot for a complete login; None when the login
         already has its maximum of sessions."""
-        if not self.sessions.acquire(account.username, self.max_sessions):
+        if not self.sessions.acquire(login.username, self.max_sessions):
             log.warning("login refused protocol=%s user=%r address=%s: too many sessions",
-                        self.protocol, account.username, address)
+                        self.protocol, login.username, address)
             return None
-        self.defender.success(address, account.username)
-        log.info("login protocol=%s user=%r connection=%s address=%s",
-                 self.protocol, account.username, account.connection, address)
-        return Admission(account, address, self.protocol, self)
+        self.defender.success(address, login.username)
+        log.info("login protocol=%s user=%r connections=%s address=%s",
+                 self.protocol, login.username, ",".join(login.connections), address)
+        return Admission(login, address, self.protocol, self)

@@ -13,6 +13,8 @@ import logging
 import os
 import queue
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -28,7 +30,8 @@ Outcome = Literal["Succeeded", "Failed"]
 
 @dataclass(frozen=True)
 class TransferRecord:
-    """One transfer as the listener saw it: a file upload, or an email."""
+    """One transfer as the listener saw it: an upload, an email, a download,
+    or a refusal (outcome Failed: nothing was transferred)."""
 
     connection: str
     protocol: str
@@ -38,6 +41,11 @@ class TransferRecord:
     message: str = ""
     names: tuple[str, ...] = ()
     time: str = field(default_factory=now_rfc3339)
+    direction: Literal["received", "sent"] = "received"
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome == "Failed"
 
     def last_transfer(self) -> LastTransfer:
         return LastTransfer(
@@ -46,7 +54,14 @@ class TransferRecord:
             bytes=self.bytes,
             outcome=self.outcome,
             message=self.message[:2048] or None,
+            source=f"listener-{self.protocol}",
         )
+
+    @property
+    def reason(self) -> str:
+        if self.refused:
+            return "TransferRefused"
+        return "FilesSent" if self.direction == "sent" else "FilesReceived"
 
 
 class TransferReporter(Protocol):
@@ -70,24 +85,43 @@ class LoggingReporter:
 
 
 class KubernetesReporter:
-    """Patches status.lastTransfer of the Connection and posts a Normal Event."""
+    """Reports to the Connection: a transfer replaces `status.lastTransfer` and
+    posts a Normal Event; a refusal posts a Warning Event only, so that a
+    stranger probing names cannot overwrite the record of the last real
+    transfer.
+
+    Events are aggregated the way kubectl shows them: a repeat of the same
+    reason on the same Connection within AGGREGATE_SECONDS updates the existing
+    Event's count, time and message instead of adding a line, so a flood of
+    refusals stays one line with a count."""
 
     PLURAL = "connections"
+    AGGREGATE_SECONDS = 600.0
 
-    def __init__(self, namespace: str, api_client: Any) -> None:
+    def __init__(self, namespace: str, api_client: Any,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         from kubernetes import client
 
         self.namespace = namespace
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self._clock = clock
+        # (connection, reason) -> (event name, count, when it was first posted)
+        self._events: dict[tuple[str, str], tuple[str, int, float]] = {}
 
     def report(self, record: TransferRecord) -> None:
-        patched = self.patch_status(record)
-        self.post_event(record, patched)
+        if record.refused:
+            connection = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, self.PLURAL, record.connection,
+                _request_timeout=10)
+        else:
+            connection = self.patch_status(record)
+        self.post_event(record, connection if isinstance(connection, dict) else {})
 
     def patch_status(self, record: TransferRecord) -> dict[str, Any]:
-        body = {"status": {"lastTransfer": record.last_transfer().model_dump(
-            by_alias=True, exclude_none=True)}}
+        # Every field, absent ones as null: a merge patch merges objects, so
+        # without the nulls an older transfer's message or counts would stay.
+        body = {"status": {"lastTransfer": record.last_transfer().model_dump(by_alias=True)}}
         result: Any = self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, self.namespace, self.PLURAL, record.connection, body,
             _content_type="application/merge-patch+json", _request_timeout=10,
@@ -96,9 +130,24 @@ class KubernetesReporter:
 
     def post_event(self, record: TransferRecord, connection: dict[str, Any]) -> None:
         from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
 
-        metadata = connection.get("metadata", {})
+        key = (record.connection, record.reason)
         now = now_rfc3339()
+        known = self._events.get(key)
+        if known is not None and self._clock() - known[2] < self.AGGREGATE_SECONDS:
+            name, count, first = known
+            try:
+                self.core.patch_namespaced_event(
+                    name, self.namespace,
+                    {"count": count + 1, "lastTimestamp": now, "message": event_message(record)},
+                    _request_timeout=10)
+                self._events[key] = (name, count + 1, first)
+                return
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+        metadata = connection.get("metadata", {})
         event = client.CoreV1Event.from_dict({
             "metadata": {"generateName": f"{record.connection}.", "namespace": self.namespace},
             # The uid lets `kubectl describe connection` find the Event.
@@ -107,14 +156,16 @@ class KubernetesReporter:
                 "name": record.connection, "namespace": self.namespace,
                 "uid": metadata.get("uid"),
             },
-            "reason": "FilesReceived" if record.outcome == "Succeeded" else "TransferRefused",
+            "reason": record.reason,
             "message": event_message(record),
-            "type": "Normal",
+            "type": "Warning" if record.refused else "Normal",
             "source": {"component": f"connectors-listener-{record.protocol}"},
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         })
-        if event is not None:
-            self.core.create_namespaced_event(self.namespace, event, _request_timeout=10)
+        assert event is not None
+        created: Any = self.core.create_namespaced_event(self.namespace, event,
+                                                         _request_timeout=10)
+        self._events[key] = (created.metadata.name, 1, self._clock())
 
     def close(self) -> None:
         return None
@@ -122,8 +173,9 @@ class KubernetesReporter:
 
 def event_message(record: TransferRecord) -> str:
     names = ", ".join(record.names[:10]) + (" ..." if len(record.names) > 10 else "")
-    if record.outcome == "Succeeded":
-        text = f"Received {record.files} file(s), {record.bytes} bytes over {record.protocol}"
+    if not record.refused:
+        verb = "Sent" if record.direction == "sent" else "Received"
+        text = f"{verb} {record.files} file(s), {record.bytes} bytes over {record.protocol}"
         return f"{text}: {names}" if names else text
     return f"Refused a transfer over {record.protocol}: {record.message}"[:1024]
 
@@ -222,3 +274,15 @@ def report_refused(
         connection=account.connection, protocol=protocol, files=0, bytes=0,
         outcome="Failed", message=reason,
     ))
+
+
+def report_sent(
+    reporter: TransferReporter, account: Account, protocol: str, name: str, size: int
+) -> None:
+    """A partner downloaded a whole file (Outbound Pull)."""
+    log.info("downloaded connection=%s name=%s bytes=%d", account.connection, name, size)
+    reporter.report(TransferRecord(
+        connection=account.connection, protocol=protocol, files=1, bytes=size,
+        outcome="Succeeded", names=(name,), direction="sent",
+    ))
+

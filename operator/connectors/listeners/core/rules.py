@@ -6,6 +6,9 @@ refuse the same names with the same words:
   landing area is flat: receipts sit beside the files they describe);
 - never a hidden name, a reserved name (receipt_*, result_*) or a name outside
   the Connection's filenamePattern;
+- a partner sees only what belongs to the Connection: names matching its
+  filenamePattern, and receipts and results with `readReceipts`. Anything
+  else in the folder (a file the platform keeps beside them) is as if absent;
 - downloads with `download`, or of receipts and results with `readReceipts`.
 """
 
@@ -31,9 +34,18 @@ def upload_refusal(account: Account, name: str) -> str | None:
     return None
 
 
+def may_see(account: Account, name: str) -> bool:
+    """Whether `name` in the account's folder is shown to the partner at all."""
+    if is_hidden(name):
+        return False
+    if is_reserved(name):
+        return "readReceipts" in account.permissions
+    return matches_pattern(name, account.filename_pattern)
+
+
 def may_read(account: Account, name: str) -> bool:
     """Whether the account may download the file named `name`."""
-    if is_hidden(name):
+    if not may_see(account, name):
         return False
     if "download" in account.permissions:
         return True

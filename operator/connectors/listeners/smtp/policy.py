@@ -32,7 +32,7 @@ RATE_LIMITED = "450 4.7.1 Too many messages from this sender; try again later"
 RECIPIENT_CHANGED = "451 4.3.0 A recipient changed during the transaction; try again later"
 NO_AUTH_HERE = ("502 5.5.1 No login on this port: mail servers deliver here without one; "
                 "partners who log in use the submission port")
-OWN_ADDRESS_ONLY = "550 5.7.1 This login may only send to its own Connection's address"
+OWN_ADDRESS_ONLY = "550 5.7.1 This login may only send to its own Connections' addresses"
 
 
 def reply_text(text: str) -> str:
@@ -73,9 +73,10 @@ def sender_allowed(sender: str, allowed: Sequence[str] | None) -> bool:
 
 def recipient_refusal(accounts: AccountsFile, domain: str, address: str,
                       sender: str) -> tuple[Account | None, str | None]:
-    """The account `address` delivers to, or the reply that refuses it: at RCPT
-    on the mail exchanger port, and again at the end of DATA (the table may
-    have changed in between)."""
+    """The account `address` names (None when it names no Connection that
+    receives mail) and the reply that refuses it (None when it is taken): at
+    RCPT on the mail exchanger port, and again at the end of DATA (the table
+    may have changed in between)."""
     connection = connection_of(address, domain)
     if connection is None:
         return None, RELAY_DENIED
@@ -85,7 +86,7 @@ def recipient_refusal(accounts: AccountsFile, domain: str, address: str,
     if account is None or "upload" not in account.permissions:
         return None, NO_SUCH_RECIPIENT
     if not sender_allowed(sender, account.allowed_senders):
-        return None, SENDER_REFUSED
+        return account, SENDER_REFUSED
     return account, None
 
 

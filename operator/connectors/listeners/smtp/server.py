@@ -18,7 +18,8 @@ Each Connection receives mail at `<connection>@<domain>`, in two ways:
   certificate every AUTH is refused. The login goes through the listeners'
   one LoginGate, so a ban, a wrong password or a full session table means
   what it means for SFTP and FTP; the session slot is given back when the
-  connection ends. A login may send only to its own Connection's address.
+  connection ends. A login may send only to the addresses of the Connections
+  its Credential serves (one message may name several of them).
 
 Each port is one aiosmtpd Controller: its own thread and event loop, sharing
 the account table, the landing code and the reporter. aiosmtpd holds a message
@@ -53,12 +54,12 @@ from connectors.landing.attachments import MAX_PARTS
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.login_gate import Admission, LoginGate
-from connectors.listeners.core.report import TransferReporter
+from connectors.listeners.core.places import Login
+from connectors.listeners.core.report import TransferReporter, report_refused
 from connectors.listeners.core.tls import stdlib_server_context
 from connectors.listeners.smtp.landing import Inbox, MessageRefused
 from connectors.listeners.smtp.policy import (
     NO_AUTH_HERE,
-    NO_SUCH_RECIPIENT,
     OWN_ADDRESS_ONLY,
     RATE_LIMITED,
     RECIPIENT_CHANGED,
@@ -151,10 +152,10 @@ class AccountAuthenticator:
         username = auth_data.login.decode("utf-8", "replace")
         password = auth_data.password.decode("utf-8", "replace")
         address = _peer_address(session)
-        account = self.gate.verify_password(address, username, password)
-        if account is None:
+        login = self.gate.verify_password(address, username, password)
+        if login is None:
             return AuthResult(success=False, handled=False)
-        admission = self.gate.admit(address, account)
+        admission = self.gate.admit(address, login)
         if admission is None:
             return AuthResult(success=False, handled=False,
                               message="454 4.7.0 Too many sessions for this account; "
@@ -222,10 +223,16 @@ class MailExchangeHandler(_Landing):
                           address: str, rcpt_options: list[str]) -> str:
         sender = envelope.mail_from or ""
         account, refusal = recipient_refusal(self.accounts, self.domain, address, sender)
-        if account is None:
+        if refusal is not None:
             log.info("recipient refused to=%r sender=%r address=%s: %s", address, sender,
                      _peer_address(session), refusal)
-            return refusal or NO_SUCH_RECIPIENT
+            if account is not None:
+                # A known Connection turned its partner away: the platform
+                # engineer sees why as a Warning event (aggregated by the reporter).
+                report_refused(self.inbox.reporter, account, "smtp",
+                               f"mail from {sender!r} refused: not one of the Connection's "
+                               "email.allowedSenders")
+            return refusal
         if address not in envelope.rcpt_tos:
             envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -233,9 +240,9 @@ class MailExchangeHandler(_Landing):
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         recipients: dict[str, Account] = {}
         for address in envelope.rcpt_tos:
-            account, _ = recipient_refusal(self.accounts, self.domain, address,
-                                           envelope.mail_from or "")
-            if account is None:
+            account, refusal = recipient_refusal(self.accounts, self.domain, address,
+                                                 envelope.mail_from or "")
+            if account is None or refusal is not None:
                 # Suspended, removed or narrowed since RCPT: the retry asks again.
                 return RECIPIENT_CHANGED
             recipients[account.connection] = account
@@ -250,21 +257,29 @@ class SubmissionHandler(_Landing):
         self.accounts = accounts
         self.domain = domain
 
-    def _account(self, session: Session) -> Account | None:
-        """The logged-in account as the table has it now (it may have been
-        suspended or removed since the login)."""
+    def _login(self, session: Session) -> Login | None:
+        """The login as the table has it now (its Connections may have been
+        suspended or removed since it logged in)."""
         admission = session.auth_data
         if not isinstance(admission, Admission):
             return None
-        return self.accounts.lookup(admission.account.username)  # None when suspended
+        return self.accounts.lookup(admission.login.username)
+
+    def _recipient(self, login: Login, address: str) -> Account | None:
+        """The login's Connection that `address` names, if any."""
+        connection = connection_of(address, self.domain)
+        if connection is None:
+            return None
+        return next((a for a in login.accounts if a.connection.lower() == connection.lower()),
+                    None)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
-        account = self._account(session)
-        if account is None:
+        login = self._login(session)
+        if login is None:
             return "530 5.7.0 Authentication required"
-        connection = connection_of(address, self.domain)
-        if connection is None or connection.lower() != account.connection.lower():
+        account = self._recipient(login, address)
+        if account is None:
             return OWN_ADDRESS_ONLY
         if "upload" not in account.permissions:
             return "550 5.7.1 This Connection does not receive files"
@@ -273,10 +288,16 @@ class SubmissionHandler(_Landing):
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        account = self._account(session)
-        if account is None:
+        login = self._login(session)
+        if login is None:
             return "530 5.7.0 Authentication required"
-        return await self.land([account], envelope.original_content or b"")
+        recipients: dict[str, Account] = {}
+        for address in envelope.rcpt_tos:
+            account = self._recipient(login, address)
+            if account is None:
+                return RECIPIENT_CHANGED  # suspended or removed since RCPT
+            recipients[account.connection] = account
+        return await self.land(list(recipients.values()), envelope.original_content or b"")
 
 
 class ListenerController(Controller):

@@ -1,0 +1,1 @@
+"""The `kubectl connectors` plugin: the partner hand-off and a status table."""
