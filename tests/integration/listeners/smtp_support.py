@@ -44,7 +44,8 @@ class TlsListener:
 
 
 @contextmanager
-def smtp_listener_with_tls(workspace: Workspace, *extra: str) -> Iterator[TlsListener]:
+def smtp_listener_with_tls(workspace: Workspace, *extra: str,
+                           env: dict[str, str] | None = None) -> Iterator[TlsListener]:
     """An SMTP listener with a self-signed certificate for localhost/127.0.0.1,
     taking mail on a free port like any MX and on a second free port for
     submission."""
@@ -52,7 +53,7 @@ def smtp_listener_with_tls(workspace: Workspace, *extra: str) -> Iterator[TlsLis
     submission = free_port()
     generator = listener_fixture(workspace, "smtp", "--domain", DOMAIN,
                                  "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-                                 "--submission-port", str(submission), *extra)
+                                 "--submission-port", str(submission), *extra, env=env)
     listener = next(generator)
     try:
         wait_for_port(submission, listener.process, listener.log)
