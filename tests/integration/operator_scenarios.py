@@ -148,12 +148,12 @@ def examples_reach_ready(cluster: Cluster, namespace: str) -> None:
     assert read(cluster, "Deployment", namespace, "connectors-ftp") is None
     sftp = account_table(cluster, namespace, "sftp")
     assert sftp is not None
-    acme = sftp.by_username()["acme"]
+    [acme] = sftp.by_username()["acme"]
     password = secret_value(cluster, namespace, "acme-sftp-credential", "password")
     assert acme.password_hash
     assert_absent(password, acme.password_hash, "the account table")
     assert acme.permissions == ["upload", "list", "readReceipts"]
-    assert sftp.by_username()["northwind"].authorized_keys[0].startswith("ssh-ed25519 ")
+    assert sftp.by_username()["northwind"][0].authorized_keys[0].startswith("ssh-ed25519 ")
 
     endpoint = get(cluster, namespace, "connections", "acme-conversions")["status"]["endpoint"]
     assert endpoint["host"] == f"connectors-sftp.{namespace}.svc"
@@ -165,7 +165,8 @@ def examples_reach_ready(cluster: Cluster, namespace: str) -> None:
         f"connectors-smtp.{namespace}.svc", 25, 587)
     smtp = account_table(cluster, namespace, "smtp")
     assert smtp is not None
-    assert smtp.by_username()["globex"].allowed_senders == ["globex.example"]
+    [globex] = smtp.by_username()["globex"]
+    assert globex.allowed_senders == ["globex.example"]
     service = read(cluster, "Service", namespace, "connectors-smtp")
     assert {(p.name, p.port, p.target_port) for p in service.spec.ports} == {
         ("smtp", 25, 2525), ("submission", 587, 2587)}
@@ -207,7 +208,7 @@ def spec_edits_reach_children(cluster: Cluster, namespace: str) -> None:
 
     def acme_suspended() -> bool:
         table = account_table(cluster, namespace, "sftp")
-        return table is not None and table.by_username()["acme"].suspended
+        return table is not None and table.by_username()["acme"][0].suspended
     eventually(acme_suspended, 60, "the acme account to be suspended")
 
 
@@ -238,6 +239,65 @@ spec: {type: Password, username: late}
     assert "late" in table.by_username()
 
 
+def shared_credentials_keep_their_places(cluster: Cluster, namespace: str) -> None:
+    """One Credential, two Connections: the second needs its own folder; a newer
+    Credential claiming the same username never takes the login over."""
+    apply(cluster, namespace, """
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: brandx}
+spec: {type: Password, username: brandx}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: brandx-clicks}
+spec: {direction: Inbound, dataType: Clicks, method: SFTP, methodology: Push,
+       credentialRef: {name: brandx}, filenamePattern: "clicks_*.csv"}
+""")
+    wait_condition(cluster, namespace, "brandx-clicks", "True")
+    apply(cluster, namespace, """
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: brandx-conversions}
+spec: {direction: Inbound, dataType: Conversions, method: SFTP, methodology: Push,
+       credentialRef: {name: brandx}, filenamePattern: "conversions_*.csv"}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: aaa-test}
+spec: {type: Password, username: brandx}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: brandx-aaa-test}
+spec: {direction: Inbound, dataType: Clicks, method: SFTP, methodology: Push,
+       credentialRef: {name: aaa-test}, filenamePattern: "*.csv"}
+""")
+    refused = wait_condition(cluster, namespace, "brandx-conversions", "False")
+    assert "already appears at / for login brandx" in condition(refused, "Ready")["message"]
+    taker = wait_condition(cluster, namespace, "brandx-aaa-test", "False")
+    assert "already the login of Credential brandx" in condition(taker, "Ready")["message"]
+    table = account_table(cluster, namespace, "sftp")
+    assert table is not None
+    assert [(a.connection, a.folder) for a in table.by_username()["brandx"]] == [
+        ("brandx-clicks", None)]
+    still = get(cluster, namespace, "connections", "brandx-clicks")
+    assert condition(still, "Ready")["status"] == "True"
+    cluster.kubectl("patch", "connection", "brandx-conversions", "-n", namespace,
+                    "--type=merge", "-p", '{"spec": {"folder": "conversions"}}')
+    served = wait_condition(cluster, namespace, "brandx-conversions", "True")
+    assert served["status"]["endpoint"]["folder"] == "/conversions/"
+
+    def both_served() -> bool:
+        table = account_table(cluster, namespace, "sftp")
+        return table is not None and sorted(
+            (a.connection, a.folder) for a in table.by_username()["brandx"]) == [
+            ("brandx-clicks", None), ("brandx-conversions", "conversions")]
+    eventually(both_served, 60, "the login to serve both Connections")
+    for name in ("brandx-clicks", "brandx-conversions", "brandx-aaa-test"):
+        cluster.kubectl("delete", "connection", name, "-n", namespace)
+
+
 def deletions_clean_up(cluster: Cluster, namespace: str) -> None:
     cluster.kubectl("delete", "connection", "northwind-reports", "-n", namespace)
 
@@ -261,6 +321,7 @@ SCENARIOS: list[Scenario] = [
     deleted_children_come_back,
     spec_edits_reach_children,
     missing_credential_then_applied,
+    shared_credentials_keep_their_places,
     deletions_clean_up,
 ]
 

@@ -83,13 +83,16 @@ def test_a_username_the_live_namespace_already_uses(live: str, tmp_path: Path) -
     code, out, _ = validate(tmp_path, live, taker, connection("aaa-clicks", "acme-too"))
     assert code == 1
     assert len(out) == 1
-    assert "Connection/aaa-clicks: spec.credentialRef.name: username acme is the login of " \
-           "Connection acme-conversions, which the cluster already has" in out[0]
-    # The same Credential again on the same listener: the operator's planner refuses it.
-    code, out, _ = validate(tmp_path, live, connection("zzz-clicks", "acme-sftp"))
+    # The cluster's Credential is older than anything these files would add.
+    assert "Connection/aaa-clicks: spec.credentialRef.name: username acme is already the " \
+           "login of Credential acme-sftp (Connection acme-conversions)" in out[0]
+    # The same Credential again on the same listener needs a place of its own.
+    code, out, _ = validate(tmp_path, live, connection("aaa-more", "acme-sftp"))
     assert code == 1
-    assert "Connection/zzz-clicks: spec.credentialRef.name: username acme is already used by " \
-           "Connection acme-conversions on the same listener" in out[0]
+    assert "Connection/aaa-more: spec.credentialRef.name: Connection acme-conversions " \
+           "already appears at / for login acme" in out[0]
+    code, out, _ = validate(tmp_path, live, connection("aaa-more", "acme-sftp", folder="more"))
+    assert (code, out) == (0, ["1 file, 1 resource: valid"])
 
 
 def test_the_namespace_option_wins_over_the_context(live: str, tmp_path: Path,

@@ -110,21 +110,30 @@ def test_two_credentials_claiming_one_username_on_one_listener(tmp_path: Path) -
     # The operator's own planner decides who keeps the login; the validator repeats it.
     sources = [AccountSource(n, "", ConnectionSpec.model_validate(
         {"direction": "Inbound", "dataType": "Clicks", "method": "SFTP", "methodology": "Push",
-         "credentialRef": {"name": n}}), "acme", None, ()) for n in ("acme-clicks",
-                                                                     "acme-conversions")]
+         "credentialRef": {"name": c}}), "acme", None, (), credential=c)
+        for n, c in (("acme-clicks", "acme-one"), ("acme-conversions", "acme-two"))]
     [(loser, why)] = plan_accounts(sources).conflicts.items()
     assert (problem.name, problem.field_path, problem.message) == (
         loser, "spec.credentialRef.name", why)
-    assert "username acme is already used by Connection acme-clicks" in problem.message
+    assert "username acme is already the login of Credential acme-one" in problem.message
 
 
-def test_one_credential_shared_by_two_connections_of_one_listener(tmp_path: Path) -> None:
+def test_one_credential_shared_by_two_connections_needs_two_places(tmp_path: Path) -> None:
     path = write(tmp_path, credential("acme"),
                  connection("acme-clicks", "acme"),
                  connection("acme-conversions", "acme", dataType="Conversions"))
     problem = only(validate_paths([path]))
     assert problem.name == "acme-conversions"
-    assert "username acme is already used by Connection acme-clicks" in problem.message
+    assert "Connection acme-clicks already appears at / for login acme" in problem.message
+    assert "set spec.folder" in problem.message
+
+
+def test_one_credential_shared_by_two_connections_in_two_places(tmp_path: Path) -> None:
+    path = write(tmp_path, credential("acme"),
+                 connection("acme-clicks", "acme"),
+                 connection("acme-conversions", "acme", dataType="Conversions",
+                            folder="conversions"))
+    assert validate_paths([path]) == []
 
 
 def test_one_credential_shared_across_listeners_is_fine(tmp_path: Path) -> None:

@@ -42,6 +42,8 @@ HOST_PATTERN = (
 # Five cron fields, or one of the @ shorthands. Field ranges are checked by the operator.
 SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|\S+( +\S+){4})$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# A folder in the partner's view: one plain name, never hidden, never a path.
+FOLDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 DEFAULT_SCHEDULE = "*/15 * * * *"
 # An allowed sender: an address (partner@example.com) or a whole domain
 # (example.com, or @example.com): a DNS name of at least two labels.
@@ -226,6 +228,13 @@ RULES: tuple[Rule, ...] = (
         or len(s.email.allowed_senders) > 0,
     ),
     Rule(
+        ".folder",
+        f"!has(self.folder) || !{_PLATFORM_INITIATED}",
+        "folder is where the partner sees the files on the platform's listener, so only "
+        "for Inbound+Push and Outbound+Pull: remove it",
+        lambda s: s.folder is None or not _platform(s),
+    ),
+    Rule(
         ".deleteAfterDownload",
         "!has(self.deleteAfterDownload) || !self.deleteAfterDownload "
         "|| (self.direction == 'Outbound' && self.methodology == 'Pull')",
@@ -327,6 +336,11 @@ class ConnectionSpec(Model):
     delete_after_download: bool = False
     """Outbound Pull: delete each file from the listener's folder once the partner has
     downloaded all of it. Default false: files stay until the platform removes them."""
+    folder: Annotated[str, Field(max_length=63, pattern=FOLDER_PATTERN)] | None = None
+    """Partner-initiated only: where the partner sees this Connection's files when one
+    Credential serves several Connections on a listener. Unset: at the root of the
+    login; set: in this folder of the login's root, such as "clicks". Each Connection
+    of a login needs its own place; the older one keeps a place two ask for."""
 
     @property
     def platform_initiated(self) -> bool:
@@ -350,6 +364,8 @@ class Endpoint(Model):
     """The login name."""
     address: str | None = None
     """Email: the address to send files to."""
+    folder: str | None = None
+    """SFTP and FTP: where this Connection's files are in the login: "/" or "/<folder>/"."""
     host_key_fingerprint: str | None = None
     """SFTP: the listener's host key fingerprint (SHA256), for the partner to check on
     first connection. It stays the same across restarts."""

@@ -17,6 +17,7 @@ from .connection import (
     EMAIL_PATTERN,
     FILENAME_PATTERN,
     FILENAME_PATTERN_MESSAGE,
+    FOLDER_PATTERN,
     HOST_PATTERN,
     SCHEDULE_PATTERN,
 )
@@ -41,6 +42,10 @@ PATTERN_WORDS: dict[str, str] = {
     ),
     EMAIL_PATTERN: "must be an email address, such as 'reports@partner.example'",
     FILENAME_PATTERN: FILENAME_PATTERN_MESSAGE,
+    FOLDER_PATTERN: (
+        "must be one folder name of up to 63 letters, digits, '.', '_' and '-', starting "
+        "with a letter or digit, such as 'clicks'"
+    ),
 }
 
 # pydantic's wording for the rest, said the way a person fixing a manifest needs to hear it.

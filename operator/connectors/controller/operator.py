@@ -31,9 +31,10 @@ from ..planning.conditions import (
 from ..planning.config import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, OperatorConfig
 from ..planning.objects import owner_reference
 from ..planning.status import credential_verdict, validate_connection
-from .credentials import reconcile_credential
+from .coalescer import Coalescer
 from .kube import Kube, now_rfc3339
-from .listeners import Coalescer, ListenerSync, Member, SyncResult
+from .reconcilers.credential import reconcile_credential
+from .reconcilers.listener_sync import ListenerSync, Member, SyncResult
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ class Operator:
                 continue
             spec, validated = validate_connection(body.get("spec") or {})
             if spec is not None and validated.ok and not spec.platform_initiated:
-                members.append(Member(name, body["metadata"]["uid"], spec))
+                metadata = body["metadata"]
+                members.append(Member(name, metadata["uid"], spec,
+                                      metadata.get("creationTimestamp", "")))
         credentials = {name: body for (ns, name), body in self.credentials.items()
                        if ns == namespace}
         return await self.run(self.listener_sync.run, namespace, members, credentials)

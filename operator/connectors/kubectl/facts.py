@@ -87,7 +87,9 @@ def _listener(connection: dict[str, Any], credential: dict[str, Any] | None,
                           "ignored"))
     else:
         verb = "upload files" if spec.get("direction") == "Inbound" else "download files"
-        facts.append(Fact("folder", "Folder", f"/ (your home folder: {verb} there)"))
+        folder = str(endpoint.get("folder") or "/")
+        where = "your home folder" if folder == "/" else "this folder of your home folder"
+        facts.append(Fact("folder", "Folder", f"{folder} ({where}: {verb} there)"))
         facts.append(Fact("filenamePattern", "File names",
                           f"{pattern}" if pattern else "any file name"))
     fingerprint = endpoint.get("hostKeyFingerprint") or keys.host_key_fingerprint

@@ -4,7 +4,7 @@ Layout on the namespace's data volume, for a Connection named NAME:
 
     <root>/NAME/                  the partner's home; inbound files land here
     <root>/NAME/receipt_<f>.txt   written when file <f> has landed
-    <root>/NAME/result_<f>...     written by downstream processing
+    <root>/NAME/result_<f>.csv    written when file <f> has been checked
     <root>/NAME/outbox/           outbound files waiting to be sent (Outbound Push)
     <root>/NAME/sent/             outbound files already sent
     <root>/NAME/.connectors/      internal: the ledger and temporary files
@@ -45,7 +45,8 @@ TEMP_SUFFIX = ".part"
 # The longest name a folder entry may have, in bytes (ext4, xfs, and most others).
 NAME_MAX = 255
 RECEIPT_PREFIX, RECEIPT_SUFFIX = "receipt_", ".txt"
-RESULT_PREFIX, RESULT_SUFFIX = "result_", ".txt"
+# A result is a CSV table (submissions/results.py): .csv, so a spreadsheet opens it.
+RESULT_PREFIX, RESULT_SUFFIX = "result_", ".csv"
 # A landed file's name must leave room for its longest companion, receipt_<name>.txt:
 # a name is refused before its upload starts rather than landed without a receipt.
 MAX_NAME_BYTES = NAME_MAX - max(

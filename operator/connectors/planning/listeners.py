@@ -82,6 +82,17 @@ class AccountSource:
     username: str
     password_hash: str | None
     authorized_keys: tuple[str, ...]
+    credential: str = ""
+    """The Credential's name: one login serves the Connections of one Credential."""
+    created: str = ""
+    """The Connection's creationTimestamp (RFC 3339 sorts as text); "" when unknown."""
+    credential_created: str = ""
+    """The Credential's creationTimestamp."""
+
+    @property
+    def place(self) -> str:
+        """Where the partner sees this Connection: "/" or its folder."""
+        return f"/{self.spec.folder}/" if self.spec.folder else "/"
 
 
 @dataclass(frozen=True)
@@ -93,20 +104,39 @@ class AccountPlan:
 
 
 def plan_accounts(sources: list[AccountSource]) -> AccountPlan:
-    """One account per Connection; a username already taken is refused, oldest name wins."""
-    taken: dict[str, str] = {}
+    """One account per Connection, grouped into logins by username.
+
+    A username belongs to one Credential: the oldest that claims it (creation
+    time, then name), so a newer Credential can never take over a partner's
+    login. That Credential's Connections share the login, each at its own
+    place (the root, or spec.folder); a place already taken stays with the
+    older Connection. Either way the newer one gets no account and a conflict
+    that names the fix, and no existing account changes.
+    """
+    holders: dict[str, AccountSource] = {}
+    for source in sorted(sources, key=lambda s: (s.credential_created, s.credential)):
+        holders.setdefault(source.username, source)
+    places: dict[tuple[str, str], str] = {}
     accounts: list[Account] = []
     owners: list[AccountSource] = []
     conflicts: dict[str, str] = {}
-    for source in sorted(sources, key=lambda s: s.connection):
-        holder = taken.get(source.username)
-        if holder is not None:
+    for source in sorted(sources, key=lambda s: (s.created, s.connection)):
+        holder = holders[source.username]
+        if source.credential != holder.credential:
             conflicts[source.connection] = (
-                f"username {source.username} is already used by Connection {holder} on the "
-                f"same listener: give this Connection a Credential with another username"
-            )
+                f"username {source.username} is already the login of Credential "
+                f"{holder.credential or holder.connection} (Connection {holder.connection}) on "
+                f"the same listener, which is older: give Credential "
+                f"{source.credential or source.connection} another username")
             continue
-        taken[source.username] = source.connection
+        taken = places.get((source.username, source.place))
+        if taken is not None:
+            conflicts[source.connection] = (
+                f"Connection {taken} already appears at {source.place} for login "
+                f"{source.username}, which this Connection shares: set spec.folder (for "
+                f"example {source.connection!r}) so that each Connection has its own place")
+            continue
+        places[(source.username, source.place)] = source.connection
         owners.append(source)
         accounts.append(Account(
             username=source.username,
@@ -119,6 +149,7 @@ def plan_accounts(sources: list[AccountSource]) -> AccountPlan:
             authorized_keys=list(source.authorized_keys),
             suspended=source.spec.suspend,
             delete_after_download=source.spec.delete_after_download,
+            folder=source.spec.folder,
             allowed_senders=_allowed_senders(source.spec),
         ))
     return AccountPlan(AccountTable(accounts=accounts), owners, conflicts)
@@ -332,6 +363,8 @@ def endpoint(namespace: str, connection: str, spec: ConnectionSpec, username: st
         result["address"] = f"{connection}@{config.email_domain}"
         if config.smtp_submission:
             result["submissionPort"] = _public_port("submission", config)
+    else:
+        result["folder"] = f"/{spec.folder}/" if spec.folder else "/"
     if protocol == "sftp" and host_key_fingerprint:
         result["hostKeyFingerprint"] = host_key_fingerprint
     return result

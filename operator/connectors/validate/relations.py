@@ -66,10 +66,15 @@ def _reference_problems(p: Parsed, credentials: dict[Key, CredentialSpec | None]
     return [p.problem(CREDENTIAL_REF, misfit)] if misfit else []
 
 
+# Sorts after every RFC 3339 time: objects not created yet are the newest.
+_NOT_YET = "~"
+
+
 def _username_conflicts(parsed: list[Parsed], credentials: dict[Key, CredentialSpec | None],
                         live: Snapshot | None) -> list[Problem]:
     """plan_accounts over each listener's would-be accounts, as the operator plans them."""
     members: dict[Key, ConnectionSpec] = dict(live.connections) if live else {}
+    in_files = {(p.namespace, p.name) for p in parsed if p.kind == "Credential"}
     from_files: dict[Key, Parsed] = {}
     for p in _connections(parsed):
         assert isinstance(p.spec, ConnectionSpec)
@@ -82,7 +87,12 @@ def _username_conflicts(parsed: list[Parsed], credentials: dict[Key, CredentialS
         if spec.platform_initiated or credential is None \
                 or credential_misfit(spec, credential, ref):
             continue  # no account: the operator gives none either
-        source = AccountSource(name, "", spec, username_for(ref, credential), None, ())
+        # What the cluster has is older than what these files would add: the
+        # operator orders by creation time, and the files' objects do not exist yet.
+        source = AccountSource(
+            name, "", spec, username_for(ref, credential), None, (), credential=ref,
+            created=_NOT_YET if (namespace, name) in from_files else "",
+            credential_created=_NOT_YET if (namespace, ref) in in_files else "")
         listeners.setdefault((namespace, protocol_of(spec)), []).append(source)
     problems = []
     for (namespace, _), sources in sorted(listeners.items()):

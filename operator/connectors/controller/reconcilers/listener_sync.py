@@ -7,27 +7,25 @@ writes of the account table, not 500.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from ..api.accounts import DEFAULT_LOG_N, GENERATED_LOG_N, hash_password, secret_name
-from ..api.compat import credential_misfit
-from ..api.connection import ConnectionSpec
-from ..api.credential import CredentialSpec
-from ..planning import credentials as credential_plan
-from ..planning import listeners as plan
-from ..planning.conditions import find
-from ..planning.config import LABEL_MANAGED_BY, MANAGED_BY, PROTOCOLS, OperatorConfig
-from ..planning.objects import data_claim
-from .credentials import decode
-from .kube import Kube
+from ...api.accounts import DEFAULT_LOG_N, GENERATED_LOG_N, hash_password, secret_name
+from ...api.compat import credential_misfit
+from ...api.connection import ConnectionSpec
+from ...api.credential import CredentialSpec
+from ...planning import credentials as credential_plan
+from ...planning import listeners as plan
+from ...planning.conditions import find
+from ...planning.config import LABEL_MANAGED_BY, MANAGED_BY, PROTOCOLS, OperatorConfig
+from ...planning.objects import data_claim
+from ..kube import Kube
+from .credential import decode
 
 log = logging.getLogger(__name__)
-R = TypeVar("R")
 
 
 @dataclass
@@ -37,6 +35,8 @@ class Member:
     name: str
     uid: str
     spec: ConnectionSpec
+    created: str = ""
+    """metadata.creationTimestamp: the older Connection keeps a contested place."""
 
 
 @dataclass
@@ -45,43 +45,6 @@ class SyncResult:
 
     problems: dict[str, str] = field(default_factory=dict)
     host_key_fingerprint: str | None = None
-
-
-class Coalescer(Generic[R]):
-    """Runs `work(key)` once for every burst of requests for that key.
-
-    A request waits for a run that starts after it was made, so it always sees
-    the state that prompted it.
-    """
-
-    def __init__(self, work: Callable[[str], Awaitable[R]], delay: float = 0.2) -> None:
-        self._work = work
-        self._delay = delay
-        self._waiting: dict[str, list[asyncio.Future[R]]] = {}
-        self._runners: dict[str, asyncio.Task[None]] = {}
-
-    async def request(self, key: str) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(key, []).append(future)
-        runner = self._runners.get(key)
-        if runner is None or runner.done():
-            self._runners[key] = asyncio.create_task(self._run(key))
-        return await future
-
-    async def _run(self, key: str) -> None:
-        while self._waiting.get(key):
-            await asyncio.sleep(self._delay)
-            waiters = self._waiting.pop(key, [])
-            try:
-                result = await self._work(key)
-            except Exception as error:
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(error)
-            else:
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(result)
 
 
 class PasswordHashes:
@@ -169,8 +132,10 @@ class ListenerSync:
             keys = tuple(line.strip() for line in (spec.public_key or "").splitlines()
                          if line.strip() and not line.strip().startswith("#"))
         username = credential_plan.username_for(ref, spec)
-        return plan.AccountSource(member.name, member.uid, member.spec, username,
-                                  password_hash, keys)
+        return plan.AccountSource(
+            member.name, member.uid, member.spec, username, password_hash, keys,
+            credential=ref, created=member.created,
+            credential_created=(body.get("metadata") or {}).get("creationTimestamp", ""))
 
     def _ensure(self, namespace: str, protocol: str, account_plan: plan.AccountPlan,
                 result: SyncResult) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..api.credential import CredentialSpec
-from ..planning import credentials as plan
-from ..planning.conditions import (
+from ...api.credential import CredentialSpec
+from ...planning import credentials as plan
+from ...planning.conditions import (
     FALSE,
     TRUE,
     Verdict,
@@ -19,14 +19,14 @@ from ..planning.conditions import (
     merge_conditions,
     status_changed,
 )
-from ..planning.config import (
+from ...planning.config import (
     ANNOTATION_ROTATE,
     ANNOTATION_ROTATED_FOR,
     LABEL_MANAGED_BY,
     MANAGED_BY,
 )
-from ..planning.objects import owner_reference
-from .kube import Kube, now_rfc3339
+from ...planning.objects import owner_reference
+from ..kube import Kube, now_rfc3339
 
 log = logging.getLogger(__name__)
 
