@@ -12,8 +12,8 @@ import yaml
 
 from connectors.api import ConnectionSpec
 from connectors.api.accounts import Account, AccountTable, permissions_for
-from connectors.api.connection import ALLOWED_SENDER_MESSAGE, ALLOWED_SENDER_PATTERN
 from connectors.api.crd import render_all
+from connectors.api.senders import ALLOWED_SENDER_MESSAGE, ALLOWED_SENDER_PATTERN
 from connectors.planning import listeners as plan
 from connectors.validate import validate_paths
 

@@ -7,13 +7,13 @@ from .connection import (
     DEFAULT_SCHEDULE,
     ConnectionSpec,
     ConnectionStatus,
-    EmailSettings,
     Endpoint,
     LastTransfer,
     Remote,
     is_platform_initiated,
 )
 from .credential import CredentialSpec, CredentialStatus
+from .senders import EmailSettings
 
 __all__ = [
     "API_VERSION",

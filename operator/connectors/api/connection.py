@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from .common import Condition, LocalObjectReference, Model
 from .rules import Rule, cel_extension
+from .senders import EmailSettings
 
 Direction = Literal["Inbound", "Outbound"]
 DataType = Literal[
@@ -45,15 +46,6 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # A folder in the partner's view: one plain name, never hidden, never a path.
 FOLDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 DEFAULT_SCHEDULE = "*/15 * * * *"
-# An allowed sender: an address (partner@example.com) or a whole domain
-# (example.com, or @example.com): a DNS name of at least two labels.
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DOMAIN = rf"{_LABEL}(\.{_LABEL})+"
-ALLOWED_SENDER_PATTERN = rf'^([^@\s"\\*]+@|@)?{_DOMAIN}$'
-ALLOWED_SENDER_MESSAGE = (
-    "each allowed sender is an address such as 'partner@example.com' or a whole domain "
-    "such as 'example.com' (or '@example.com'); no wildcards ('*'), spaces, '\"' or '\\'"
-)
 
 
 def _filename_pattern(value: str) -> str:
@@ -73,23 +65,6 @@ FilenamePattern = Annotated[
     AfterValidator(_filename_pattern),
 ]
 
-
-def _allowed_sender(value: str) -> str:
-    if not re.fullmatch(ALLOWED_SENDER_PATTERN, value):
-        raise PydanticCustomError("allowed_sender", ALLOWED_SENDER_MESSAGE)
-    return value
-
-
-assert "'" not in ALLOWED_SENDER_PATTERN, "the CEL rule quotes it in a raw '...' string"
-# Like FilenamePattern: the rule in words, never the expression.
-AllowedSender = Annotated[
-    str,
-    Field(min_length=3, max_length=254, json_schema_extra={"x-kubernetes-validations": [
-        {"rule": f"self.matches(r'{ALLOWED_SENDER_PATTERN}')",
-         "message": ALLOWED_SENDER_MESSAGE},
-    ]}),
-    AfterValidator(_allowed_sender),
-]
 
 _PLATFORM_INITIATED = "((self.direction == 'Inbound') == (self.methodology == 'Pull'))"
 
@@ -277,18 +252,6 @@ class Remote(Model):
     """Inbound Pull: delete each file on the partner's server after it has landed and
     been recorded. Default false: files stay, and the ledger keeps them from being
     fetched twice."""
-
-
-class EmailSettings(Model):
-    """Inbound Email Push: how the listener takes mail for this Connection."""
-
-    allowed_senders: Annotated[list[AllowedSender], Field(max_length=64)] | None = None
-    """Mail that partners' servers deliver without logging in (port 25, like to any mail
-    server) is accepted only from these envelope senders (MAIL FROM): an address,
-    'partner@example.com', or a whole domain, 'example.com' or '@example.com' (its
-    sub-domains are not included). Others are refused with 550 before the message is sent.
-    Without it, any sender may deliver to the Connection's address. A partner who logs in
-    with the Credential on the submission port is not checked against it."""
 
 
 class ConnectionSpec(Model):
