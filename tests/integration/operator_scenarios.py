@@ -161,6 +161,15 @@ def examples_reach_ready(cluster: Cluster, namespace: str) -> None:
     assert endpoint["hostKeyFingerprint"].startswith("SHA256:")
     email = get(cluster, namespace, "connections", "globex-audiences")["status"]["endpoint"]
     assert email["address"] == "globex-audiences@connectors.local"
+    assert (email["host"], email["port"], email["submissionPort"]) == (
+        f"connectors-smtp.{namespace}.svc", 25, 587)
+    smtp = account_table(cluster, namespace, "smtp")
+    assert smtp is not None
+    [globex] = smtp.by_username()["globex"]
+    assert globex.allowed_senders == ["globex.example"]
+    service = read(cluster, "Service", namespace, "connectors-smtp")
+    assert {(p.name, p.port, p.target_port) for p in service.spec.ports} == {
+        ("smtp", 25, 2525), ("submission", 587, 2587)}
 
     # `kubectl describe` tells what was done: one Normal event per Connection made Ready.
     events = client.CoreV1Api(cluster.api_client()).list_namespaced_event(

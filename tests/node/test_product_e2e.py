@@ -4,7 +4,8 @@ The image built here (`make image`) is imported into the node's containerd,
 the chart is installed with helm (the operator runs as a pod under the chart's
 ServiceAccount and RBAC), and partners' real clients on the host reach the
 listener pods through their NodePorts: OpenSSH sftp, curl over FTPS, swaks with
-STARTTLS. A transfer Job made from the operator's CronJob runs as a pod and
+STARTTLS (as a mail server on port 25, and logged in on the submission port).
+A transfer Job made from the operator's CronJob runs as a pod and
 pulls from a real sshd on the host.
 
 This file sorts before test_teardown.py, which stops the session's node.
@@ -45,7 +46,7 @@ pytestmark = pytest.mark.timeout(900)
 
 REPO = Path(__file__).resolve().parents[2]
 RELEASE_NAMESPACE = "connectors-system"
-NODE_PORTS = {"sftp": 30022, "ftp": 30021, "smtp": 30025}
+NODE_PORTS = {"sftp": 30022, "ftp": 30021, "smtp": 30025, "submission": 30587}
 EMAIL_DOMAIN = "partners.example"
 
 
@@ -148,16 +149,19 @@ def wait_listener_ready(product: Product, namespace: str, protocol: str) -> dict
     wait_for(f"the {protocol} listener pod to be Ready",
              lambda: ready(listener_pod(product, namespace, protocol)) if listener_pod(
                  product, namespace, protocol) else False, timeout=180)
+    wait_node_port(product, protocol)
+    return listener_pod(product, namespace, protocol)
 
+
+def wait_node_port(product: Product, name: str) -> None:
     def answers() -> bool:
         try:
-            with socket.create_connection((product.cluster.node_ip, NODE_PORTS[protocol]),
+            with socket.create_connection((product.cluster.node_ip, NODE_PORTS[name]),
                                           timeout=2):
                 return True
         except OSError:
             return False
-    wait_for(f"the {protocol} node port to answer", answers, timeout=60)
-    return listener_pod(product, namespace, protocol)
+    wait_for(f"the {name} node port to answer", answers, timeout=60)
 
 
 def volume_path(product: Product, namespace: str) -> Path:
@@ -311,25 +315,44 @@ def test_ftps_upload_through_the_node_port(product: Product, partners: str,
     wait_last_transfer(product, partners, "initech-clicks", len(content))
 
 
-def test_email_through_the_node_port(product: Product, partners: str, tmp_path: Path) -> None:
-    """swaks with STARTTLS and AUTH to the Connection's address."""
-    need("swaks")
-    wait_listener_ready(product, partners, "smtp")
-    password = product.secret(partners, "globex-smtp-credential", "password")
-    attachment = tmp_path / "audiences_e2e.csv"
-    content = b"segment,id\nvip,1\n"
-    attachment.write_bytes(content)
-    result = subprocess.run(
-        ["swaks", "--server", product.cluster.node_ip, "--port", str(NODE_PORTS["smtp"]),
-         "--tls", "--auth", "PLAIN", "--auth-user", "globex",
-         "--auth-password", password, "--from", "data@globex.example",
+def swaks_to_node(product: Product, port: int, attachment: Path,
+                  *login: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["swaks", "--server", product.cluster.node_ip, "--port", str(port), "--tls",
+         *login, "--from", "data@globex.example",
          "--to", f"globex-audiences@{EMAIL_DOMAIN}", "--attach", f"@{attachment}",
          "--suppress-data"],
         capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stdout[-2000:].replace(password, "***")
-    assert_landed(volume_path(product, partners) / "globex-audiences", "audiences_e2e.csv",
-                  content)
+
+
+def test_email_through_the_node_ports(product: Product, partners: str, tmp_path: Path) -> None:
+    """swaks as a partner's mail server (port 25, STARTTLS, no login), then as a
+    partner who logs in with the Credential on the submission port."""
+    need("swaks")
+    wait_listener_ready(product, partners, "smtp")
+    wait_node_port(product, "submission")
+    folder = volume_path(product, partners) / "globex-audiences"
+    delivered = tmp_path / "audiences_mx.csv"
+    content = b"segment,id\nvip,1\n"
+    delivered.write_bytes(content)
+    result = swaks_to_node(product, NODE_PORTS["smtp"], delivered)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert_landed(folder, "audiences_mx.csv", content)
     wait_last_transfer(product, partners, "globex-audiences", len(content))
+
+    password = product.secret(partners, "globex-smtp-credential", "password")
+    submitted = tmp_path / "audiences_e2e.csv"
+    content = b"segment,id\nvip,2\nnew,3\n"
+    submitted.write_bytes(content)
+    result = swaks_to_node(product, NODE_PORTS["submission"], submitted, "--auth", "PLAIN",
+                           "--auth-user", "globex", "--auth-password", password)
+    assert result.returncode == 0, result.stdout[-2000:].replace(password, "***")
+    assert_landed(folder, "audiences_e2e.csv", content)
+    wait_last_transfer(product, partners, "globex-audiences", len(content))
+    endpoint = (product.get("connection", partners, "globex-audiences") or {})["status"][
+        "endpoint"]
+    assert (endpoint["port"], endpoint["submissionPort"]) == (NODE_PORTS["smtp"],
+                                                              NODE_PORTS["submission"])
 
 
 def test_listener_pod_deleted_during_an_upload(product: Product, partners: str,

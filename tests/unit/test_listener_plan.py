@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+
+import pytest
 from cryptography import x509
 
 from connectors.api.accounts import AccountTable
+from connectors.api.connection import ConnectionSpec
+from connectors.controller.main import add_arguments, operator_config, parse_node_ports
 from connectors.planning import listeners as plan
 from connectors.planning.config import OperatorConfig
 from connectors.planning.credentials import new_self_signed_certificate
@@ -114,3 +119,77 @@ def test_node_port_services_keep_the_passive_ports_and_show_the_external_address
     assert (shown["host"], shown["port"]) == ("10.250.0.1", 30021)
     inside = plan.endpoint("ns", "clicks", spec, "user", OperatorConfig(), None)
     assert (inside["host"], inside["port"]) == ("connectors-ftp.ns.svc", 21)
+
+
+# --- SMTP: the mail exchanger on 25 and the submission port on 587
+
+
+def email_spec() -> ConnectionSpec:
+    return ConnectionSpec.model_validate({
+        "direction": "Inbound", "dataType": "Audiences", "method": "Email",
+        "methodology": "Push", "credentialRef": {"name": "c"},
+        "filenamePattern": "audiences_*.csv"})
+
+
+def test_smtp_service_maps_25_and_587_onto_the_listeners_high_ports() -> None:
+    service = plan.listener_service("ns", "smtp", OperatorConfig(), EMPTY)
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+    assert ports == {"smtp": (25, 2525), "submission": (587, 2587)}
+    deployment = plan.listener_deployment("ns", "smtp", OperatorConfig(), EMPTY)
+    served = {p["name"]: p["containerPort"] for p in container(deployment)["ports"]}  # type: ignore[index, union-attr]
+    assert served == {"smtp": 2525, "submission": 2587}
+    env = env_of(deployment)
+    assert env["CONNECTORS_LISTEN_PORT"] == "2525"
+    assert env["CONNECTORS_SUBMISSION_PORT"] == "2587"
+    assert (env["CONNECTORS_MAX_MESSAGE_BYTES"], env["CONNECTORS_MAX_MESSAGES_PER_SENDER"],
+            env["CONNECTORS_MAX_MESSAGES_PER_CLIENT"]) == (str(25 * 1024 * 1024), "60", "120")
+    # Only the SMTP listener has a second port.
+    ftp = plan.listener_deployment("ns", "ftp", OperatorConfig(), EMPTY)
+    assert "CONNECTORS_SUBMISSION_PORT" not in env_of(ftp)
+
+
+def test_submission_can_be_turned_off() -> None:
+    config = OperatorConfig(smtp_submission=False)
+    service = plan.listener_service("ns", "smtp", config, EMPTY)
+    assert [p["name"] for p in service["spec"]["ports"]] == ["smtp"]
+    deployment = plan.listener_deployment("ns", "smtp", config, EMPTY)
+    assert env_of(deployment)["CONNECTORS_SUBMISSION_PORT"] == "0"
+    assert [p["name"] for p in container(deployment)["ports"]] == ["smtp"]  # type: ignore[index, union-attr]
+    shown = plan.endpoint("ns", "mail", email_spec(), "user", config, None)
+    assert "submissionPort" not in shown
+
+
+def test_smtp_node_ports_and_the_endpoint_a_partner_is_told() -> None:
+    config = OperatorConfig(listener_service_type="NodePort",
+                            listener_node_ports={"smtp": 30025, "submission": 30587},
+                            listener_external_host="smtp.partners.example.com",
+                            email_domain="partners.example.com")
+    service = plan.listener_service("ns", "smtp", config, EMPTY)
+    node_ports = {p["name"]: p["nodePort"] for p in service["spec"]["ports"]}
+    assert node_ports == {"smtp": 30025, "submission": 30587}
+    shown = plan.endpoint("ns", "acme-audiences", email_spec(), "acme", config, None)
+    assert shown == {"protocol": "smtp", "host": "smtp.partners.example.com", "port": 30025,
+                     "submissionPort": 30587, "username": "acme",
+                     "address": "acme-audiences@partners.example.com"}
+    inside = plan.endpoint("ns", "acme-audiences", email_spec(), "acme", OperatorConfig(),
+                           None)
+    assert (inside["host"], inside["port"], inside["submissionPort"]) == (
+        "connectors-smtp.ns.svc", 25, 587)
+
+
+def test_operator_flags_name_the_submission_node_port_and_switch() -> None:
+    assert parse_node_ports("smtp=30025,submission=30587") == {"smtp": 30025,
+                                                               "submission": 30587}
+    with pytest.raises(SystemExit, match="submission"):
+        parse_node_ports("imap=30143")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert operator_config(parser.parse_args([])).smtp_submission is True
+    off = operator_config(parser.parse_args(["--smtp-submission", "false"]))
+    assert off.smtp_submission is False
+    limits = operator_config(parser.parse_args([
+        "--smtp-max-messages-per-sender", "5", "--smtp-max-messages-per-client", "0",
+        "--smtp-max-message-bytes", "1048576"]))
+    env = env_of(plan.listener_deployment("ns", "smtp", limits, EMPTY))
+    assert (env["CONNECTORS_MAX_MESSAGE_BYTES"], env["CONNECTORS_MAX_MESSAGES_PER_SENDER"],
+            env["CONNECTORS_MAX_MESSAGES_PER_CLIENT"]) == ("1048576", "5", "0")

@@ -1,5 +1,6 @@
-"""The SMTP listener's pure parts: a message lands whole or not at all, the
-refusal words, and its login through the listeners' LoginGate."""
+"""The SMTP listener's pure parts: a message lands whole or not at all, for
+one recipient Connection or several, the refusal words, and its login through
+the listeners' LoginGate."""
 
 from __future__ import annotations
 
@@ -24,14 +25,10 @@ from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender, DefenderSettings
 from connectors.listeners.core.login_gate import Admission, LoginGate
 from connectors.listeners.core.report import TransferRecord
-from connectors.listeners.smtp import server as smtp_server
-from connectors.listeners.smtp.server import (
-    AccountAuthenticator,
-    Inbox,
-    ListenerSMTP,
-    MessageRefused,
-    reply_text,
-)
+from connectors.listeners.smtp import policy
+from connectors.listeners.smtp.landing import Inbox, MessageRefused
+from connectors.listeners.smtp.policy import reply_text
+from connectors.listeners.smtp.server import AccountAuthenticator, ListenerSMTP
 
 PASSWORD = "unit-mail-password-3"
 
@@ -47,10 +44,11 @@ class Recorder:
         pass
 
 
-def mailer(permissions: list[Permission] | None = None) -> Account:
-    return Account(username="mailer", connection="acme-mail", direction="Inbound",
-                   home="acme-mail", permissions=permissions or permissions_for("Inbound"),
-                   filename_pattern="report_*.csv", password_hash=hash_password(PASSWORD))
+def mailer(permissions: list[Permission] | None = None, connection: str = "acme-mail",
+           pattern: str = "report_*.csv", username: str = "mailer") -> Account:
+    return Account(username=username, connection=connection, direction="Inbound",
+                   home=connection, permissions=permissions or permissions_for("Inbound"),
+                   filename_pattern=pattern, password_hash=hash_password(PASSWORD))
 
 
 def mail(*attachments: tuple[str, bytes]) -> bytes:
@@ -81,7 +79,7 @@ def inbox(tmp_path: Path, recorder: Recorder) -> Inbox:
 
 def test_all_attachments_land_with_receipts(inbox: Inbox, tmp_path: Path,
                                             recorder: Recorder) -> None:
-    receipts = inbox.receive(mailer(), mail(("report_1.csv", b"a"), ("report_2.csv", b"bb")))
+    receipts = inbox.receive([mailer()], mail(("report_1.csv", b"a"), ("report_2.csv", b"bb")))
     assert [(r.name, r.size) for r in receipts] == [("report_1.csv", 1), ("report_2.csv", 2)]
     assert entries(tmp_path / "acme-mail") == [
         ".connectors", "receipt_report_1.csv.txt", "receipt_report_2.csv.txt",
@@ -96,14 +94,14 @@ def test_a_name_too_long_in_bytes_is_refused_before_anything_is_written(
     # the first attachment landed, and the second failed with a 451.
     long_name = "report_" + "\u00e9" * 117 + ".csv"
     with pytest.raises(MessageRefused, match="bytes"):
-        inbox.receive(mailer(), mail(("report_1.csv", b"a"), (long_name, b"b")))
+        inbox.receive([mailer()], mail(("report_1.csv", b"a"), (long_name, b"b")))
     assert entries(tmp_path / "acme-mail") == []
     assert [r.outcome for r in recorder.records] == ["Failed"]
 
 
 def test_an_account_without_upload_is_refused_permanently(inbox: Inbox, tmp_path: Path) -> None:
     with pytest.raises(MessageRefused, match="may not upload"):
-        inbox.receive(mailer(["list"]), mail(("report_1.csv", b"a")))
+        inbox.receive([mailer(["list"])], mail(("report_1.csv", b"a")))
     assert entries(tmp_path / "acme-mail") == []
 
 
@@ -124,14 +122,14 @@ def test_a_failed_second_landing_takes_back_the_first(
 
     monkeypatch.setattr(LandingArea, "land", land_then_fail)
     with pytest.raises(OSError, match="No space"):
-        inbox.receive(mailer(), mail(("report_1.csv", b"a"), ("report_2.csv", b"b"),
+        inbox.receive([mailer()], mail(("report_1.csv", b"a"), ("report_2.csv", b"b"),
                                      ("report_3.csv", b"c")))
     assert calls == 2
     assert entries(tmp_path / "acme-mail") == [".connectors"]
     assert recorder.records == []  # nothing landed, nothing to report
 
     monkeypatch.setattr(LandingArea, "land", real_land)
-    inbox.receive(mailer(), mail(("report_1.csv", b"a"), ("report_2.csv", b"b")))
+    inbox.receive([mailer()], mail(("report_1.csv", b"a"), ("report_2.csv", b"b")))
     assert len(entries(tmp_path / "acme-mail")) == 5  # the retry lands once
 
 
@@ -147,8 +145,57 @@ def test_a_failed_write_leaves_no_temporary(
 
     monkeypatch.setattr(LandingFile, "write", write)
     with pytest.raises(OSError, match="Input/output"):
-        inbox.receive(mailer(), mail(("report_1.csv", b"a"), ("report_2.csv", b"b")))
+        inbox.receive([mailer()], mail(("report_1.csv", b"a"), ("report_2.csv", b"b")))
     assert entries(tmp_path / "acme-mail") == [".connectors"]
+
+
+# --- several recipient Connections: each lands, or none does
+
+
+def test_two_recipients_each_get_the_files_and_their_own_receipts(
+    inbox: Inbox, tmp_path: Path, recorder: Recorder
+) -> None:
+    first, second = mailer(), mailer(connection="globex-mail", username="globex")
+    receipts = inbox.receive([first, second], mail(("report_1.csv", b"a,b\n")))
+    assert [r.connection for r in receipts] == ["acme-mail", "globex-mail"]
+    for home in ("acme-mail", "globex-mail"):
+        assert (tmp_path / home / "report_1.csv").read_bytes() == b"a,b\n"
+        assert (tmp_path / home / "receipt_report_1.csv.txt").exists()
+    assert sorted((r.connection, r.outcome) for r in recorder.records) == [
+        ("acme-mail", "Succeeded"), ("globex-mail", "Succeeded")]
+
+
+def test_one_recipients_pattern_refuses_the_message_for_all(
+    inbox: Inbox, tmp_path: Path, recorder: Recorder
+) -> None:
+    strict = mailer(connection="globex-mail", username="globex", pattern="audiences_*.csv")
+    with pytest.raises(MessageRefused, match=r"^globex-mail: "):
+        inbox.receive([mailer(), strict], mail(("report_1.csv", b"a")))
+    assert entries(tmp_path / "acme-mail") == []
+    assert entries(tmp_path / "globex-mail") == []
+    # Only the Connection whose rule refused it hears of it.
+    assert [(r.connection, r.outcome) for r in recorder.records] == [("globex-mail", "Failed")]
+
+
+def test_a_failure_in_the_second_area_takes_back_the_first(
+    inbox: Inbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorder: Recorder
+) -> None:
+    real_land = LandingArea.land
+
+    def refuse_globex(self: LandingArea, temp: Path, name: str, size: int,
+                      sha256: str) -> Receipt:
+        if self.connection == "globex-mail":
+            temp.unlink()
+            raise OSError(28, "No space left on device")
+        return real_land(self, temp, name, size, sha256)
+
+    monkeypatch.setattr(LandingArea, "land", refuse_globex)
+    second = mailer(connection="globex-mail", username="globex")
+    with pytest.raises(OSError, match="No space"):
+        inbox.receive([mailer(), second], mail(("report_1.csv", b"a")))
+    assert entries(tmp_path / "acme-mail") == [".connectors"]
+    assert entries(tmp_path / "globex-mail") == [".connectors"]
+    assert recorder.records == []
 
 
 def test_reply_text_is_one_printable_ascii_line() -> None:
@@ -157,7 +204,7 @@ def test_reply_text_is_one_printable_ascii_line() -> None:
     assert "\n" not in text
     assert text.isascii()
     assert "caf\\xe9" in text
-    assert len(reply_text("x" * 2000)) == smtp_server.MAX_REPLY
+    assert len(reply_text("x" * 2000)) == policy.MAX_REPLY
 
 
 # --- login

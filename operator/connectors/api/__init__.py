@@ -13,6 +13,7 @@ from .connection import (
     is_platform_initiated,
 )
 from .credential import CredentialSpec, CredentialStatus
+from .senders import EmailSettings
 
 __all__ = [
     "API_VERSION",
@@ -25,6 +26,7 @@ __all__ = [
     "ConnectionStatus",
     "CredentialSpec",
     "CredentialStatus",
+    "EmailSettings",
     "Endpoint",
     "LastTransfer",
     "LocalObjectReference",

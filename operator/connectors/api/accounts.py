@@ -13,6 +13,12 @@ Version 1 of the format:
       "filenamePattern": "conversions_*.csv",
       "passwordHash": "$scrypt$ln=14,r=8,p=1$<salt>$<hash>",
       "authorizedKeys": ["ssh-ed25519 AAAA... partner"], "suspended": false}]}
+
+An SMTP account may also carry "allowedSenders": ["partner@example.com",
+"example.com"], the envelope senders that may deliver to its Connection without
+logging in. The key is written only when the Connection sets it, so a table
+without allowed senders is byte for byte what listeners before it read (they
+refuse unknown keys, and keep their last good table when they see one).
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ import base64
 import hashlib
 import hmac
 import secrets
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from .common import Model
 
@@ -73,6 +79,17 @@ class Account(Model):
     """Where the partner sees this Connection: at the root of the login when None,
     else in this folder (a login may serve several Connections; see
     listeners/core/places.py)."""
+    allowed_senders: list[str] | None = None
+    """SMTP: who may deliver without logging in (addresses, or domains as
+    example.com or @example.com); None: any sender."""
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_senders(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.allowed_senders is None:
+            data.pop("allowedSenders", None)
+            data.pop("allowed_senders", None)
+        return data
 
 
 class AccountTable(Model):

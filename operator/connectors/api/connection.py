@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from .common import Condition, LocalObjectReference, Model
 from .rules import Rule, cel_extension
+from .senders import EmailSettings
 
 Direction = Literal["Inbound", "Outbound"]
 DataType = Literal[
@@ -47,7 +48,6 @@ FOLDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 DEFAULT_SCHEDULE = "*/15 * * * *"
 
 
-
 def _filename_pattern(value: str) -> str:
     if not re.fullmatch(FILENAME_PATTERN, value):
         raise PydanticCustomError("filename_pattern", FILENAME_PATTERN_MESSAGE)
@@ -65,6 +65,7 @@ FilenamePattern = Annotated[
     AfterValidator(_filename_pattern),
 ]
 
+
 _PLATFORM_INITIATED = "((self.direction == 'Inbound') == (self.methodology == 'Pull'))"
 
 
@@ -79,6 +80,10 @@ def _platform(s: ConnectionSpec) -> bool:
 
 def _outbound_email(s: ConnectionSpec) -> bool:
     return s.method == "Email" and s.direction == "Outbound"
+
+
+def _inbound_email_push(s: ConnectionSpec) -> bool:
+    return s.method == "Email" and s.direction == "Inbound" and s.methodology == "Push"
 
 
 RULES: tuple[Rule, ...] = (
@@ -181,6 +186,23 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.remote is None or s.remote.recipients is None or _outbound_email(s),
     ),
     Rule(
+        ".email",
+        "!has(self.email) "
+        "|| (self.method == 'Email' && self.direction == 'Inbound' && self.methodology == 'Push')",
+        "email applies only to Inbound Email Push, where partners' mail servers deliver to "
+        "the platform's listener: remove it",
+        lambda s: s.email is None or _inbound_email_push(s),
+    ),
+    Rule(
+        ".email.allowedSenders",
+        "!has(self.email) || !has(self.email.allowedSenders) "
+        "|| size(self.email.allowedSenders) > 0",
+        "email.allowedSenders needs at least one address or domain; remove it to accept "
+        "mail from any sender",
+        lambda s: s.email is None or s.email.allowed_senders is None
+        or len(s.email.allowed_senders) > 0,
+    ),
+    Rule(
         ".folder",
         f"!has(self.folder) || !{_PLATFORM_INITIATED}",
         "folder is where the partner sees the files on the platform's listener, so only "
@@ -266,6 +288,8 @@ class ConnectionSpec(Model):
     remote: Remote | None = None
     """The partner's server. Required when the platform starts the transfer
     (Inbound+Pull, Outbound+Push), refused otherwise."""
+    email: EmailSettings | None = None
+    """Inbound Email Push only: who may deliver mail to the Connection's address."""
     schedule: Annotated[str, Field(max_length=64, pattern=SCHEDULE_PATTERN)] | None = None
     """Cron schedule of the transfer job (platform-initiated only); default every 15
     minutes, "*/15 * * * *"."""
@@ -292,9 +316,13 @@ class Endpoint(Model):
     protocol: str | None = None
     """sftp, ftp or smtp."""
     host: str | None = None
-    """The listener Service's DNS name."""
+    """The listener's address: the Service's DNS name, or the public host the platform
+    configured. Email: the mail exchanger, which the mail domain's MX record names."""
     port: int | None = None
-    """The listener's port."""
+    """The listener's port. Email: 25, where mail servers deliver without logging in."""
+    submission_port: int | None = None
+    """Email: the submission port, where a partner logs in with the Credential (AUTH,
+    only after STARTTLS) to send to its Connections."""
     username: str | None = None
     """The login name."""
     address: str | None = None

@@ -25,6 +25,12 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
+def _int_option(parser: argparse.ArgumentParser, flag: str, env: str, default: int,
+                help_text: str) -> None:
+    parser.add_argument(flag, type=int, default=int(_env(env, str(default)) or default),
+                        help=f"{help_text} (default {default}) [env {env}]")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[],
@@ -68,7 +74,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                      OperatorConfig.listener_service_type),
                         help="type of the listeners' Services (default ClusterIP)")
     parser.add_argument("--listener-node-ports", default=_env("CONNECTORS_LISTENER_NODE_PORTS", ""),
-                        help="NodePort Services: fixed node ports, e.g. sftp=30022,ftp=30021")
+                        help="NodePort Services: fixed node ports, e.g. sftp=30022,ftp=30021,"
+                             "smtp=30025,submission=30587")
+    parser.add_argument("--smtp-submission", choices=["true", "false"],
+                        default=_env("CONNECTORS_SMTP_SUBMISSION", "true"),
+                        help="Inbound Email: also serve the submission port (587, login with "
+                             "the Credential after STARTTLS) besides port 25 (default true)")
+    _int_option(parser, "--smtp-max-message-bytes", "CONNECTORS_SMTP_MAX_MESSAGE_BYTES",
+                OperatorConfig.smtp_max_message_bytes,
+                "Inbound Email: the largest message the SMTP listener takes")
+    _int_option(parser, "--smtp-max-messages-per-sender",
+                "CONNECTORS_SMTP_MAX_MESSAGES_PER_SENDER",
+                OperatorConfig.smtp_max_messages_per_sender,
+                "Inbound Email, port 25: messages a minute per envelope sender (0: no limit)")
+    _int_option(parser, "--smtp-max-messages-per-client",
+                "CONNECTORS_SMTP_MAX_MESSAGES_PER_CLIENT",
+                OperatorConfig.smtp_max_messages_per_client,
+                "Inbound Email, port 25: messages a minute per client address (0: no limit)")
     parser.add_argument("--listener-external-host",
                         default=_env("CONNECTORS_LISTENER_EXTERNAL_HOST"),
                         help="where partners reach the listeners, shown in status.endpoint")
@@ -102,6 +124,10 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
                           data_claim=args.data_claim, smtp_relay=args.smtp_relay,
                           smtp_from=args.smtp_from,
                           listener_tls_secret=args.listener_tls_secret or None,
+                          smtp_submission=args.smtp_submission == "true",
+                          smtp_max_message_bytes=args.smtp_max_message_bytes,
+                          smtp_max_messages_per_sender=args.smtp_max_messages_per_sender,
+                          smtp_max_messages_per_client=args.smtp_max_messages_per_client,
                           listener_service_type=args.listener_service_type,
                           listener_node_ports=node_ports,
                           listener_external_host=args.listener_external_host or None,
@@ -111,14 +137,17 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
                           data_size=args.data_size)
 
 
+NODE_PORT_NAMES = ("sftp", "ftp", "smtp", "submission")
+
+
 def parse_node_ports(text: str) -> dict[str, int]:
     """'sftp=30022,ftp=30021' -> {'sftp': 30022, 'ftp': 30021}."""
     ports: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         protocol, _, port = item.partition("=")
-        if protocol not in ("sftp", "ftp", "smtp") or not port.isdigit():
-            raise SystemExit(f"--listener-node-ports: {item!r} is not PROTOCOL=PORT "
-                             "with PROTOCOL sftp, ftp or smtp")
+        if protocol not in NODE_PORT_NAMES or not port.isdigit():
+            raise SystemExit(f"--listener-node-ports: {item!r} is not NAME=PORT "
+                             "with NAME sftp, ftp, smtp or submission (SMTP's port 587)")
         ports[protocol] = int(port)
     return ports
 

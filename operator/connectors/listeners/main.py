@@ -8,11 +8,14 @@ What the Deployment mounts: the account Secret (`connectors-accounts-<protocol>`
 key accounts.json) at /etc/connectors/accounts; for sftp the namespace's host
 key Secret at /etc/connectors/hostkey (key ssh_host_ed25519_key, generated once,
 never rotated silently); for ftp/smtp a kubernetes.io/tls Secret (tls.crt,
-tls.key): FTP without it is plain FTP, and SMTP without it accepts no login at
-all, since a password never crosses the network in clear text (the operator
-does not mount one yet); the data volume at /data. Readiness and liveness: a
-tcpSocket probe on the port. For FTP behind a Service, expose the passive range
-and set the masquerade address to the Service's external address. Set
+tls.key): FTP without it is plain FTP, and SMTP without it offers no STARTTLS
+and accepts no login at all, since a password never crosses the network in
+clear text (the operator always mounts one); the data volume at /data.
+Readiness and liveness: a tcpSocket probe on the port. SMTP listens on two
+ports: `--port` takes mail from partners' mail servers like any MX (no login),
+`--submission-port` from partners who log in with their Credential. For FTP
+behind a Service, expose the passive range and set the masquerade address to
+the Service's external address. Set
 CONNECTORS_NAMESPACE (downward API) to report transfers to the Connections; the
 service account then needs `patch` on connections/status and `create` on events.
 """
@@ -39,6 +42,8 @@ log = logging.getLogger("connectors.listen")
 
 PROTOCOLS = ("sftp", "ftp", "smtp")
 DEFAULT_PORTS = {"sftp": 2022, "ftp": 2121, "smtp": 2525}
+# Behind the Service's port 587; high, since the listener runs as non-root.
+DEFAULT_SUBMISSION_PORT = 2587
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -79,7 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _option(parser, "--tls-key-file", "CONNECTORS_TLS_KEY_FILE",
             "ftp, smtp: TLS private key (PEM)")
     _flag(parser, "--require-tls", "CONNECTORS_REQUIRE_TLS",
-          "ftp, smtp: refuse login before TLS (needs a certificate)")
+          "ftp: refuse login before TLS; smtp: refuse mail before STARTTLS on the "
+          "submission port (mail servers on --port may still deliver in clear text, "
+          "as to any MX) (needs a certificate)")
     _option(parser, "--passive-ports", "CONNECTORS_PASSIVE_PORTS",
             "ftp: passive port range FIRST-LAST, e.g. 30000-30009")
     _option(parser, "--masquerade-address", "CONNECTORS_MASQUERADE_ADDRESS",
@@ -90,6 +97,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "smtp: largest message accepted", str(25 * 1024 * 1024), kind=int)
     _option(parser, "--max-parts", "CONNECTORS_MAX_PARTS",
             "smtp: most MIME parts in one message", "100", kind=int)
+    _option(parser, "--submission-port", "CONNECTORS_SUBMISSION_PORT",
+            "smtp: port where partners log in with their Credential (AUTH after STARTTLS) "
+            "to send; 0: none, only mail servers delivering on --port",
+            str(DEFAULT_SUBMISSION_PORT), kind=int)
+    _option(parser, "--max-messages-per-sender", "CONNECTORS_MAX_MESSAGES_PER_SENDER",
+            "smtp, mail servers on --port: messages per minute from one envelope sender; "
+            "more are refused with 450 so that the server retries later (0: no limit)",
+            "60", kind=int)
+    _option(parser, "--max-messages-per-client", "CONNECTORS_MAX_MESSAGES_PER_CLIENT",
+            "smtp, mail servers on --port: messages per minute from one client address "
+            "(behind a Service without externalTrafficPolicy Local, every client has a "
+            "node's address) (0: no limit)", "120", kind=int)
     _option(parser, "--idle-timeout", "CONNECTORS_IDLE_TIMEOUT",
             "seconds without activity before a session is closed", "600", kind=float)
     _option(parser, "--max-sessions-per-account", "CONNECTORS_MAX_SESSIONS_PER_ACCOUNT",
@@ -277,9 +296,15 @@ def run_smtp(args: argparse.Namespace, common: Common) -> int:
         max_parts=args.max_parts,
         idle_timeout=args.idle_timeout,
         max_sessions_per_account=args.max_sessions_per_account,
+        max_messages_per_sender=args.max_messages_per_sender,
+        max_messages_per_client=args.max_messages_per_client,
     )
+    if args.submission_port == common.port:
+        log.error("--submission-port must differ from --port (%d)", common.port)
+        return 2
     stop = threading.Event()
     on_termination(stop.set)
     smtp_server.serve_until(common.accounts, common.data_root, common.defender,
-                            common.reporter, settings, common.address, common.port, stop)
+                            common.reporter, settings, common.address, common.port,
+                            args.submission_port, stop)
     return 0

@@ -37,17 +37,31 @@ class OperatorConfig:
     data_storage_class: str | None = None
     # Inbound Email Push: each Connection receives at <connection>@<email_domain>.
     email_domain: str = "connectors.local"
+    # Listeners run as non-root, so they bind high ports in the pod; the
+    # Service maps the well-known ports onto them. "submission" is the SMTP
+    # listener's second port (login after STARTTLS); "smtp" is its mail
+    # exchanger port, where partners' mail servers deliver without a login.
     ports: dict[str, ListenerPorts] = field(default_factory=lambda: {
         "sftp": ListenerPorts(2022, 22),
         "ftp": ListenerPorts(2121, 21),
         "smtp": ListenerPorts(2525, 25),
+        "submission": ListenerPorts(2587, 587),
     })
+    # The SMTP listener's submission port, for partners who send with the
+    # Credential; off: only mail servers delivering like to any MX (port 25).
+    smtp_submission: bool = True
+    # SMTP limits: the largest message, and messages a minute per envelope
+    # sender and per client address on port 25 (0: no limit).
+    smtp_max_message_bytes: int = 25 * 1024 * 1024
+    smtp_max_messages_per_sender: int = 60
+    smtp_max_messages_per_client: int = 120
     # FTP passive data ports: the Service exposes each one, so the listener must
     # never hand out a port outside this range.
     ftp_passive_ports: tuple[int, int] = (30100, 30104)
     ftp_masquerade_address: str | None = None
     listener_service_type: str = "ClusterIP"
-    # NodePort Services: fixed node ports per protocol (else Kubernetes picks);
+    # NodePort Services: fixed node ports per protocol, and "submission" for the
+    # SMTP submission port (else Kubernetes picks);
     # FTP passive ports always keep their own number as node port, since the
     # listener announces that number in its PASV replies.
     listener_node_ports: dict[str, int] = field(default_factory=dict)

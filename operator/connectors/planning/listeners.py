@@ -160,8 +160,14 @@ def plan_accounts(sources: list[AccountSource],
             suspended=source.spec.suspend,
             delete_after_download=source.spec.delete_after_download,
             folder=source.spec.folder,
+            allowed_senders=_allowed_senders(source.spec),
         ))
     return AccountPlan(AccountTable(accounts=accounts), owners, conflicts)
+
+
+def _allowed_senders(spec: ConnectionSpec) -> list[str] | None:
+    senders = spec.email.allowed_senders if spec.email is not None else None
+    return list(senders) if senders is not None else None
 
 
 def _owner_references(owners: list[AccountSource]) -> list[dict[str, Any]]:
@@ -223,6 +229,15 @@ def _listener_args(protocol: str, config: OperatorConfig) -> tuple[list[str], li
                         "value": config.ftp_masquerade_address})
     if protocol == "smtp":
         env.append({"name": "CONNECTORS_EMAIL_DOMAIN", "value": config.email_domain})
+        submission = config.ports["submission"].container if config.smtp_submission else 0
+        env += [
+            {"name": "CONNECTORS_SUBMISSION_PORT", "value": str(submission)},
+            {"name": "CONNECTORS_MAX_MESSAGE_BYTES", "value": str(config.smtp_max_message_bytes)},
+            {"name": "CONNECTORS_MAX_MESSAGES_PER_SENDER",
+             "value": str(config.smtp_max_messages_per_sender)},
+            {"name": "CONNECTORS_MAX_MESSAGES_PER_CLIENT",
+             "value": str(config.smtp_max_messages_per_client)},
+        ]
     if protocol in TLS_PROTOCOLS:
         env += [{"name": "CONNECTORS_TLS_CERT_FILE", "value": f"{TLS_DIR}/tls.crt"},
                 {"name": "CONNECTORS_TLS_KEY_FILE", "value": f"{TLS_DIR}/tls.key"},
@@ -237,7 +252,19 @@ def _container_ports(protocol: str, config: OperatorConfig) -> list[dict[str, An
         low, high = config.ftp_passive_ports
         ports += [{"name": f"pasv-{p}", "containerPort": p, "protocol": "TCP"}
                   for p in range(low, high + 1)]
+    if protocol == "smtp" and config.smtp_submission:
+        ports.append({"name": "submission", "containerPort": config.ports["submission"].container,
+                      "protocol": "TCP"})
     return ports
+
+
+def _service_port(name: str, config: OperatorConfig) -> dict[str, Any]:
+    """One well-known port of the Service, onto the listener's high port in the pod."""
+    port: dict[str, Any] = {"name": name, "port": config.ports[name].service,
+                            "targetPort": config.ports[name].container, "protocol": "TCP"}
+    if config.listener_service_type == "NodePort" and name in config.listener_node_ports:
+        port["nodePort"] = config.listener_node_ports[name]
+    return port
 
 
 def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
@@ -303,11 +330,9 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
 def listener_service(namespace: str, protocol: str, config: OperatorConfig,
                      plan: AccountPlan) -> dict[str, Any]:
     node_port = config.listener_service_type == "NodePort"
-    main: dict[str, Any] = {"name": protocol, "port": config.ports[protocol].service,
-                            "targetPort": config.ports[protocol].container, "protocol": "TCP"}
-    if node_port and protocol in config.listener_node_ports:
-        main["nodePort"] = config.listener_node_ports[protocol]
-    ports = [main]
+    ports = [_service_port(protocol, config)]
+    if protocol == "smtp" and config.smtp_submission:
+        ports.append(_service_port("submission", config))
     if protocol == "ftp":
         # Each passive port by itself: a Service has no port ranges, and a data
         # connection to a port it does not expose would hang. On a NodePort
@@ -327,18 +352,27 @@ def listener_service(namespace: str, protocol: str, config: OperatorConfig,
     }
 
 
+def _public_port(name: str, config: OperatorConfig) -> int:
+    """The port partners dial: the node port when they come through a node."""
+    port = config.ports[name].service
+    if config.listener_external_host and config.listener_service_type == "NodePort":
+        return config.listener_node_ports.get(name, port)
+    return port
+
+
 def endpoint(namespace: str, connection: str, spec: ConnectionSpec, username: str,
              config: OperatorConfig, host_key_fingerprint: str | None) -> dict[str, Any]:
-    """Where the partner connects and as whom; for Email, the address to send to."""
+    """Where the partner connects and as whom. For Email: the address to send to,
+    the host and port where mail servers deliver (the MX), and the submission port
+    for partners who log in with the Credential."""
     protocol = protocol_of(spec)
     host = config.listener_external_host or f"{listener_name(protocol)}.{namespace}.svc"
-    port = config.ports[protocol].service
-    if config.listener_external_host and config.listener_service_type == "NodePort":
-        port = config.listener_node_ports.get(protocol, port)
-    result: dict[str, Any] = {"protocol": protocol, "host": host, "port": port,
-                              "username": username}
+    result: dict[str, Any] = {"protocol": protocol, "host": host,
+                              "port": _public_port(protocol, config), "username": username}
     if protocol == "smtp":
         result["address"] = f"{connection}@{config.email_domain}"
+        if config.smtp_submission:
+            result["submissionPort"] = _public_port("submission", config)
     else:
         result["folder"] = f"/{spec.folder}/" if spec.folder else "/"
     if protocol == "sftp" and host_key_fingerprint:

@@ -12,8 +12,9 @@ from tests.integration.listeners.listener_harness import (
     listener_fixture,
     workspace,
 )
+from tests.integration.listeners.smtp_support import TlsListener, smtp_listener_with_tls
 
-__all__ = ["ftp_listener", "sftp_listener", "smtp_listener", "workspace"]
+__all__ = ["ftp_listener", "sftp_listener", "tls", "workspace"]
 
 
 @pytest.fixture
@@ -27,5 +28,7 @@ def ftp_listener(workspace: Workspace) -> Iterator[Listener]:
 
 
 @pytest.fixture
-def smtp_listener(workspace: Workspace) -> Iterator[Listener]:
-    yield from listener_fixture(workspace, "smtp", "--domain", "partners.example")
+def tls(workspace: Workspace) -> Iterator[TlsListener]:
+    """The SMTP listener with a certificate: mail exchanger and submission port."""
+    with smtp_listener_with_tls(workspace) as listener:
+        yield listener

@@ -187,6 +187,9 @@ def start_listener(workspace: Workspace, protocol: str, *extra: str,
         "--accounts-poll-seconds", "0.5",
         *extra,
     ]
+    if protocol == "smtp" and "--submission-port" not in extra:
+        # Its default is one fixed port (2587): tests that want it ask for a free one.
+        command += ["--submission-port", "0"]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTORS_")}
     environment.update(env or {})
     with log.open("wb") as output:

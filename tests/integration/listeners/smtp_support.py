@@ -1,5 +1,6 @@
-"""Helpers of the SMTP listener tests: a listener with a certificate, and real
-clients (swaks, msmtp, python smtplib) that speak STARTTLS to it."""
+"""Helpers of the SMTP listener tests: a listener with a certificate on its two
+ports (mail exchanger and submission), and real clients (swaks, msmtp, python
+smtplib) that speak STARTTLS to it."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from tests.integration.listeners.listener_harness import (
     MAIL_PASSWORD,
     Listener,
     Workspace,
+    free_port,
     listener_fixture,
     need,
     self_signed,
+    wait_for_port,
 )
 
 DOMAIN = "partners.example"
@@ -32,6 +35,8 @@ SENDER = "partner@acme.example"
 class TlsListener:
     listener: Listener
     cert: Path
+    submission: int
+    """The submission port (login after STARTTLS); `port` is the mail exchanger's."""
 
     @property
     def port(self) -> int:
@@ -39,15 +44,20 @@ class TlsListener:
 
 
 @contextmanager
-def smtp_listener_with_tls(workspace: Workspace, *extra: str) -> Iterator[TlsListener]:
-    """An SMTP listener with a self-signed certificate for localhost/127.0.0.1."""
+def smtp_listener_with_tls(workspace: Workspace, *extra: str,
+                           env: dict[str, str] | None = None) -> Iterator[TlsListener]:
+    """An SMTP listener with a self-signed certificate for localhost/127.0.0.1,
+    taking mail on a free port like any MX and on a second free port for
+    submission."""
     cert, key = self_signed(workspace.root)
+    submission = free_port()
     generator = listener_fixture(workspace, "smtp", "--domain", DOMAIN,
                                  "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-                                 *extra)
+                                 "--submission-port", str(submission), *extra, env=env)
     listener = next(generator)
     try:
-        yield TlsListener(listener, cert)
+        wait_for_port(submission, listener.process, listener.log)
+        yield TlsListener(listener, cert, submission)
     finally:
         # Stops the listener and checks its log (listener_fixture's cleanup).
         next(generator, None)
@@ -86,8 +96,9 @@ def connect(port: int) -> smtplib.SMTP:
 
 def logged_in(tls: TlsListener, user: str = "mailer",
               password: str = MAIL_PASSWORD) -> smtplib.SMTP:
-    """A session after STARTTLS and AUTH (raises SMTPAuthenticationError)."""
-    client = connect(tls.port)
+    """A session on the submission port after STARTTLS and AUTH (raises
+    SMTPAuthenticationError)."""
+    client = connect(tls.submission)
     try:
         client.starttls(context=client_context(tls.cert))
         client.ehlo()
@@ -142,7 +153,8 @@ def temporaries(folder: Path) -> list[str]:
 
 def msmtp(tls: TlsListener, workspace: Workspace, content: bytes,
           password: str = MAIL_PASSWORD) -> subprocess.CompletedProcess[str]:
-    """Sends `content` with msmtp: STARTTLS (certificate checked) then AUTH PLAIN."""
+    """Sends `content` with msmtp to the submission port: STARTTLS (certificate
+    checked) then AUTH PLAIN."""
     binary = need("msmtp")
     config = workspace.root / "msmtprc"
     config.write_text(
@@ -152,7 +164,7 @@ def msmtp(tls: TlsListener, workspace: Workspace, content: bytes,
         f"tls_trust_file {tls.cert}\n"
         "account listener\n"
         "host localhost\n"
-        f"port {tls.port}\n"
+        f"port {tls.submission}\n"
         f"from {SENDER}\n"
         "auth plain\n"
         "user mailer\n"
@@ -164,3 +176,25 @@ def msmtp(tls: TlsListener, workspace: Workspace, content: bytes,
         [binary, "-C", str(config), "--", ADDRESS],
         input=content.decode(), capture_output=True, text=True, timeout=120, check=False,
     )
+
+
+def swaks(port: int, workspace: Workspace, *args: str, to: str = ADDRESS,
+          sender: str = SENDER, user: str | None = "mailer", password: str = MAIL_PASSWORD,
+          tls: bool = True) -> subprocess.CompletedProcess[str]:
+    """swaks, a real SMTP client; without `user` it delivers like a mail server
+    (no AUTH). `to` may name several recipients, comma-separated."""
+    need("swaks")
+    auth = ["--auth", "PLAIN", "--auth-user", user, "--auth-password", password] if user else []
+    return subprocess.run(
+        ["swaks", "--server", f"127.0.0.1:{port}", "--to", to,
+         "--from", sender, "--timeout", "60",
+         # Hide what swaks sends: the AUTH line's base64 carries the password.
+         "--hide-send", *(["--tls"] if tls else []), *auth, *args],
+        capture_output=True, text=True, timeout=120, check=False,
+        cwd=workspace.root,
+    )
+
+
+def attachment(workspace: Workspace, name: str, content: bytes = b"a,b\n1,2\n") -> str:
+    (workspace.root / name).write_bytes(content)
+    return name  # swaks runs in workspace.root and names the attachment so

@@ -17,6 +17,12 @@ from tests.integration.listeners.listener_harness import (
     listener_fixture,
     wait_until,
 )
+from tests.integration.listeners.smtp_support import (
+    ADDRESS,
+    attachment,
+    smtp_listener_with_tls,
+    swaks,
+)
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.timeout(600)]
 
@@ -140,3 +146,64 @@ def test_last_transfer_is_replaced_whole(crds: Any, namespace: str) -> None:
     assert status["outcome"] == "Succeeded"
     assert status["source"] == "listener-sftp"
     assert not {"failed", "skipped", "message", "durationSeconds"} & set(status)
+
+
+MAIL_CONNECTION = {
+    "apiVersion": f"{GROUP}/{VERSION}",
+    "kind": "Connection",
+    "metadata": {"name": "acme-mail"},
+    "spec": {
+        "direction": "Inbound", "dataType": "Audiences", "method": "Email",
+        "methodology": "Push", "credentialRef": {"name": "acme-smtp"},
+        "filenamePattern": "report_*.csv",
+        "email": {"allowedSenders": ["acme.example"]},
+    },
+}
+
+
+def test_mail_exchanger_reports_deliveries_and_refused_senders(
+    crds: Any, namespace: str, workspace: Workspace
+) -> None:
+    """Port 25: a delivery is the Connection's lastTransfer; a sender its
+    allowedSenders refuse is a Warning event on it, and leaves lastTransfer alone."""
+    api_client = crds.api_client()
+    custom = client.CustomObjectsApi(api_client)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "connections",
+                                           MAIL_CONNECTION)
+    accounts = [a.model_copy(update={"allowed_senders": ["acme.example"]})
+                if a.connection == "acme-mail" else a for a in workspace.default_accounts()]
+    workspace.write_accounts(accounts)
+
+    def mail_status() -> dict[str, Any]:
+        found = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "connections",
+                                                    "acme-mail")
+        assert isinstance(found, dict)
+        return dict(found.get("status", {}).get("lastTransfer", {}))
+
+    def mail_events() -> list[Any]:
+        listed = client.CoreV1Api(api_client).list_namespaced_event(namespace)
+        return [e for e in listed.items if e.involved_object.name == "acme-mail"]
+
+    with smtp_listener_with_tls(workspace, env={"CONNECTORS_NAMESPACE": namespace,
+                                                "KUBECONFIG": crds.kubeconfig}) as tls:
+        delivered = swaks(tls.port, workspace, "--attach", attachment(workspace, "report_k.csv"),
+                          to=ADDRESS, sender="data@acme.example", user=None)
+        assert delivered.returncode == 0, delivered.stdout
+        wait_until(lambda: mail_status().get("files") == 1, timeout=120,
+                   message="status.lastTransfer of acme-mail")
+        for number in range(3):
+            refused = swaks(tls.port, workspace, "--attach",
+                            attachment(workspace, "report_x.csv"), to=ADDRESS,
+                            sender=f"intruder{number}@elsewhere.example", user=None)
+            assert "550 5.7.1" in refused.stdout
+
+        def warned() -> bool:
+            return any(e.type == "Warning" and (e.count or 0) >= 3 for e in mail_events())
+
+        wait_until(warned, timeout=120, message="one aggregated Warning event")
+    [warning] = [e for e in mail_events() if e.type == "Warning"]
+    assert warning.reason == "TransferRefused"
+    assert "allowedSenders" in warning.message
+    assert "intruder2@elsewhere.example" in warning.message
+    status = mail_status()
+    assert (status["outcome"], status["files"]) == ("Succeeded", 1)

@@ -39,6 +39,8 @@ class AccountsFile:
         self._raw: bytes | None = None
         self._accounts: list[Account] = []
         self._logins: dict[str, Login] = {}
+        # Connection name, lower case as mail addresses compare -> its account.
+        self._by_connection: dict[str, Account] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reload()
@@ -74,12 +76,19 @@ class AccountsFile:
         # the new table, never a half-built one.
         self._accounts = usable
         self._logins = {name: login for name, login in logins.items() if login is not None}
+        self._by_connection = {a.connection.lower(): a for a in usable}
         log.info("account table loaded: %d accounts, %d logins", len(usable), len(self._logins))
         return True
 
     def lookup(self, username: str) -> Login | None:
         """The login, or None if unknown or all its Connections are suspended."""
         return self._logins.get(username)
+
+    def recipient(self, connection: str) -> Account | None:
+        """The account of the Connection named so (any case), or None if unknown
+        or suspended: mail addressed to it has no one to receive it."""
+        account = self._by_connection.get(connection.lower())
+        return None if account is None or account.suspended else account
 
     def accounts(self) -> list[Account]:
         return list(self._accounts)

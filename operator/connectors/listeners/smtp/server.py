@@ -1,39 +1,40 @@
-"""The SMTP listener for Inbound Email Push, on aiosmtpd.
+"""The SMTP listener for Inbound Email Push, on aiosmtpd: two ports, one process.
 
-Each Connection receives mail at `<connection>@<domain>`. The sender logs in
-with SMTP AUTH as the Connection's account, only after STARTTLS: without a
-certificate the listener refuses every AUTH (and says so once at start). The
-login goes through the listeners' one LoginGate, so a ban, a wrong password or
-a full session table means what it means for SFTP and FTP; the session slot is
-given back when the connection ends. A sender may send only to its own
-Connection's address.
+Each Connection receives mail at `<connection>@<domain>`, in two ways:
 
-A message lands whole or not at all. Its attachments follow the one rule set of
-landing/attachments.py (shared with the IMAP pull): every attachment must match
-filenamePattern (receipt_* and result_* are left out), and every name must
-pass the listeners' upload rules, before anything is written; a refusal is a
-permanent 550 with the reason. Then every attachment is written and synced to
-a temporary file, and only then do they land one after the other. A failure
-before the first lands removes the temporaries; a failure after it takes back
-what this message already landed, so the sender's retry of the 451 does not
-duplicate anything.
+- **Mail exchanger** (the main port; 25 behind the Service): partners' mail
+  servers deliver like to any MX, without a login. A recipient that is not an
+  active Connection of the account table is refused at RCPT (550 5.1.1), the
+  same answer whatever the reason; a Connection's allowed senders are checked
+  against the envelope sender at RCPT (550 5.7.1); each envelope sender and
+  each client address may start only so many messages a minute (450 4.7.1, so
+  that real mail servers retry later). STARTTLS is offered whenever a
+  certificate is configured, never required: mail servers fall back to clear
+  text when TLS is refused, and a message that is refused is lost for good.
+  AUTH is neither offered nor taken here. One message may name several
+  Connections: it lands in each, or in none.
+- **Submission** (`--submission-port`; 587 behind the Service): partners who
+  send with the Credential log in (AUTH) only after STARTTLS: without a
+  certificate every AUTH is refused. The login goes through the listeners'
+  one LoginGate, so a ban, a wrong password or a full session table means
+  what it means for SFTP and FTP; the session slot is given back when the
+  connection ends. A login may send only to the addresses of the Connections
+  its Credential serves (one message may name several of them).
 
-aiosmtpd holds a message in memory until DATA ends, so its size is capped
-(`data_size_limit`), as is the number of MIME parts. Parsing and landing run
-in a worker thread so that one large message does not stall other sessions.
+Each port is one aiosmtpd Controller: its own thread and event loop, sharing
+the account table, the landing code and the reporter. aiosmtpd holds a message
+in memory until DATA ends, so its size is capped (`data_size_limit`: SIZE is
+advertised, a larger message is refused with 552), as is the number of MIME
+parts. Parsing and landing run in a worker thread so that one large message
+does not stall other sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import email.policy
 import logging
 import ssl
-from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 from threading import Event
 from typing import Any
@@ -49,24 +50,30 @@ from aiosmtpd.smtp import (
 )
 
 from connectors.api.accounts import Account
-from connectors.landing.area import LandingArea, Receipt, fsync_dir, receipt_name
-from connectors.landing.attachments import MAX_PARTS, Attachment, select_attachments
-from connectors.landing.receive import LandingFile, landing_area
+from connectors.landing.attachments import MAX_PARTS
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.login_gate import Admission, LoginGate
 from connectors.listeners.core.places import Login
-from connectors.listeners.core.report import TransferReporter, report_landed, report_refused
-from connectors.listeners.core.rules import upload_refusal
+from connectors.listeners.core.report import TransferReporter, report_refused
 from connectors.listeners.core.tls import stdlib_server_context
+from connectors.listeners.smtp.landing import Inbox, MessageRefused
+from connectors.listeners.smtp.policy import (
+    NO_AUTH_HERE,
+    OWN_ADDRESS_ONLY,
+    RATE_LIMITED,
+    RECIPIENT_CHANGED,
+    MailRate,
+    connection_of,
+    recipient_refusal,
+    reply_text,
+)
 
 log = logging.getLogger(__name__)
 
 # What the greeting calls the server: no software name or version for strangers
 # (aiosmtpd's default is "Python SMTP <version>").
 IDENT = "Connectors ESMTP"
-# RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its code and CRLF.
-MAX_REPLY = 500
 
 
 @dataclass
@@ -74,101 +81,16 @@ class SmtpSettings:
     domain: str = "localhost"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # Submission only: no command but EHLO, STARTTLS, NOOP, QUIT before TLS.
     require_tls: bool = False
     max_message_bytes: int = 25 * 1024 * 1024
     max_parts: int = MAX_PARTS
     idle_timeout: float = 300.0
     max_sessions_per_account: int = 10
-
-
-class MessageRefused(Exception):
-    """The whole message is ignored, for the reason given: a permanent refusal."""
-
-
-def parse_message(content: bytes) -> EmailMessage:
-    message = BytesParser(policy=email.policy.default).parsebytes(content)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def reply_text(text: str) -> str:
-    """`text` fit for an SMTP reply line: printable ASCII (anything else, such
-    as a CR LF in a sender's file name, escaped), bounded."""
-    safe = "".join(c if " " <= c <= "~" else ascii(c)[1:-1] for c in text)
-    return safe[:MAX_REPLY]
-
-
-def refusal_of(account: Account, content: bytes, max_parts: int) -> tuple[
-        list[Attachment], str | None]:
-    """The attachments to land, or the reason the message is ignored."""
-    verdict = select_attachments(parse_message(content), account.filename_pattern, max_parts)
-    if not verdict.is_accepted:
-        return [], verdict.reason or "refused"
-    for attachment in verdict.accepted:
-        reason = upload_refusal(account, attachment.name)
-        if reason is not None:
-            return [], f"attachment {attachment.name!r}: {reason}"
-    return list(verdict.accepted), None
-
-
-def take_back(area: LandingArea, receipts: Sequence[Receipt]) -> None:
-    """Removes files that landed, with their receipts (best effort)."""
-    for receipt in receipts:
-        for name in (receipt_name(receipt.name), receipt.name):
-            try:
-                (area.home / name).unlink(missing_ok=True)
-            except OSError as err:
-                log.error("cannot take back %s of %s: %s", name, area.connection,
-                          err.strerror or type(err).__name__)
-    with contextlib.suppress(OSError):
-        fsync_dir(area.home)
-
-
-def land_all(area: LandingArea, attachments: Sequence[Attachment]) -> list[Receipt]:
-    """Lands every attachment or none (see the module's description)."""
-    files: list[LandingFile] = []
-    receipts: list[Receipt] = []
-    try:
-        for attachment in attachments:
-            landing = LandingFile(area, attachment.name)
-            files.append(landing)
-            landing.write(attachment.payload)
-        for landing in files:
-            landing.sync()
-        for landing in files:
-            receipts.append(landing.commit())
-    except BaseException:
-        for landing in files:
-            landing.abort()  # a landed file's temporary is gone: a no-op
-        if receipts:
-            log.warning("taking back %d file(s) of %s already landed from the same message",
-                        len(receipts), area.connection)
-            take_back(area, receipts)
-        raise
-    return receipts
-
-
-class Inbox:
-    """Decides about and lands one message (runs in a worker thread)."""
-
-    def __init__(self, data_root: Path, reporter: TransferReporter,
-                 max_parts: int = MAX_PARTS) -> None:
-        self.data_root = data_root
-        self.reporter = reporter
-        self.max_parts = max_parts
-
-    def receive(self, account: Account, content: bytes) -> list[Receipt]:
-        """Lands the message's attachments; raises MessageRefused, or OSError
-        when they could not be stored (then none of them is)."""
-        wanted, reason = refusal_of(account, content, self.max_parts)
-        if reason is not None:
-            report_refused(self.reporter, account, "smtp", f"message ignored: {reason}")
-            raise MessageRefused(reason)
-        area = landing_area(self.data_root, account)
-        area.ensure()
-        receipts = land_all(area, wanted)
-        report_landed(self.reporter, account, "smtp", receipts)
-        return receipts
+    # Mail exchanger: messages per minute per envelope sender and per client
+    # address (0: no limit).
+    max_messages_per_sender: int = 60
+    max_messages_per_client: int = 120
 
 
 def _peer_address(session: Session | None) -> str:
@@ -240,21 +162,104 @@ class AccountAuthenticator:
                                       "try again later")
         if isinstance(server, ListenerSMTP):
             server.hold(admission)
-        else:  # pragma: no cover - build_controller always makes a ListenerSMTP
+        else:  # pragma: no cover - the controllers always make a ListenerSMTP
             admission.release()
         # The session keeps the admission (account and address): never the password.
         return AuthResult(success=True, auth_data=admission)
 
 
-class InboundHandler:
-    def __init__(self, accounts: AccountsFile, inbox: Inbox, domain: str) -> None:
-        self.accounts = accounts
+class _Landing:
+    """The end of DATA, the same on both ports: land for the recipients."""
+
+    def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
-        self.domain = domain.lower()
+
+    async def land(self, recipients: list[Account], content: bytes) -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            receipts = await loop.run_in_executor(None, self.inbox.receive, recipients,
+                                                  content)
+        except MessageRefused as refused:
+            return reply_text(f"550 5.7.1 Message ignored: {refused}")
+        except OSError as err:
+            log.error("could not land a message for %s: %s",
+                      ",".join(a.connection for a in recipients),
+                      err.strerror or type(err).__name__)
+            return "451 4.3.0 The message could not be stored; try again later"
+        return f"250 OK: {len(receipts)} file(s) received"
+
+
+class MailExchangeHandler(_Landing):
+    """Port 25: any mail server, no login; recipients, senders and rates decide."""
+
+    def __init__(self, accounts: AccountsFile, inbox: Inbox, domain: str,
+                 rate: MailRate) -> None:
+        super().__init__(inbox)
+        self.accounts = accounts
+        self.domain = domain
+        self.rate = rate
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        # aiosmtpd advertises AUTH after STARTTLS on every server; not here.
+        session.host_name = hostname
+        return [line for line in responses if not line[4:].upper().startswith("AUTH")]
+
+    async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope,
+                          args: list[str]) -> str:
+        return NO_AUTH_HERE
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        client = _peer_address(session)
+        if not self.rate.admit(address, client):
+            log.warning("rate limited sender=%r address=%s", address, client)
+            return RATE_LIMITED
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        sender = envelope.mail_from or ""
+        account, refusal = recipient_refusal(self.accounts, self.domain, address, sender)
+        if refusal is not None:
+            log.info("recipient refused to=%r sender=%r address=%s: %s", address, sender,
+                     _peer_address(session), refusal)
+            if account is not None:
+                # A known Connection turned its partner away: the platform
+                # engineer sees why as a Warning event (aggregated by the reporter).
+                report_refused(self.inbox.reporter, account, "smtp",
+                               f"mail from {sender!r} refused: not one of the Connection's "
+                               "email.allowedSenders")
+            return refusal
+        if address not in envelope.rcpt_tos:
+            envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        recipients: dict[str, Account] = {}
+        for address in envelope.rcpt_tos:
+            account, refusal = recipient_refusal(self.accounts, self.domain, address,
+                                                 envelope.mail_from or "")
+            if account is None or refusal is not None:
+                # Suspended, removed or narrowed since RCPT: the retry asks again.
+                return RECIPIENT_CHANGED
+            recipients[account.connection] = account
+        return await self.land(list(recipients.values()), envelope.original_content or b"")
+
+
+class SubmissionHandler(_Landing):
+    """The submission port: a partner logged in with its Credential."""
+
+    def __init__(self, accounts: AccountsFile, inbox: Inbox, domain: str) -> None:
+        super().__init__(inbox)
+        self.accounts = accounts
+        self.domain = domain
 
     def _login(self, session: Session) -> Login | None:
-        """The logged-in login as the table has it now (its Connections may
-        have been suspended or removed since the login)."""
+        """The login as the table has it now (its Connections may have been
+        suspended or removed since it logged in)."""
         admission = session.auth_data
         if not isinstance(admission, Admission):
             return None
@@ -262,10 +267,11 @@ class InboundHandler:
 
     def _recipient(self, login: Login, address: str) -> Account | None:
         """The login's Connection that `address` names, if any."""
-        local, _, domain = address.rpartition("@")
-        if domain.lower() != self.domain:
+        connection = connection_of(address, self.domain)
+        if connection is None:
             return None
-        return next((a for a in login.accounts if a.connection.lower() == local.lower()), None)
+        return next((a for a in login.accounts if a.connection.lower() == connection.lower()),
+                    None)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -274,32 +280,24 @@ class InboundHandler:
             return "530 5.7.0 Authentication required"
         account = self._recipient(login, address)
         if account is None:
-            return "550 5.7.1 This account may only send to its own Connections' addresses"
+            return OWN_ADDRESS_ONLY
         if "upload" not in account.permissions:
             return "550 5.7.1 This Connection does not receive files"
-        if envelope.rcpt_tos and self._recipient(login, envelope.rcpt_tos[0]) != account:
-            return "452 4.5.3 One Connection per message: send the rest separately"
         if address not in envelope.rcpt_tos:
             envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         login = self._login(session)
-        account = self._recipient(login, envelope.rcpt_tos[0]) if login and envelope.rcpt_tos \
-            else None
-        if account is None:
+        if login is None:
             return "530 5.7.0 Authentication required"
-        content = envelope.original_content or b""
-        loop = asyncio.get_running_loop()
-        try:
-            receipts = await loop.run_in_executor(None, self.inbox.receive, account, content)
-        except MessageRefused as refused:
-            return reply_text(f"550 5.7.1 Message ignored: {refused}")
-        except OSError as err:
-            log.error("could not land a message for %s: %s", account.connection,
-                      err.strerror or type(err).__name__)
-            return "451 4.3.0 The message could not be stored; try again later"
-        return f"250 OK: {len(receipts)} file(s) received"
+        recipients: dict[str, Account] = {}
+        for address in envelope.rcpt_tos:
+            account = self._recipient(login, address)
+            if account is None:
+                return RECIPIENT_CHANGED  # suspended or removed since RCPT
+            recipients[account.connection] = account
+        return await self.land(list(recipients.values()), envelope.original_content or b"")
 
 
 class ListenerController(Controller):
@@ -314,16 +312,19 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
                                  settings.tls_key_file or settings.tls_cert_file)
 
 
-def build_controller(accounts: AccountsFile, data_root: Path, defender: Defender,
-                     reporter: TransferReporter, settings: SmtpSettings, address: str,
-                     port: int) -> Controller:
-    context = tls_context(settings)
-    if context is None:
-        log.warning("no TLS certificate (--tls-cert-file, --tls-key-file): SMTP AUTH is "
-                    "refused without TLS, so no partner can log in until one is mounted")
-    gate = LoginGate(accounts, defender, "smtp", settings.max_sessions_per_account)
-    handler = InboundHandler(accounts, Inbox(data_root, reporter, settings.max_parts),
-                             settings.domain)
+@dataclass
+class Shared:
+    """What both ports use."""
+
+    accounts: AccountsFile
+    inbox: Inbox
+    settings: SmtpSettings
+    context: ssl.SSLContext | None
+
+
+def _controller(shared: Shared, handler: object, address: str, port: int,
+                **options: Any) -> Controller:
+    settings = shared.settings
     return ListenerController(
         handler,
         hostname=address,
@@ -331,25 +332,65 @@ def build_controller(accounts: AccountsFile, data_root: Path, defender: Defender
         server_hostname=settings.domain,
         ident=IDENT,
         data_size_limit=settings.max_message_bytes,
-        tls_context=context,
-        require_starttls=context is not None and settings.require_tls,
+        tls_context=shared.context,
         # Passwords never travel in clear: no AUTH before STARTTLS, ever.
         auth_require_tls=True,
-        auth_required=True,
-        authenticator=AccountAuthenticator(gate),
         timeout=settings.idle_timeout,
+        **options,
     )
+
+
+def mail_exchange_controller(shared: Shared, address: str, port: int) -> Controller:
+    settings = shared.settings
+    rate = MailRate(settings.max_messages_per_sender, settings.max_messages_per_client)
+    handler = MailExchangeHandler(shared.accounts, shared.inbox, settings.domain, rate)
+    return _controller(shared, handler, address, port)
+
+
+def submission_controller(shared: Shared, defender: Defender, address: str,
+                          port: int) -> Controller:
+    settings = shared.settings
+    gate = LoginGate(shared.accounts, defender, "smtp", settings.max_sessions_per_account)
+    handler = SubmissionHandler(shared.accounts, shared.inbox, settings.domain)
+    return _controller(shared, handler, address, port,
+                       require_starttls=shared.context is not None and settings.require_tls,
+                       auth_required=True, authenticator=AccountAuthenticator(gate))
+
+
+def build_controllers(accounts: AccountsFile, data_root: Path, defender: Defender,
+                      reporter: TransferReporter, settings: SmtpSettings, address: str,
+                      port: int, submission_port: int) -> list[Controller]:
+    """The mail exchanger on `port`, and the submission port unless it is 0."""
+    context = tls_context(settings)
+    if context is None:
+        log.warning("no TLS certificate (--tls-cert-file, --tls-key-file): STARTTLS is not "
+                    "offered, and the submission port refuses AUTH without TLS, so no "
+                    "partner can log in until one is mounted")
+    shared = Shared(accounts, Inbox(data_root, reporter, settings.max_parts), settings,
+                    context)
+    controllers = [mail_exchange_controller(shared, address, port)]
+    if submission_port:
+        controllers.append(submission_controller(shared, defender, address, submission_port))
+    return controllers
 
 
 def serve_until(accounts: AccountsFile, data_root: Path, defender: Defender,
                 reporter: TransferReporter, settings: SmtpSettings, address: str,
-                port: int, stop: Event) -> None:
-    controller = build_controller(accounts, data_root, defender, reporter, settings,
-                                  address, port)
-    controller.start()
-    log.info("smtp listening on %s:%d for *@%s", address, port, settings.domain)
+                port: int, submission_port: int, stop: Event) -> None:
+    controllers = build_controllers(accounts, data_root, defender, reporter, settings,
+                                    address, port, submission_port)
+    started: list[Controller] = []
     try:
+        for controller in controllers:
+            controller.start()
+            started.append(controller)
+        log.info("smtp listening on %s:%d for *@%s (mail exchanger: no login)", address, port,
+                 settings.domain)
+        if submission_port:
+            log.info("smtp submission listening on %s:%d (login after STARTTLS)", address,
+                     submission_port)
         while not stop.wait(1.0):
             pass
     finally:
-        controller.stop()
+        for controller in reversed(started):
+            controller.stop()
