@@ -203,6 +203,9 @@ def spec_edits_reach_children(cluster: Cluster, namespace: str) -> None:
                     "--type=merge", "-p", json.dumps({"spec": {"suspend": True}}))
     eventually(lambda: read(cluster, "CronJob", namespace, "transfer-shandalear-audiences")
                .spec.suspend is True, 60, "the CronJob to be suspended")
+    suspended = wait_condition(cluster, namespace, "shandalear-audiences", "False", "Suspended")
+    assert "set it to false to resume" in condition(suspended, "Ready")["message"]
+    assert condition(suspended, "WorkloadReady")["status"] == "True"
     cluster.kubectl("patch", "connection", "acme-conversions", "-n", namespace,
                     "--type=merge", "-p", json.dumps({"spec": {"suspend": True}}))
 
@@ -210,6 +213,8 @@ def spec_edits_reach_children(cluster: Cluster, namespace: str) -> None:
         table = account_table(cluster, namespace, "sftp")
         return table is not None and table.by_username()["acme"][0].suspended
     eventually(acme_suspended, 60, "the acme account to be suspended")
+    refused = wait_condition(cluster, namespace, "acme-conversions", "False", "Suspended")
+    assert "logins are refused" in condition(refused, "Ready")["message"]
 
 
 def missing_credential_then_applied(cluster: Cluster, namespace: str) -> None:

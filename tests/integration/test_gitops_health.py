@@ -76,7 +76,7 @@ def ns(crds: Cluster, operator: OperatorProcess) -> Iterator[str]:
                                                       "  schedule:", 1))
         scenarios.apply(crds, name, BROKEN)
         scenarios.wait_condition(crds, name, "acme-conversions", "True")
-        scenarios.wait_condition(crds, name, "shandalear-audiences", "True")
+        scenarios.wait_condition(crds, name, "shandalear-audiences", "False", "Suspended")
         scenarios.wait_condition(crds, name, "broken-clicks", "False", "CredentialNotFound")
         scenarios.wait_condition(crds, name, "missing-secret", "False", "SecretNotFound",
                                  plural="credentials")
@@ -151,22 +151,20 @@ def test_broken_objects_are_degraded_with_the_condition_message(crds: Cluster, n
 def test_a_suspended_connection_is_suspended(crds: Cluster, ns: str) -> None:
     connection = live(crds, ns, "connections", "shandalear-audiences")
     assert connection["spec"]["suspend"] is True
-    workload = scenarios.condition(connection, "WorkloadReady")
-    assert argocd(connection) == {"status": "Suspended",
-                                  "message": f"spec.suspend is true: {workload['message']}"}
-    assert workload["message"] == "CronJob transfer-shandalear-audiences suspended"
+    ready = scenarios.condition(connection, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Suspended")
+    assert argocd(connection) == {"status": "Suspended", "message": ready["message"]}
+    assert ready["message"] == ("spec.suspend is true: no transfer is scheduled; set it to "
+                                "false to resume")
     assert flux(connection) == "Current"
-    # The operator may come to report a suspension as Ready=False reason Suspended:
-    # the check reads that as Suspended too, with the condition's own message.
-    as_reason = json.loads(json.dumps(connection))
-    as_reason["spec"]["suspend"] = False
-    ready = scenarios.condition(as_reason, "Ready")
-    for c in as_reason["status"]["conditions"]:
+    # An object stored before the operator said Suspended: spec.suspend alone is enough.
+    older = json.loads(json.dumps(connection))
+    for c in older["status"]["conditions"]:
         if c["type"] == "Ready":
-            c.update(status="False", reason="Suspended", message="transfers are suspended")
-    assert ready["type"] == "Ready"
-    assert argocd(as_reason) == {"status": "Suspended", "message": "transfers are suspended"}
-    assert flux(as_reason) == "Current"
+            c.update(status="True", reason="Ready", message="transfers are suspended")
+    workload = scenarios.condition(older, "WorkloadReady")
+    assert argocd(older) == {"status": "Suspended",
+                             "message": f"spec.suspend is true: {workload['message']}"}
 
 
 def test_objects_no_operator_has_seen_are_progressing(crds: Cluster, namespace: str) -> None:

@@ -263,3 +263,22 @@ def test_a_failed_job_is_a_warning(message: str, outcome: str, reason: str) -> N
     last = kube.objects[("Connection", NS, "acme-clicks")]["status"]["lastTransfer"]
     assert last["outcome"] == outcome
     assert kube.events[-1][1:3] == ("Warning", reason)
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ({"methodology": "Pull", "schedule": "0 * * * *",
+      "remote": {"host": "sftp.acme.example", "folder": "/out",
+                 "hostKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKyOOMW+MElTxcj3JShWTjA0"
+                              "j54elL+x+D3NK2WR3xXx"]}}, "no transfer is scheduled"),
+    ({}, "the partner's logins are refused"),
+])
+def test_a_suspended_connection_is_not_ready(spec: dict[str, Any], words: str) -> None:
+    kube = FakeKube()
+    ready_credential(kube)
+    target, caches, _ = reconciler(kube)
+    body = reconcile(kube, caches, target, connection(suspend=True, **spec))
+    assert conditions(body)["Ready"] == ("False", "Suspended")
+    assert conditions(body)["WorkloadReady"][0] == "True"
+    ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+    assert words in ready["message"]
+    assert not [e for e in kube.events if e[2] == "Configured"]

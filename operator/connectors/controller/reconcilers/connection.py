@@ -81,7 +81,7 @@ class ConnectionReconciler:
         else:
             workload, endpoint = await self._listener_workload(body, spec, credential_body)
         verdicts = [validated, credential, workload]
-        ready = ready_verdict(verdicts, _ready_message(spec, endpoint))
+        ready = ready_verdict(verdicts, _ready_message(spec, endpoint), _suspended(spec))
         notes = self.announcer.events(key, body, [*verdicts, ready], workload.message)
         await self.run(self._write_connection_status, body, [*verdicts, ready], endpoint, notes)
 
@@ -159,3 +159,12 @@ def _ready_message(spec: ConnectionSpec | None, endpoint: dict[str, Any] | None)
                 f"{endpoint['host']}:{endpoint['port']}")
     return "transfers run on schedule" if not spec.suspend else "transfers are suspended"
 
+
+
+def _suspended(spec: ConnectionSpec | None) -> str | None:
+    """Why a suspended Connection is not Ready, and how to resume it."""
+    if spec is None or not spec.suspend:
+        return None
+    what = ("no transfer is scheduled" if spec.platform_initiated
+            else "the partner's logins are refused")
+    return f"spec.suspend is true: {what}; set it to false to resume"
