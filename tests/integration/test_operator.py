@@ -64,9 +64,9 @@ def test_generated_password_survives_restart_and_rotates_on_demand(
                  "connectors.dev/rotate=2026-11-27")
     eventually(lambda: scenarios.secret_value(crds, ns, "globex-smtp-credential", "password")
                != before, 60, "the password to rotate")
-    rotated = scenarios.get(crds, ns, "credentials", "globex-smtp")
-    assert rotated is not None
-    assert rotated["status"].get("rotatedAt")
+    # The Secret is replaced first, then the status says so: wait for the status.
+    eventually(lambda: (scenarios.get(crds, ns, "credentials", "globex-smtp") or {})
+               .get("status", {}).get("rotatedAt"), 60, "status.rotatedAt")
     eventually(lambda: scenarios.account_table(crds, ns, "smtp") != table_before, 60,
                "the listener's account table to pick up the new password")
 
