@@ -71,11 +71,13 @@ def ns(crds: Cluster, operator: OperatorProcess) -> Iterator[str]:
     crds.kubectl("create", "namespace", name)
     try:
         scenarios.apply(crds, name, REPO / "examples/01-inbound-push-sftp-conversions.yaml")
+        scenarios.apply(crds, name, REPO / "examples/05-outbound-push-sftp-reports.yaml")
         suspended = (REPO / "examples/02-inbound-pull-sftp-audiences.yaml").read_text()
         scenarios.apply(crds, name, suspended.replace("  schedule:", "  suspend: true\n"
                                                       "  schedule:", 1))
         scenarios.apply(crds, name, BROKEN)
-        scenarios.wait_condition(crds, name, "acme-conversions", "True")
+        scenarios.wait_configured(crds, name, "acme-conversions")
+        scenarios.wait_condition(crds, name, "contoso-reports", "True")
         scenarios.wait_condition(crds, name, "shandalear-audiences", "False", "Suspended")
         scenarios.wait_condition(crds, name, "broken-clicks", "False", "CredentialNotFound")
         scenarios.wait_condition(crds, name, "missing-secret", "False", "SecretNotFound",
@@ -125,13 +127,24 @@ def flux(obj: dict[str, Any]) -> str:
 
 
 def test_ready_objects_are_healthy(crds: Cluster, ns: str) -> None:
-    connection = live(crds, ns, "connections", "acme-conversions")
+    connection = live(crds, ns, "connections", "contoso-reports")
     ready = scenarios.condition(connection, "Ready")
     assert argocd(connection) == {"status": "Healthy", "message": ready["message"]}
-    assert ready["message"].startswith("partners connect to sftp://acme@")
+    assert ready["message"] == "transfers run on schedule"
     credential = live(crds, ns, "credentials", "acme-sftp")
     assert argocd(credential)["status"] == "Healthy"
     assert (flux(connection), flux(credential)) == ("Current", "Current")
+
+
+def test_a_listener_connection_without_a_listener_pod_is_degraded(crds: Cluster,
+                                                                  ns: str) -> None:
+    """No node here, so no listener pod: not Healthy, and the message says why."""
+    connection = live(crds, ns, "connections", "acme-conversions")
+    ready = scenarios.condition(connection, "Ready")
+    assert ready["reason"] in scenarios.NO_NODE
+    assert argocd(connection) == {"status": "Degraded",
+                                  "message": f"{ready['reason']}: {ready['message']}"}
+    assert flux(connection) == "Failed"
 
 
 def test_broken_objects_are_degraded_with_the_condition_message(crds: Cluster, ns: str) -> None:
@@ -194,9 +207,9 @@ def test_a_spec_edit_not_yet_acted_on_is_progressing(crds: Cluster, ns: str,
                                                      operator: OperatorProcess) -> None:
     """Last in this module: it stops the operator, so that the edit stays unobserved."""
     operator.stop()
-    crds.kubectl("patch", "connection", "acme-conversions", "-n", ns, "--type=merge",
-                 "-p", json.dumps({"spec": {"displayName": "Acme, edited"}}))
-    connection = live(crds, ns, "connections", "acme-conversions")
+    crds.kubectl("patch", "connection", "contoso-reports", "-n", ns, "--type=merge",
+                 "-p", json.dumps({"spec": {"displayName": "Contoso, edited"}}))
+    connection = live(crds, ns, "connections", "contoso-reports")
     assert connection["status"]["observedGeneration"] < connection["metadata"]["generation"]
     assert scenarios.condition(connection, "Ready")["status"] == "True"
     assert argocd(connection) == {

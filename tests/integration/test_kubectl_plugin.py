@@ -62,7 +62,7 @@ def ns(crds: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             scenarios.apply(crds, name, EXAMPLES / path)
         scenarios.apply(crds, name, FTP)
         for connection in READY:
-            scenarios.wait_condition(crds, name, connection, "True")
+            scenarios.wait_configured(crds, name, connection)
         yield name
     finally:
         operator.stop()
@@ -109,7 +109,9 @@ def test_handoff_of_a_password_connection(crds: Cluster, ns: str, plugin_path: s
     assert connection is not None
     endpoint = connection["status"]["endpoint"]
     assert value_of(lines, "Connection") == "acme-conversions (Acme Analytics conversions)"
-    assert value_of(lines, "Ready") == "True"
+    # No node here: the listener cannot run, and the hand-off says so.
+    ready = scenarios.condition(connection, "Ready")
+    assert value_of(lines, "Ready") == f"False ({ready['reason']}): {ready['message']}"
     assert value_of(lines, "Protocol") == "SFTP"
     assert value_of(lines, "Host") == f"connectors-sftp.{ns}.svc" == endpoint["host"]
     assert value_of(lines, "Port") == "22"
@@ -222,7 +224,11 @@ def test_status_table_and_json(crds: Cluster, ns: str, plugin_path: str) -> None
                                 "LAST", "TRANSFER", "OUTCOME", "FILES", "BYTES"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(READY) <= set(rows)
-    assert rows["acme-conversions"][1:6] == ["SFTP", "Inbound", "Push", "True", "Ready"]
+    listener = scenarios.condition(scenarios.get(crds, ns, "connections", "acme-conversions"),
+                                   "Ready")
+    assert rows["acme-conversions"][1:6] == ["SFTP", "Inbound", "Push", "False",
+                                             listener["reason"]]
+    assert listener["reason"] in scenarios.NO_NODE
     assert rows["shandalear-audiences"][1:6] == ["SFTP", "Inbound", "Pull", "True", "Ready"]
     table = json.loads("\n".join(shown(crds, plugin_path, "status", "-n", ns, "-o", "json")))
     assert {r["name"] for r in table} >= set(READY)

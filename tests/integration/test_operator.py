@@ -48,7 +48,7 @@ def test_generated_password_survives_restart_and_rotates_on_demand(
     crds: Cluster, ns: str, operator: OperatorProcess
 ) -> None:
     scenarios.apply(crds, ns, scenarios.REPO / "examples/03-inbound-push-email-audiences.yaml")
-    scenarios.wait_condition(crds, ns, "globex-audiences", "True")
+    scenarios.wait_configured(crds, ns, "globex-audiences")
     before = scenarios.secret_value(crds, ns, "globex-smtp-credential", "password")
     operator.restart()
     # An edit of an unrelated field is a new generation: a reconcile, not a new password.
@@ -164,9 +164,10 @@ spec:
         # Ready was True before the switch too: wait for the status written after it.
         obj = scenarios.get(crds, ns, "connections", "switch-clicks") or {}
         status = obj.get("status") or {}
-        return (scenarios.condition(obj, "Ready").get("status") == "True"
+        # No node here: configured as a listener Connection, waiting for its pod.
+        return (scenarios.condition(obj, "Ready").get("reason") in scenarios.NO_NODE
                 and (status.get("endpoint") or {}).get("protocol") == "ftp")
-    eventually(ready_as_listener, 60, "Ready with the FTP listener's endpoint")
+    eventually(ready_as_listener, 60, "configured with the FTP listener's endpoint")
 
 
 def test_each_rotation_posts_exactly_one_rotated_event(crds: Cluster, ns: str) -> None:
@@ -239,7 +240,7 @@ spec:
     # Another reconcile (a spec edit) keeps the same certificate.
     crds.kubectl("patch", "connection", "tls-clicks", "-n", ns, "--type=merge", "-p",
                  json.dumps({"spec": {"displayName": "TLS clicks"}}))
-    scenarios.wait_condition(crds, ns, "tls-clicks", "True")
+    scenarios.wait_configured(crds, ns, "tls-clicks")
     again = scenarios.read(crds, "Secret", ns, "connectors-listener-tls")
     assert again is not None
     assert first is not None

@@ -355,6 +355,24 @@ def test_email_through_the_node_ports(product: Product, partners: str, tmp_path:
                                                               NODE_PORTS["submission"])
 
 
+def test_ready_follows_the_listener_pod(product: Product, partners: str) -> None:
+    """Ready means a partner could succeed now: True once a Ready listener pod
+    serves the account, False within seconds of losing the pod, True again."""
+    def reason() -> str:
+        return str(product.condition(partners, "acme-conversions", "WorkloadReady")
+                   .get("reason"))
+    wait_for("acme-conversions to be served", lambda: reason() == "ListenerServing",
+             timeout=180)
+    assert product.condition(partners, "acme-conversions", "Ready").get("status") == "True"
+    pod = wait_listener_ready(product, partners, "sftp")
+    product.kubectl("delete", "pod", "-n", partners, pod["metadata"]["name"], "--wait=false")
+    wait_for("Ready to turn False with the pod gone",
+             lambda: reason() in ("ListenerNotReady", "AccountNotLoaded"), timeout=30)
+    wait_for("Ready to come back with the new pod", lambda: reason() == "ListenerServing",
+             timeout=180)
+    assert product.condition(partners, "acme-conversions", "Ready").get("status") == "True"
+
+
 def test_listener_pod_deleted_during_an_upload(product: Product, partners: str,
                                                tmp_path: Path) -> None:
     """Nothing partial lands; the partner's retry succeeds once the new pod is Ready."""

@@ -38,12 +38,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch"]
+# ...and the listener pods' readiness: Ready means a partner could succeed now.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
+# The data volume claim: made once; read to explain a listener that cannot start.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["create"]
+  verbs: ["create", "get"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

@@ -47,6 +47,26 @@ DEFAULT_LOG_N, _R, _P = 14, 8, 1
 GENERATED_LOG_N = 10
 
 
+# Where each listener pod says which table it serves: "<protocol> <digest>" under
+# its pod name (planning/readiness.py, listeners/core/state.py).
+STATE_CONFIGMAP = "connectors-listener-state"
+
+
+def table_digest(rendered: str | bytes) -> str:
+    """The digest by which the operator and the listener name one account table."""
+    data = rendered.encode() if isinstance(rendered, str) else rendered
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def state_value(protocol: str, digest: str) -> str:
+    return f"{protocol} {digest}"
+
+
+def parse_state(value: str) -> tuple[str, str] | None:
+    protocol, _, digest = value.partition(" ")
+    return (protocol, digest) if digest else None
+
+
 def secret_name(protocol: str) -> str:
     return f"connectors-accounts-{protocol}"
 

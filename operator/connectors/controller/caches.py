@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..planning.config import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY
+from ..planning.readiness import ListenerPod
 from .kube import Kube
 
 Key = tuple[str, str]
@@ -23,6 +24,13 @@ class Caches:
     credentials: dict[Key, dict[str, Any]] = field(default_factory=dict)
     # The operator's own credential Secrets (generated passwords and keys).
     secrets: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # Listener pods by (namespace, pod name), and each namespace's listener state
+    # (readiness.py): what a partner could reach now.
+    listener_pods: dict[Key, ListenerPod] = field(default_factory=dict)
+    listener_state: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def pods_in(self, namespace: str) -> list[ListenerPod]:
+        return [pod for (ns, _), pod in list(self.listener_pods.items()) if ns == namespace]
 
     def prime(self, namespaces: list[str]) -> None:
         """Fills what a Connection's reconcile reads before any worker starts, so

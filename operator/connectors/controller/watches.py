@@ -26,6 +26,7 @@ from ..planning.config import (
     MANAGED_BY,
 )
 from ..planning.listeners import HOST_KEY_SECRET, TLS_SECRET
+from ..planning.readiness import STATE_CONFIGMAP, ListenerPod
 from .operator import Operator
 from .predicates import EchoFilter, rotation_requested, spec_changed, status_changed
 
@@ -119,9 +120,12 @@ class Watches:
     async def child(self, event_type: str, body: Body) -> None:
         """A ConfigMap, Service, Deployment or CronJob the operator made: put its
         owner back on a queue when someone else changed it."""
+        metadata = body["metadata"]
+        if body.get("kind") == "ConfigMap" and metadata["name"] == STATE_CONFIGMAP:
+            await self.listener_state(event_type, body)
+            return
         if not self.echoes.changed_by_others(event_type, body):
             return
-        metadata = body["metadata"]
         labels = metadata.get("labels") or {}
         if LABEL_CONNECTION in labels:
             self.operator.connection_queue.add((metadata["namespace"], labels[LABEL_CONNECTION]))
@@ -138,6 +142,35 @@ class Watches:
             connection = (body["metadata"].get("labels") or {})[LABEL_CONNECTION]
             await self.operator.run(self.operator.record_job, body, connection)
 
+    async def listener_state(self, event_type: str, body: Body) -> None:
+        """A listener pod reported the account table it serves."""
+        namespace = body["metadata"]["namespace"]
+        state = {} if event_type == "DELETED" else dict(body.get("data") or {})
+        if self.operator.caches.listener_state.get(namespace) != state:
+            self.operator.caches.listener_state[namespace] = state
+            self._listener_connections(namespace)
+
+    async def listener_pod(self, event_type: str, body: Body) -> None:
+        """A listener pod came, went, or changed readiness."""
+        metadata = body["metadata"]
+        key = (metadata["namespace"], metadata["name"])
+        pods = self.operator.caches.listener_pods
+        before = pods.get(key)
+        if event_type == "DELETED":
+            pods.pop(key, None)
+        else:
+            pods[key] = ListenerPod(metadata["name"],
+                                    (metadata.get("labels") or {}).get(LABEL_LISTENER, ""),
+                                    pod_ready(body) and not metadata.get("deletionTimestamp"))
+        if pods.get(key) != before:
+            self._listener_connections(key[0])
+
+    def _listener_connections(self, namespace: str) -> None:
+        """Judges again every Connection a listener of the namespace serves."""
+        for name, connection in self.operator.caches.in_namespace(namespace):
+            if _partner_initiated(connection):
+                self.operator.connection_queue.add((namespace, name))
+
     def _dependents(self, namespace: str, credential: str) -> None:
         for dependent in self.operator.dependents(namespace, credential):
             self.operator.connection_queue.add(dependent)
@@ -152,7 +185,19 @@ WATCHES: tuple[Watch, ...] = (
     Watch("apps", "v1", "deployments", OURS, Watches.child),
     Watch("batch", "v1", "cronjobs", OURS, Watches.child),
     Watch("batch", "v1", "jobs", {**OURS, LABEL_CONNECTION: kopf.PRESENT}, Watches.job),
+    # Listener pods: whether a partner could reach the listener now.
+    Watch("", "v1", "pods", {**OURS, LABEL_LISTENER: kopf.PRESENT}, Watches.listener_pod),
 )
+
+
+def pod_ready(body: Body) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (body.get("status") or {}).get("conditions") or [])
+
+
+def _partner_initiated(connection: Body) -> bool:
+    spec = connection.get("spec") or {}
+    return (spec.get("direction") == "Inbound") == (spec.get("methodology") == "Push")
 
 
 def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:

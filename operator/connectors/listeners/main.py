@@ -36,7 +36,12 @@ from types import FrameType
 from connectors.landing.receive import discard_unfinished, landing_area
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender, DefenderSettings
-from connectors.listeners.core.report import TransferReporter, reporter_from_environment
+from connectors.listeners.core.report import (
+    TransferReporter,
+    kubernetes_api_client,
+    reporter_from_environment,
+)
+from connectors.listeners.core.state import StateReporter, state_reporter_from_environment
 
 log = logging.getLogger("connectors.listen")
 
@@ -136,10 +141,14 @@ class Common:
     data_root: Path
     address: str
     port: int
+    state: StateReporter | None = None
 
 
 def build_common(args: argparse.Namespace) -> Common:
-    accounts = AccountsFile(Path(args.accounts_file), poll_seconds=args.accounts_poll_seconds)
+    state = (state_reporter_from_environment(args.protocol, kubernetes_api_client())
+             if os.environ.get("CONNECTORS_STATE_CONFIGMAP") else None)
+    accounts = AccountsFile(Path(args.accounts_file), poll_seconds=args.accounts_poll_seconds,
+                            on_load=state.loaded if state else None)
     defender = Defender(DefenderSettings(
         max_failures_per_address=args.ban_address_failures,
         max_failures_per_user=args.ban_user_failures,
@@ -148,7 +157,7 @@ def build_common(args: argparse.Namespace) -> Common:
     ))
     port = args.port if args.port is not None else DEFAULT_PORTS[args.protocol]
     return Common(accounts, defender, reporter_from_environment(), Path(args.data_root),
-                  args.address, port)
+                  args.address, port, state)
 
 
 def clean_temporaries(common: Common, stale_after: float) -> None:
@@ -221,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
         if removed:
             log.info("removed %d temporary files of uploads cut by the shutdown", removed)
         common.accounts.stop()
+        if common.state is not None:
+            common.state.close()
         common.reporter.close()
 
 

@@ -54,14 +54,15 @@ def merge_conditions(
 def ready_verdict(parts: list[Verdict], ready_message: str,
                   suspended: str | None = None) -> Verdict:
     """Ready is True only when every other condition is; otherwise it repeats the
-    first problem. A suspended Connection is never Ready: nothing is transferred,
-    whatever is configured; `suspended` says what that means for it."""
+    first problem. A suspended Connection is never Ready, and that is the first
+    thing to say about it, whatever else is wrong (the other conditions still
+    show it); `suspended` says what the suspension stops."""
+    if suspended is not None:
+        return Verdict("Ready", FALSE, "Suspended", suspended)
     for part in parts:
         if not part.ok:
             status = UNKNOWN if part.status == UNKNOWN else FALSE
             return Verdict("Ready", status, part.reason, part.message)
-    if suspended is not None:
-        return Verdict("Ready", FALSE, "Suspended", suspended)
     return Verdict("Ready", TRUE, "Ready", ready_message)
 
 

@@ -24,6 +24,7 @@ from .objects import (
     resources,
     tmp_volume,
 )
+from .readiness import STATE_CONFIGMAP, table_digest
 
 PROTOCOL_OF_METHOD = {"SFTP": "sftp", "FTP": "ftp", "Email": "smtp"}
 HOST_KEY_SECRET = "connectors-sftp-hostkey"
@@ -218,6 +219,9 @@ def _listener_args(protocol: str, config: OperatorConfig) -> tuple[list[str], li
         {"name": "CONNECTORS_LISTEN_PORT", "value": str(port)},
         {"name": "CONNECTORS_ACCOUNTS_FILE", "value": f"{ACCOUNTS_DIR}/accounts.json"},
         {"name": "CONNECTORS_DATA_ROOT", "value": "/data"},
+        # Where the pod reports the account table it serves (readiness.py).
+        {"name": "CONNECTORS_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "CONNECTORS_STATE_CONFIGMAP", "value": STATE_CONFIGMAP},
     ]
     if protocol == "sftp":
         env.append({"name": "CONNECTORS_HOST_KEY_FILE", "value": f"{HOST_KEY_DIR}/{HOST_KEY_FILE}"})
@@ -394,3 +398,23 @@ def listener_identity(namespace: str, config: OperatorConfig) -> list[dict[str, 
                      "name": name},
          "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
     ]
+
+
+def account_fingerprints(table: AccountTable) -> dict[str, str]:
+    """Per Connection, a digest of its account as the table holds it: the listener
+    serves the Connection as configured only if it has loaded a table in which
+    this digest is the same."""
+    return {a.connection: table_digest(a.model_dump_json(by_alias=True))
+            for a in table.accounts}
+
+
+def state_configmap(namespace: str) -> dict[str, Any]:
+    """Where each listener pod says which account table it serves (readiness.py).
+    Made once and never overwritten by the operator: the pods write its data."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": STATE_CONFIGMAP, "namespace": namespace,
+                     "labels": {**base_labels("listener"), LABEL_LISTENER: "state"}},
+        "data": {},
+    }

@@ -9,6 +9,7 @@ import paramiko
 import pytest
 from kubernetes import client
 
+from connectors.api.accounts import STATE_CONFIGMAP, state_value, table_digest
 from connectors.api.common import GROUP, VERSION
 from connectors.listeners.core.report import KubernetesReporter, TransferRecord
 from tests.integration.listeners.listener_harness import (
@@ -207,3 +208,36 @@ def test_mail_exchanger_reports_deliveries_and_refused_senders(
     assert "intruder2@elsewhere.example" in warning.message
     status = mail_status()
     assert (status["outcome"], status["files"]) == ("Succeeded", 1)
+
+
+def test_listener_reports_the_account_table_it_serves(crds: Any, namespace: str,
+                                                      workspace: Workspace) -> None:
+    """The listener writes `<pod>: "<protocol> <digest>"` into the state ConfigMap
+    for every table it loads, and removes its line when it stops."""
+    api_client = crds.api_client()
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name=STATE_CONFIGMAP)))
+
+    def reported() -> str | None:
+        data = core.read_namespaced_config_map(STATE_CONFIGMAP, namespace).data or {}
+        return data.get("listener-pod-1")
+
+    def digest_of_file() -> str:
+        return state_value("sftp", table_digest(workspace.accounts_file.read_bytes()))
+
+    gen = listener_fixture(workspace, "sftp", env={
+        "CONNECTORS_NAMESPACE": namespace, "KUBECONFIG": crds.kubeconfig,
+        "CONNECTORS_POD_NAME": "listener-pod-1", "CONNECTORS_STATE_CONFIGMAP": STATE_CONFIGMAP})
+    listener = next(gen)
+    try:
+        first = digest_of_file()
+        wait_until(lambda: reported() == first, timeout=60, message="the first report")
+        workspace.write_accounts(workspace.default_accounts()[:2])
+        second = digest_of_file()
+        assert second != first
+        wait_until(lambda: reported() == second, timeout=60, message="the new table's report")
+    finally:
+        gen.close()
+    assert listener.process.returncode == 0
+    assert reported() is None

@@ -27,6 +27,7 @@ from ...planning.conditions import (
 )
 from ...planning.config import OperatorConfig
 from ...planning.objects import owner_reference
+from ...planning.readiness import listener_verdict
 from ...planning.status import credential_verdict, validate_connection
 from ..announcements import Announcer
 from ..caches import Caches
@@ -101,11 +102,21 @@ class ConnectionReconciler:
         username = ((credential_body or {}).get("status") or {}).get("username", "")
         endpoint = listener_plan.endpoint(meta["namespace"], meta["name"], spec, username,
                                           self.config, result.host_key_fingerprint)
-        suspended = " (suspended: logins are refused)" if spec.suspend else ""
-        return Verdict(
-            "WorkloadReady", TRUE, "ListenerConfigured",
-            f"account {username} on listener {listener_plan.listener_name(protocol)}{suspended}",
-        ), endpoint
+        pods = self.caches.pods_in(meta["namespace"])
+        claim_phase = None
+        if not any(pod.protocol == protocol and pod.ready for pod in pods):
+            # Only to explain why no pod is Ready: an unbound volume is the usual cause.
+            claim_phase = await self.run(self._claim_phase, meta["namespace"])
+        verdict = listener_verdict(
+            meta["name"], protocol, result.accounts.get(meta["name"], ""), username, pods,
+            self.caches.listener_state.get(meta["namespace"], {}),
+            self.listener_sync.served_tables.get((meta["namespace"], protocol), {}),
+            claim_phase, suspended=spec.suspend)
+        return verdict, endpoint
+
+    def _claim_phase(self, namespace: str) -> str | None:
+        claim = self.kube.get("PersistentVolumeClaim", namespace, self.config.data_claim)
+        return ((claim or {}).get("status") or {}).get("phase")
 
     def _apply_transfer_job(self, body: dict[str, Any], spec: ConnectionSpec,
                             credential_body: dict[str, Any]) -> Verdict:

@@ -29,6 +29,7 @@ from ...planning import listeners as plan
 from ...planning.conditions import find
 from ...planning.config import LABEL_MANAGED_BY, MANAGED_BY, PROTOCOLS, OperatorConfig
 from ...planning.objects import data_claim
+from ...planning.readiness import REMEMBERED_TABLES, table_digest
 from ..kube import Kube
 from .credential import decode
 
@@ -52,6 +53,8 @@ class SyncResult:
 
     problems: dict[str, str] = field(default_factory=dict)
     host_key_fingerprint: str | None = None
+    # Per Connection with an account: its fingerprint in the table just written.
+    accounts: dict[str, str] = field(default_factory=dict)
 
 
 class PasswordHashes:
@@ -96,6 +99,8 @@ class ListenerSync:
         self._active: dict[str, set[str]] = {}
         # The account table last written per (namespace, protocol).
         self._tables: dict[tuple[str, str], AccountTable | None] = {}
+        # Per (namespace, protocol): digest of a recent table -> its account fingerprints.
+        self.served_tables: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
 
     def run(self, namespace: str, members: Iterable[Member],
             credentials: dict[str, dict[str, Any]]) -> SyncResult:
@@ -152,13 +157,19 @@ class ListenerSync:
         if namespace not in self._prepared:
             for obj in plan.listener_identity(namespace, self.config):
                 self.kube.apply(obj)
+            self.kube.create(plan.state_configmap(namespace))
             self._prepared.add(namespace)
         if protocol == "sftp":
             result.host_key_fingerprint = self._host_key(namespace)
         if protocol in plan.TLS_PROTOCOLS:
             self._tls_certificate(namespace)
-        self.kube.apply(plan.account_secret(namespace, protocol, account_plan))
+        secret = plan.account_secret(namespace, protocol, account_plan)
+        self.kube.apply(secret)
         self._tables[(namespace, protocol)] = account_plan.table
+        fingerprints = plan.account_fingerprints(account_plan.table)
+        self.remember(namespace, protocol, table_digest(secret["stringData"][SECRET_KEY]),
+                      fingerprints)
+        result.accounts.update(fingerprints)
         self.kube.apply(plan.listener_deployment(namespace, protocol, self.config, account_plan))
         self.kube.apply(plan.listener_service(namespace, protocol, self.config, account_plan))
         self._active.setdefault(namespace, set()).add(protocol)
@@ -174,6 +185,15 @@ class ListenerSync:
             self._host_keys[namespace] = credential_plan.check_authorized_keys(
                 public).fingerprints[0]
         return self._host_keys[namespace]
+
+    def remember(self, namespace: str, protocol: str, digest: str,
+                 fingerprints: dict[str, str]) -> None:
+        """What the table of `digest` held, for judging what a pod serves."""
+        tables = self.served_tables.setdefault((namespace, protocol), {})
+        tables.pop(digest, None)
+        tables[digest] = fingerprints  # newest last
+        while len(tables) > REMEMBERED_TABLES:
+            tables.pop(next(iter(tables)))
 
     def _current_table(self, namespace: str, protocol: str) -> AccountTable | None:
         """The account table the listener has now: who holds a login or a place

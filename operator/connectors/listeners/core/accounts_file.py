@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -33,9 +34,12 @@ def safe_folder(folder: str | None) -> bool:
 
 
 class AccountsFile:
-    def __init__(self, path: Path, poll_seconds: float = 2.0) -> None:
+    def __init__(self, path: Path, poll_seconds: float = 2.0,
+                 on_load: Callable[[bytes], None] | None = None) -> None:
         self.path = path
         self.poll_seconds = poll_seconds
+        # Told the bytes of every table that takes effect (listeners/core/state.py).
+        self.on_load = on_load
         self._raw: bytes | None = None
         self._accounts: list[Account] = []
         self._logins: dict[str, Login] = {}
@@ -78,6 +82,8 @@ class AccountsFile:
         self._logins = {name: login for name, login in logins.items() if login is not None}
         self._by_connection = {a.connection.lower(): a for a in usable}
         log.info("account table loaded: %d accounts, %d logins", len(usable), len(self._logins))
+        if self.on_load is not None:
+            self.on_load(raw)
         return True
 
     def lookup(self, username: str) -> Login | None:
