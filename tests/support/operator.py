@@ -23,8 +23,11 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
+        # A relay, as a platform configures one for Outbound Email (example 07);
+        # nothing sends through it on a control plane without a node.
         argv = [sys.executable, "-m", "connectors.cli", "run", "--standalone",
-                "--resync-seconds", "30", *self.extra]
+                "--resync-seconds", "30", "--smtp-relay", "relay.platform.example:25",
+                *self.extra]
         for namespace in self.namespaces:
             argv += ["--namespace", namespace]
         env = {**os.environ, "KUBECONFIG": self.kubeconfig}

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.planning.readiness import ListenerPod, listener_verdict, state_value
+from connectors.api.connection import ConnectionSpec
+from connectors.planning.config import OperatorConfig
+from connectors.planning.readiness import (
+    ListenerPod,
+    listener_verdict,
+    state_value,
+    transfer_prerequisite,
+)
 
 TABLES = {"d-old": {"acme": "fp-1"}, "d-new": {"acme": "fp-1", "globex": "fp-2"},
           "d-rotated": {"acme": "fp-9", "globex": "fp-2"}}
@@ -50,3 +57,16 @@ def test_messages_name_the_fix() -> None:
     assert "data.storageClass" in volume.message
     down = listener_verdict("acme", "sftp", "fp-1", "acme", [], {}, TABLES, "Bound")
     assert "kubectl describe deployment connectors-sftp" in down.message
+
+
+def test_outbound_email_needs_a_relay() -> None:
+    spec = ConnectionSpec.model_validate({
+        "direction": "Outbound", "dataType": "Reports", "method": "Email",
+        "methodology": "Push", "credentialRef": {"name": "c"},
+        "filenamePattern": "report_*.csv",
+        "remote": {"recipients": ["reports@partner.example"]}})
+    missing = transfer_prerequisite(spec, OperatorConfig())
+    assert missing is not None
+    assert (missing.status, missing.reason) == ("False", "RelayNotConfigured")
+    assert "--smtp-relay" in missing.message
+    assert transfer_prerequisite(spec, OperatorConfig(smtp_relay="relay:25")) is None

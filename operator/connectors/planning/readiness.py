@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..api.accounts import STATE_CONFIGMAP, parse_state, state_value, table_digest
+from ..api.connection import ConnectionSpec
 from .conditions import FALSE, TRUE, Verdict
+from .config import OperatorConfig
 
 __all__ = ["STATE_CONFIGMAP", "ListenerPod", "listener_verdict", "parse_state", "state_value",
            "table_digest"]
@@ -75,3 +77,14 @@ def _serves(value: str | None, protocol: str, tables: Mapping[str, Mapping[str, 
     if parsed is None or parsed[0] != protocol:
         return False
     return tables.get(parsed[1], {}).get(connection) == account
+
+
+def transfer_prerequisite(spec: ConnectionSpec, config: OperatorConfig) -> Verdict | None:
+    """What a platform-initiated transfer needs beyond its CronJob and Credential,
+    when it is missing: Outbound Email sends through the platform's relay."""
+    if spec.method == "Email" and spec.direction == "Outbound" and not config.smtp_relay:
+        return Verdict(
+            "WorkloadReady", FALSE, "RelayNotConfigured",
+            "Outbound Email sends through the platform's SMTP relay, and none is configured: "
+            "set the operator's --smtp-relay HOST:PORT (chart value operator.smtpRelay)")
+    return None

@@ -27,7 +27,7 @@ from ...planning.conditions import (
 )
 from ...planning.config import OperatorConfig
 from ...planning.objects import owner_reference
-from ...planning.readiness import listener_verdict
+from ...planning.readiness import listener_verdict, transfer_prerequisite
 from ...planning.status import credential_verdict, validate_connection
 from ..announcements import Announcer
 from ..caches import Caches
@@ -131,6 +131,9 @@ class ConnectionReconciler:
             meta["namespace"], meta["name"], spec, credential_status.get("secretName", ""),
             credential_status.get("username", ""), self.config, owner,
         ))
+        missing = transfer_prerequisite(spec, self.config)
+        if missing is not None:
+            return missing
         schedule = spec.schedule or DEFAULT_SCHEDULE
         state = "suspended" if spec.suspend else f"runs on schedule '{schedule}'"
         return Verdict("WorkloadReady", TRUE, "TransferScheduled",
