@@ -121,6 +121,38 @@ def test_node_port_services_keep_the_passive_ports_and_show_the_external_address
     assert (inside["host"], inside["port"]) == ("connectors-ftp.ns.svc", 21)
 
 
+def test_exposure_per_protocol_with_annotations_ranges_and_local_traffic() -> None:
+    config = OperatorConfig(
+        listener_service_types={"sftp": "LoadBalancer", "smtp": "NodePort"},
+        listener_service_annotations={"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+        listener_source_ranges=("203.0.113.0/24",),
+        listener_external_traffic_policy="Local", listener_replicas=2)
+    sftp = plan.listener_service("ns", "sftp", config, EMPTY)
+    assert sftp["spec"]["type"] == "LoadBalancer"
+    assert sftp["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+    assert sftp["spec"]["externalTrafficPolicy"] == "Local"
+    assert sftp["metadata"]["annotations"] == {
+        "service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+    smtp = plan.listener_service("ns", "smtp", config, EMPTY)
+    assert smtp["spec"]["type"] == "NodePort"
+    assert "loadBalancerSourceRanges" not in smtp["spec"]  # only a LoadBalancer has them
+    assert smtp["spec"]["externalTrafficPolicy"] == "Local"
+    ftp = plan.listener_service("ns", "ftp", config, EMPTY)
+    assert ftp["spec"]["type"] == "ClusterIP"
+    assert "externalTrafficPolicy" not in ftp["spec"]  # a ClusterIP Service has none
+    assert plan.listener_deployment("ns", "sftp", config, EMPTY)["spec"]["replicas"] == 2
+
+
+def test_data_volume_claim_follows_the_settings() -> None:
+    from connectors.planning.objects import data_claim
+
+    claim = data_claim("ns", OperatorConfig(data_size="50Gi", data_storage_class="fast",
+                                            data_access_mode="ReadWriteOnce"))
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"],
+                             "resources": {"requests": {"storage": "50Gi"}},
+                             "storageClassName": "fast"}
+
+
 # --- SMTP: the mail exchanger on 25 and the submission port on 587
 
 

@@ -35,6 +35,7 @@ class OperatorConfig:
     data_claim: str = "connectors-data"
     data_size: str = "10Gi"
     data_storage_class: str | None = None
+    data_access_mode: str = "ReadWriteMany"
     # Inbound Email Push: each Connection receives at <connection>@<email_domain>.
     email_domain: str = "connectors.local"
     # Listeners run as non-root, so they bind high ports in the pod; the
@@ -60,6 +61,17 @@ class OperatorConfig:
     ftp_passive_ports: tuple[int, int] = (30100, 30104)
     ftp_masquerade_address: str | None = None
     listener_service_type: str = "ClusterIP"
+    # Per protocol ("sftp", "ftp", "smtp"): a Service type other than the one above.
+    listener_service_types: dict[str, str] = field(default_factory=dict)
+    # On every listener Service: annotations (a cloud load balancer's settings),
+    # the addresses a LoadBalancer admits, and externalTrafficPolicy ("Local" keeps
+    # the partner's address, so bans and allowed senders see it).
+    listener_service_annotations: dict[str, str] = field(default_factory=dict)
+    listener_source_ranges: tuple[str, ...] = ()
+    listener_external_traffic_policy: str | None = None
+    # Listener pods per protocol: all serve the same accounts and land on the
+    # same volume (its access mode must allow that: ReadWriteMany, or one node).
+    listener_replicas: int = 1
     # NodePort Services: fixed node ports per protocol, and "submission" for the
     # SMTP submission port (else Kubernetes picks);
     # FTP passive ports always keep their own number as node port, since the
@@ -80,3 +92,6 @@ class OperatorConfig:
     memory_request: str = "64Mi"
     cpu_limit: str = "1"
     memory_limit: str = "256Mi"
+
+    def service_type(self, protocol: str) -> str:
+        return self.listener_service_types.get(protocol, self.listener_service_type)

@@ -266,9 +266,15 @@ def _service_port(name: str, config: OperatorConfig) -> dict[str, Any]:
     """One well-known port of the Service, onto the listener's high port in the pod."""
     port: dict[str, Any] = {"name": name, "port": config.ports[name].service,
                             "targetPort": config.ports[name].container, "protocol": "TCP"}
-    if config.listener_service_type == "NodePort" and name in config.listener_node_ports:
+    if config.service_type(_protocol_of_port(name)) == "NodePort" \
+            and name in config.listener_node_ports:
         port["nodePort"] = config.listener_node_ports[name]
     return port
+
+
+def _protocol_of_port(name: str) -> str:
+    """The listener a named port belongs to: the submission port is SMTP's."""
+    return "smtp" if name == "submission" else name
 
 
 def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
@@ -302,7 +308,7 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
         "metadata": {"name": name, "namespace": namespace, "labels": labels,
                      "ownerReferences": _owner_references(plan.owners)},
         "spec": {
-            "replicas": 1,
+            "replicas": config.listener_replicas,
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
@@ -333,7 +339,8 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
 
 def listener_service(namespace: str, protocol: str, config: OperatorConfig,
                      plan: AccountPlan) -> dict[str, Any]:
-    node_port = config.listener_service_type == "NodePort"
+    service_type = config.service_type(protocol)
+    node_port = service_type == "NodePort"
     ports = [_service_port(protocol, config)]
     if protocol == "smtp" and config.smtp_submission:
         ports.append(_service_port("submission", config))
@@ -345,21 +352,24 @@ def listener_service(namespace: str, protocol: str, config: OperatorConfig,
         ports += [{"name": f"pasv-{p}", "port": p, "targetPort": p, "protocol": "TCP",
                    **({"nodePort": p} if node_port else {})}
                   for p in range(low, high + 1)]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": listener_name(protocol), "namespace": namespace,
-                     "labels": listener_labels(protocol),
-                     "ownerReferences": _owner_references(plan.owners)},
-        "spec": {"type": config.listener_service_type, "selector": listener_labels(protocol),
-                 "ports": ports},
-    }
+    spec: dict[str, Any] = {"type": service_type, "selector": listener_labels(protocol),
+                            "ports": ports}
+    if service_type == "LoadBalancer" and config.listener_source_ranges:
+        spec["loadBalancerSourceRanges"] = list(config.listener_source_ranges)
+    if service_type in ("NodePort", "LoadBalancer") and config.listener_external_traffic_policy:
+        spec["externalTrafficPolicy"] = config.listener_external_traffic_policy
+    metadata: dict[str, Any] = {"name": listener_name(protocol), "namespace": namespace,
+                                "labels": listener_labels(protocol),
+                                "ownerReferences": _owner_references(plan.owners)}
+    if config.listener_service_annotations:
+        metadata["annotations"] = dict(config.listener_service_annotations)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
 
 
 def _public_port(name: str, config: OperatorConfig) -> int:
     """The port partners dial: the node port when they come through a node."""
     port = config.ports[name].service
-    if config.listener_external_host and config.listener_service_type == "NodePort":
+    if config.listener_external_host and config.service_type(_protocol_of_port(name)) == "NodePort":
         return config.listener_node_ports.get(name, port)
     return port
 

@@ -79,7 +79,7 @@ def tmp_volume() -> dict[str, Any]:
 def data_claim(namespace: str, config: OperatorConfig) -> dict[str, Any]:
     """The namespace's data volume. Not owned by any Connection: files outlive them."""
     spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteMany"],
+        "accessModes": [config.data_access_mode],
         "resources": {"requests": {"storage": config.data_size}},
     }
     if config.data_storage_class:
