@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import kopf
 
 from ..api.common import GROUP, VERSION
+from ..options import env_option, env_value
 from ..planning.config import OperatorConfig
 from .handlers import register
 from .kube import Kube, load_api_client
@@ -21,75 +23,61 @@ from .peering import decide as decide_peering
 log = logging.getLogger("connectors")
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[],
-                       help="watch this namespace (repeatable); env CONNECTORS_NAMESPACES, "
-                            "comma-separated")
+                       help="watch this namespace (repeatable) [env CONNECTORS_NAMESPACES, "
+                            "comma-separated]")
     scope.add_argument("--all-namespaces", "-A", action="store_true",
                        help="watch every namespace (needs the chart's cluster-wide RBAC)")
-    parser.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
-                        help="kubeconfig file; default: in-cluster service account, else "
-                             "$KUBECONFIG or ~/.kube/config")
+    option = functools.partial(env_option, parser)
+    option("--kubeconfig", env="KUBECONFIG",
+           help="kubeconfig file; default: in-cluster service account, else ~/.kube/config")
     parser.add_argument("--standalone", action="store_true",
                         help="no peering: run even if another replica is active (tests, demo)")
-    parser.add_argument("--peering", default=_env("CONNECTORS_PEERING", "connectors"),
-                        help="kopf peering object that keeps one replica active "
-                             "(default connectors)")
-    parser.add_argument("--liveness", default=_env("CONNECTORS_LIVENESS"),
-                        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    parser.add_argument("--workers", type=int, default=int(_env("CONNECTORS_WORKERS", "8") or 8),
-                        help="concurrent reconciles per kind (default 8)")
-    parser.add_argument("--resync-seconds", type=float,
-                        default=float(_env("CONNECTORS_RESYNC_SECONDS", "300") or 300),
-                        help="reconcile everything again this often (default 300)")
-    parser.add_argument("--image", default=_env("CONNECTORS_IMAGE", OperatorConfig.image),
-                        help="image of the listeners and transfer jobs")
-    parser.add_argument("--image-pull-policy",
-                        default=_env("CONNECTORS_IMAGE_PULL_POLICY",
-                                     OperatorConfig.image_pull_policy),
-                        choices=["Always", "IfNotPresent", "Never"],
-                        help="pull policy of the listeners and transfer jobs")
-    parser.add_argument("--image-pull-secrets", default=_env("CONNECTORS_IMAGE_PULL_SECRETS", ""),
-                        help="comma-separated Secrets (in each namespace) for pulling the image")
-    parser.add_argument("--email-domain",
-                        default=_env("CONNECTORS_EMAIL_DOMAIN", OperatorConfig.email_domain),
-                        help="Inbound Email: connections receive at <connection>@DOMAIN")
-    parser.add_argument("--data-claim",
-                        default=_env("CONNECTORS_DATA_CLAIM", OperatorConfig.data_claim),
-                        help="PersistentVolumeClaim of each namespace's data volume")
-    parser.add_argument("--listener-service-type",
-                        choices=["ClusterIP", "NodePort", "LoadBalancer"],
-                        default=_env("CONNECTORS_LISTENER_SERVICE_TYPE",
-                                     OperatorConfig.listener_service_type),
-                        help="type of the listeners' Services (default ClusterIP)")
-    parser.add_argument("--listener-node-ports", default=_env("CONNECTORS_LISTENER_NODE_PORTS", ""),
-                        help="NodePort Services: fixed node ports, e.g. sftp=30022,ftp=30021")
-    parser.add_argument("--listener-external-host",
-                        default=_env("CONNECTORS_LISTENER_EXTERNAL_HOST"),
-                        help="where partners reach the listeners, shown in status.endpoint")
-    parser.add_argument("--ftp-passive-ports",
-                        default=_env("CONNECTORS_FTP_PASSIVE_PORTS", "30100-30104"),
-                        help="FTP passive port range FIRST-LAST (default 30100-30104)")
-    parser.add_argument("--ftp-masquerade-address",
-                        default=_env("CONNECTORS_FTP_MASQUERADE_ADDRESS"),
-                        help="FTP: the address announced in PASV replies (partners' view)")
-    parser.add_argument("--data-storage-class", default=_env("CONNECTORS_DATA_STORAGE_CLASS"),
-                        help="storage class of each namespace's data volume claim")
-    parser.add_argument("--data-size", default=_env("CONNECTORS_DATA_SIZE",
-                                                    OperatorConfig.data_size),
-                        help="size of each namespace's data volume claim (default 10Gi)")
-    parser.add_argument("--listener-tls-secret", default=_env("CONNECTORS_LISTENER_TLS_SECRET"),
-                        help="FTPS and SMTP: a kubernetes.io/tls Secret of that name in each "
-                             "namespace (default: a self-signed one the operator makes once)")
-    parser.add_argument("--smtp-relay", default=_env("CONNECTORS_SMTP_RELAY"),
-                        help="Outbound Email: the relay, HOST:PORT")
-    parser.add_argument("--smtp-from", default=_env("CONNECTORS_SMTP_FROM"),
-                        help="Outbound Email: the sender address")
+    option("--peering", env="CONNECTORS_PEERING", default="connectors",
+           help="kopf peering object that keeps one replica active")
+    option("--liveness", env="CONNECTORS_LIVENESS",
+           help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    option("--workers", env="CONNECTORS_WORKERS", type=int, default=8,
+           help="concurrent reconciles per kind")
+    option("--resync-seconds", env="CONNECTORS_RESYNC_SECONDS", type=float, default=300.0,
+           help="reconcile everything again this often")
+    option("--image", env="CONNECTORS_IMAGE", default=OperatorConfig.image,
+           help="image of the listeners and transfer jobs")
+    option("--image-pull-policy", env="CONNECTORS_IMAGE_PULL_POLICY",
+           default=OperatorConfig.image_pull_policy,
+           choices=["Always", "IfNotPresent", "Never"],
+           help="pull policy of the listeners and transfer jobs")
+    option("--image-pull-secrets", env="CONNECTORS_IMAGE_PULL_SECRETS", default="",
+           help="comma-separated Secrets (in each namespace) for pulling the image")
+    option("--email-domain", env="CONNECTORS_EMAIL_DOMAIN", default=OperatorConfig.email_domain,
+           help="Inbound Email: connections receive at <connection>@DOMAIN")
+    option("--data-claim", env="CONNECTORS_DATA_CLAIM", default=OperatorConfig.data_claim,
+           help="PersistentVolumeClaim of each namespace's data volume")
+    option("--listener-service-type", env="CONNECTORS_LISTENER_SERVICE_TYPE",
+           choices=["ClusterIP", "NodePort", "LoadBalancer"],
+           default=OperatorConfig.listener_service_type,
+           help="type of the listeners' Services")
+    option("--listener-node-ports", env="CONNECTORS_LISTENER_NODE_PORTS", default="",
+           help="NodePort Services: fixed node ports, e.g. sftp=30022,ftp=30021")
+    option("--listener-external-host", env="CONNECTORS_LISTENER_EXTERNAL_HOST",
+           help="where partners reach the listeners, shown in status.endpoint")
+    option("--ftp-passive-ports", env="CONNECTORS_FTP_PASSIVE_PORTS", default="30100-30104",
+           help="FTP passive port range FIRST-LAST")
+    option("--ftp-masquerade-address", env="CONNECTORS_FTP_MASQUERADE_ADDRESS",
+           help="FTP: the address announced in PASV replies (partners' view)")
+    option("--data-storage-class", env="CONNECTORS_DATA_STORAGE_CLASS",
+           help="storage class of each namespace's data volume claim")
+    option("--data-size", env="CONNECTORS_DATA_SIZE", default=OperatorConfig.data_size,
+           help="size of each namespace's data volume claim")
+    option("--listener-tls-secret", env="CONNECTORS_LISTENER_TLS_SECRET",
+           help="FTPS and SMTP: a kubernetes.io/tls Secret of that name in each "
+                "namespace (default: a self-signed one the operator makes once)")
+    option("--smtp-relay", env="CONNECTORS_SMTP_RELAY",
+           help="Outbound Email: the relay, HOST:PORT")
+    option("--smtp-from", env="CONNECTORS_SMTP_FROM",
+           help="Outbound Email: the sender address")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
@@ -125,7 +113,7 @@ def parse_node_ports(text: str) -> dict[str, int]:
 
 def namespaces(args: argparse.Namespace) -> list[str]:
     chosen = list(args.namespace)
-    if not chosen and not args.all_namespaces and (env := _env("CONNECTORS_NAMESPACES")):
+    if not chosen and not args.all_namespaces and (env := env_value("CONNECTORS_NAMESPACES")):
         chosen = [n.strip() for n in env.split(",") if n.strip()]
     return chosen
 
