@@ -18,13 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import describe
+from ..ports import PARTNER_FTPS_IMPLICIT_PORT, PARTNER_IMAP_PORTS, PARTNER_PORTS
 from .clients.base import PermanentError
-
-# Default ports of the partner's servers; the API documents the same defaults
-# on remote.port.
-DEFAULT_PORTS = {"SFTP": 22, "FTP": 21}
-DEFAULT_FTPS_IMPLICIT_PORT = 990
-DEFAULT_IMAP_PORTS = {"IMAPS": 993, "STARTTLS": 143}
 
 DIRECTIONS = ("Inbound", "Outbound")
 METHODS = ("SFTP", "FTP", "Email")
@@ -62,10 +57,10 @@ class TransferSpec:
         if self.remote.port:
             return self.remote.port
         if self.method == "FTP" and self.remote.tls == "Implicit":
-            return DEFAULT_FTPS_IMPLICIT_PORT
+            return PARTNER_FTPS_IMPLICIT_PORT
         if self.method == "Email":
-            return DEFAULT_IMAP_PORTS[self.remote.tls or "IMAPS"]
-        return DEFAULT_PORTS[self.method]
+            return PARTNER_IMAP_PORTS[self.remote.tls or "IMAPS"]
+        return PARTNER_PORTS[self.method]
 
 
 @dataclass(frozen=True)

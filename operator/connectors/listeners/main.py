@@ -35,20 +35,20 @@ from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender, DefenderSettings
 from connectors.listeners.core.report import TransferReporter, reporter_from_environment
 from connectors.options import env_flag, env_option
+from connectors.ports import LISTENER_CONTAINER_PORTS, LISTENER_PROTOCOLS
 
 log = logging.getLogger("connectors.listen")
 
-PROTOCOLS = ("sftp", "ftp", "smtp")
-DEFAULT_PORTS = {"sftp": 2022, "ftp": 2121, "smtp": 2525}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("protocol", choices=PROTOCOLS, help="which listener to run")
+    parser.add_argument("protocol", choices=LISTENER_PROTOCOLS, help="which listener to run")
     option = functools.partial(env_option, parser)
     option("--address", env="CONNECTORS_LISTEN_ADDRESS", default="0.0.0.0",
            help="address to bind")
     option("--port", env="CONNECTORS_LISTEN_PORT", type=int,
-           help="port to bind (default: sftp 2022, ftp 2121, smtp 2525)")
+           help="port to bind (default: "
+           + ", ".join(f"{p} {n}" for p, n in LISTENER_CONTAINER_PORTS.items()) + ")")
     option("--accounts-file", env="CONNECTORS_ACCOUNTS_FILE",
            default="/etc/connectors/accounts/accounts.json",
            help="the account table (accounts.json from the Secret)")
@@ -112,7 +112,7 @@ def build_common(args: argparse.Namespace) -> Common:
         window_seconds=args.ban_window,
         ban_seconds=args.ban_seconds,
     ))
-    port = args.port if args.port is not None else DEFAULT_PORTS[args.protocol]
+    port = args.port if args.port is not None else LISTENER_CONTAINER_PORTS[args.protocol]
     return Common(accounts, defender, reporter_from_environment(), Path(args.data_root),
                   args.address, port)
 

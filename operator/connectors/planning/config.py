@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..ports import LISTENER_CONTAINER_PORTS, LISTENER_PROTOCOLS, LISTENER_SERVICE_PORTS
+
 MANAGED_BY = "connectors-operator"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_CONNECTION = "connectors.dev/connection"
@@ -13,7 +15,8 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_ROTATE = "connectors.dev/rotate"
 ANNOTATION_ROTATED_FOR = "connectors.dev/rotated-for"
 
-PROTOCOLS = ("sftp", "ftp", "smtp")
+# The listener protocols, by the name the controller knows them.
+PROTOCOLS = LISTENER_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,9 @@ class OperatorConfig:
     # Inbound Email Push: each Connection receives at <connection>@<email_domain>.
     email_domain: str = "connectors.local"
     ports: dict[str, ListenerPorts] = field(default_factory=lambda: {
-        "sftp": ListenerPorts(2022, 22),
-        "ftp": ListenerPorts(2121, 21),
-        "smtp": ListenerPorts(2525, 25),
+        protocol: ListenerPorts(LISTENER_CONTAINER_PORTS[protocol],
+                                LISTENER_SERVICE_PORTS[protocol])
+        for protocol in LISTENER_PROTOCOLS
     })
     # FTP passive data ports: the Service exposes each one, so the listener must
     # never hand out a port outside this range.

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ..api.connection import DEFAULT_SCHEDULE, ConnectionSpec
-from ..ports import DEFAULT_PORTS
+from ..ports import PARTNER_PORTS
 from .config import LABEL_CONNECTION, OperatorConfig
 from .objects import (
     base_labels,
@@ -41,7 +41,7 @@ def known_hosts(spec: ConnectionSpec) -> str:
     """remote.hostKeys as known_hosts lines: "[host]:port" unless the port is 22."""
     if spec.remote is None or not spec.remote.host or not spec.remote.host_keys:
         return ""
-    port = spec.remote.port or DEFAULT_PORTS["SFTP"]
+    port = spec.remote.port or PARTNER_PORTS["SFTP"]
     host = spec.remote.host if port == 22 else f"[{spec.remote.host}]:{port}"
     lines = []
     for key in spec.remote.host_keys:
