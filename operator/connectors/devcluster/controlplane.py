@@ -87,20 +87,51 @@ def up(workdir: Path = DEFAULT_DIR, *, node_ip: str | None = None) -> ControlPla
         # Written after every start, so `down` finds whatever an interrupted `up` left.
         (workdir / STATE_FILE).write_text(json.dumps({"pids": pids}, indent=2))
 
-    pids["etcd"] = _spawn("etcd", [
+    pids["etcd"] = _spawn("etcd", _etcd_argv(binaries, workdir, etcd_client, etcd_peer), workdir)
+    record()
+    pids["kube-apiserver"] = _spawn(
+        "kube-apiserver",
+        _apiserver_argv(binaries, pki, address, api_port, etcd_client, node_ip),
+        workdir,
+    )
+    record()
+    try:
+        _wait_ready(server, pki, pids, workdir)
+    except Exception:
+        _kill_all(pids)
+        raise
+    write_kubeconfig(workdir / "controller-manager.kubeconfig", server, pki, "controller-manager")
+    pids["kube-controller-manager"] = _spawn(
+        "kube-controller-manager", _controller_manager_argv(binaries, workdir, pki, cm_port),
+        workdir,
+    )
+    record()
+    kubeconfig = workdir / "kubeconfig"
+    write_kubeconfig(kubeconfig, server, pki, "admin")
+    plane = ControlPlane(str(workdir), str(kubeconfig), server, pids)
+    (workdir / STATE_FILE).write_text(json.dumps(asdict(plane), indent=2))
+    return plane
+
+
+
+def _etcd_argv(binaries: Path, workdir: Path, client: int, peer: int) -> list[str]:
+    return [
         str(binaries / "etcd"),
         "--name=default",
         f"--data-dir={workdir / 'etcd'}",
-        f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
-        f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
-        f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-        f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-        f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+        f"--listen-client-urls=http://127.0.0.1:{client}",
+        f"--advertise-client-urls=http://127.0.0.1:{client}",
+        f"--listen-peer-urls=http://127.0.0.1:{peer}",
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+        f"--initial-cluster=default=http://127.0.0.1:{peer}",
         # Data is thrown away after the run: durability buys nothing here.
         "--unsafe-no-fsync",
         "--log-level=warn",
-    ], workdir)
-    record()
+    ]
+
+
+def _apiserver_argv(binaries: Path, pki: Path, address: str, port: int, etcd_client: int,
+                    node_ip: str | None) -> list[str]:
     if node_ip:
         access = [
             "--authorization-mode=Node,RBAC",
@@ -116,12 +147,12 @@ def up(workdir: Path = DEFAULT_DIR, *, node_ip: str | None = None) -> ControlPla
             # `kubernetes` Service endpoint has nothing valid to point at.
             "--endpoint-reconciler-type=none",
         ]
-    pids["kube-apiserver"] = _spawn("kube-apiserver", [
+    return [
         str(binaries / "kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{etcd_client}",
         f"--bind-address={address}",
         f"--advertise-address={address}",
-        f"--secure-port={api_port}",
+        f"--secure-port={port}",
         f"--cert-dir={pki}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -134,34 +165,25 @@ def up(workdir: Path = DEFAULT_DIR, *, node_ip: str | None = None) -> ControlPla
         "--allow-privileged=true",
         *access,
         "--v=1",
-    ], workdir)
-    record()
-    try:
-        _wait_ready(server, pki, pids, workdir)
-    except Exception:
-        _kill_all(pids)
-        raise
-    write_kubeconfig(workdir / "controller-manager.kubeconfig", server, pki, "controller-manager")
-    pids["kube-controller-manager"] = _spawn("kube-controller-manager", [
+    ]
+
+
+def _controller_manager_argv(binaries: Path, workdir: Path, pki: Path, port: int) -> list[str]:
+    kubeconfig = workdir / "controller-manager.kubeconfig"
+    return [
         str(binaries / "kube-controller-manager"),
-        f"--kubeconfig={workdir / 'controller-manager.kubeconfig'}",
-        f"--authentication-kubeconfig={workdir / 'controller-manager.kubeconfig'}",
-        f"--authorization-kubeconfig={workdir / 'controller-manager.kubeconfig'}",
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
-        f"--secure-port={cm_port}",
+        f"--secure-port={port}",
         "--leader-elect=false",
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={pki / 'sa.key'}",
         f"--root-ca-file={pki / 'ca.crt'}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--v=1",
-    ], workdir)
-    record()
-    kubeconfig = workdir / "kubeconfig"
-    write_kubeconfig(kubeconfig, server, pki, "admin")
-    plane = ControlPlane(str(workdir), str(kubeconfig), server, pids)
-    (workdir / STATE_FILE).write_text(json.dumps(asdict(plane), indent=2))
-    return plane
+    ]
 
 
 def stop(workdir: Path = DEFAULT_DIR) -> None:

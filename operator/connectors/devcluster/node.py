@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -184,129 +185,19 @@ def up_node(workdir: Path = DEFAULT_DIR, node_ip: str | None = None) -> NodeClus
 
 def _start_node(workdir: Path, node_ip: str, binaries: Path, node_bin: Path,
                 images: dict[str, tuple[str, Path]], state: dict[str, object]) -> NodeCluster:
-    pids: dict[str, int] = state["pids"]  # type: ignore[assignment]
-
-    def spawn(name: str, argv: list[str]) -> None:
-        pids[name] = _spawn(name, argv, workdir)
-        _save_node_state(workdir, state)
-
-    addresses = _run("ip", "-j", "-4", "addr", "show", "dev", "lo").stdout
-    if f'"{node_ip}"' not in addresses:
-        state["lo_address"] = f"{node_ip}/32"
-        _save_node_state(workdir, state)
-        _run("ip", "addr", "add", f"{node_ip}/32", "dev", "lo")
-    outward = outward_interfaces()
-    state["outward"] = outward
-    state["guard"] = True
-    _save_node_state(workdir, state)
-    install_egress_guard(outward)
-
+    start = _NodeStart(workdir, node_ip, node_bin, images, state)
+    start.claim_address_and_guard()
     plane = up(workdir, node_ip=node_ip)
-    pki = workdir / "pki"
     for user in ("kubelet", "kube-scheduler", "kube-proxy", "coredns", "local-path-provisioner"):
-        write_kubeconfig(workdir / f"{user}.kubeconfig", plane.server, pki, user)
-
-    # containerd and CNI.
-    socket_path = workdir / "containerd" / "containerd.sock"
-    (workdir / "containerd").mkdir(parents=True, exist_ok=True)
-    (workdir / "containerd" / "config.toml").write_text(
-        _containerd_config(workdir, images["pause"][0]))
-    (workdir / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
-    (workdir / "cni" / "net.d" / "10-connectors.conflist").write_text(
-        json.dumps(_cni_config(workdir), indent=2))
-    state["bridge"] = BRIDGE
-    _save_node_state(workdir, state)
-    spawn("containerd", ["containerd", f"--config={workdir / 'containerd' / 'config.toml'}",
-                         "--log-level=warn"])
-    _wait("containerd", lambda: _run("ctr", f"--address={socket_path}", "version",
-                                     check=False).returncode == 0, 30, pids, workdir)
-    for _name, archive in images.values():
-        import_image(socket_path, archive)
-
-    # kubelet. It refuses a cgroupRoot that does not exist in every hierarchy.
-    state["cgroups"] = True
-    _save_node_state(workdir, state)
-    for root in _cgroup_roots():
-        with contextlib.suppress(OSError):
-            root.mkdir(exist_ok=True)
-    (workdir / "resolv.conf").write_text("")
-    kubelet_port, kubelet_healthz = free_port(), free_port()
-    (workdir / "kubelet").mkdir(exist_ok=True)
-    (workdir / "kubelet.yaml").write_text(json.dumps(
-        _kubelet_config(workdir, node_ip, pki, socket_path, kubelet_port, kubelet_healthz),
-        indent=2))
-    spawn("kubelet", [
-        str(node_bin / "kubelet"),
-        f"--config={workdir / 'kubelet.yaml'}",
-        f"--kubeconfig={workdir / 'kubelet.kubeconfig'}",
-        f"--root-dir={workdir / 'kubelet'}",
-        f"--cert-dir={workdir / 'kubelet' / 'pki'}",
-        # Named by its IP: a name that does not resolve breaks `kubectl logs` and `exec`.
-        f"--hostname-override={node_ip}",
-        f"--node-ip={node_ip}",
-        "--v=1",
-    ])
-    sched_port = free_port()
-    spawn("kube-scheduler", [
-        str(node_bin / "kube-scheduler"),
-        f"--kubeconfig={workdir / 'kube-scheduler.kubeconfig'}",
-        f"--authentication-kubeconfig={workdir / 'kube-scheduler.kubeconfig'}",
-        f"--authorization-kubeconfig={workdir / 'kube-scheduler.kubeconfig'}",
-        "--bind-address=127.0.0.1",
-        f"--secure-port={sched_port}",
-        "--leader-elect=false",
-        "--v=1",
-    ])
-    proxy_healthz, proxy_metrics = free_port(), free_port()
-    (workdir / "kube-proxy.yaml").write_text(json.dumps(
-        _proxy_config(workdir, node_ip, proxy_healthz, proxy_metrics), indent=2))
-    spawn("kube-proxy", [str(node_bin / "kube-proxy"), f"--config={workdir / 'kube-proxy.yaml'}",
-                         "--v=1"])
-
-    # Cluster objects the host-process components need.
-    manifests = {"apiVersion": "v1", "kind": "List",
-                 "items": _node_manifests(node_ip, images["tools"][0], workdir / "volumes")}
+        write_kubeconfig(workdir / f"{user}.kubeconfig", plane.server, start.pki, user)
+    start.containerd()
+    proxy_healthz = start.node_agents()
     kubectl = [str(binaries / "kubectl"), f"--kubeconfig={plane.kubeconfig}"]
-    subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(manifests), text=True,
-                   check=True, capture_output=True, timeout=60)
-
-    dns_health, dns_ready = free_port(), free_port()
-    (workdir / "Corefile").write_text(
-        _corefile(node_ip, dns_health, dns_ready, workdir / "coredns.kubeconfig"))
-    spawn("coredns", [str(node_bin / "coredns"), "-conf", str(workdir / "Corefile")])
-    config_file, helper_file = _provisioner_files(workdir, images["tools"][0])
-    spawn("local-path-provisioner", [
-        str(node_bin / "local-path-provisioner"), "start",
-        f"--kubeconfig={workdir / 'local-path-provisioner.kubeconfig'}",
-        f"--config={config_file}",
-        f"--helper-pod-file={helper_file}",
-        "--namespace=local-path-storage",
-        "--service-account-name=local-path-provisioner",
-        f"--helper-image={images['tools'][0]}",
-        "--provisioner-name=rancher.io/local-path",
-    ])
-
-    def node_ready() -> bool:
-        result = subprocess.run(
-            [*kubectl, "get", "node", node_ip, "-o",
-             "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"],
-            capture_output=True, text=True, timeout=20)
-        return result.stdout.strip() == "True"
-
-    _wait("the node", node_ready, 120, pids, workdir)
-    # kube-proxy prepends its jumps on its first sync; only then can the guard go first.
-    def proxy_synced() -> bool:
-        rules = _run("iptables", "-w", "-S", "FORWARD", check=False).stdout
-        return "-j KUBE-FORWARD" in rules and _healthy(
-            f"http://127.0.0.1:{proxy_healthz}/healthz")
-
-    _wait("kube-proxy", proxy_synced, 60, pids, workdir)
-    ensure_guard_first()
-    _wait("the cluster DNS", lambda: _healthy(f"http://127.0.0.1:{dns_ready}/ready"), 60,
-          pids, workdir)
+    dns_ready = start.cluster_services(kubectl)
+    start.wait_usable(kubectl, proxy_healthz, dns_ready)
     cluster = NodeCluster(
         workdir=str(workdir), kubeconfig=plane.kubeconfig, server=plane.server,
-        node_ip=node_ip, node_name=node_ip, containerd_socket=str(socket_path),
+        node_ip=node_ip, node_name=node_ip, containerd_socket=str(start.socket_path),
         pause_image=images["pause"][0], tools_image=images["tools"][0],
         storage_classes={"local-path": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany",
                                         "ReadWriteOncePod"],
@@ -315,6 +206,155 @@ def _start_node(workdir: Path, node_ip: str, binaries: Path, node_bin: Path,
     state["cluster"] = asdict(cluster)
     _save_node_state(workdir, state)
     return cluster
+
+
+class _NodeStart:
+    """The steps of `_start_node`, in order; each records in node.json what it is
+    about to change before it changes it."""
+
+    def __init__(self, workdir: Path, node_ip: str, node_bin: Path,
+                 images: dict[str, tuple[str, Path]], state: dict[str, object]) -> None:
+        self.workdir = workdir
+        self.node_ip = node_ip
+        self.node_bin = node_bin
+        self.images = images
+        self.state = state
+        self.pids: dict[str, int] = state["pids"]  # type: ignore[assignment]
+        self.pki = workdir / "pki"
+        self.socket_path = workdir / "containerd" / "containerd.sock"
+
+    def record(self) -> None:
+        _save_node_state(self.workdir, self.state)
+
+    def spawn(self, name: str, argv: list[str]) -> None:
+        self.pids[name] = _spawn(name, argv, self.workdir)
+        self.record()
+
+    def wait(self, what: str, check: Callable[[], bool], timeout: float) -> None:
+        _wait(what, check, timeout, self.pids, self.workdir)
+
+    def claim_address_and_guard(self) -> None:
+        """The node's address on `lo`, and the egress guard."""
+        node_ip, state = self.node_ip, self.state
+        addresses = _run("ip", "-j", "-4", "addr", "show", "dev", "lo").stdout
+        if f'"{node_ip}"' not in addresses:
+            state["lo_address"] = f"{node_ip}/32"
+            self.record()
+            _run("ip", "addr", "add", f"{node_ip}/32", "dev", "lo")
+        outward = outward_interfaces()
+        state["outward"] = outward
+        state["guard"] = True
+        self.record()
+        install_egress_guard(outward)
+
+    def containerd(self) -> None:
+        """containerd and CNI, with the node's own images imported."""
+        workdir, socket_path = self.workdir, self.socket_path
+        (workdir / "containerd").mkdir(parents=True, exist_ok=True)
+        (workdir / "containerd" / "config.toml").write_text(
+            _containerd_config(workdir, self.images["pause"][0]))
+        (workdir / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
+        (workdir / "cni" / "net.d" / "10-connectors.conflist").write_text(
+            json.dumps(_cni_config(workdir), indent=2))
+        self.state["bridge"] = BRIDGE
+        self.record()
+        self.spawn("containerd", ["containerd",
+                                  f"--config={workdir / 'containerd' / 'config.toml'}",
+                                  "--log-level=warn"])
+        self.wait("containerd", lambda: _run("ctr", f"--address={socket_path}", "version",
+                                             check=False).returncode == 0, 30)
+        for _name, archive in self.images.values():
+            import_image(socket_path, archive)
+
+    def node_agents(self) -> int:
+        """kubelet, kube-scheduler and kube-proxy; returns kube-proxy's health port."""
+        workdir, node_ip, node_bin = self.workdir, self.node_ip, self.node_bin
+        # The kubelet refuses a cgroupRoot that does not exist in every hierarchy.
+        self.state["cgroups"] = True
+        self.record()
+        for root in _cgroup_roots():
+            with contextlib.suppress(OSError):
+                root.mkdir(exist_ok=True)
+        (workdir / "resolv.conf").write_text("")
+        kubelet_port, kubelet_healthz = free_port(), free_port()
+        (workdir / "kubelet").mkdir(exist_ok=True)
+        (workdir / "kubelet.yaml").write_text(json.dumps(
+            _kubelet_config(workdir, node_ip, self.pki, self.socket_path, kubelet_port,
+                            kubelet_healthz),
+            indent=2))
+        self.spawn("kubelet", [
+            str(node_bin / "kubelet"),
+            f"--config={workdir / 'kubelet.yaml'}",
+            f"--kubeconfig={workdir / 'kubelet.kubeconfig'}",
+            f"--root-dir={workdir / 'kubelet'}",
+            f"--cert-dir={workdir / 'kubelet' / 'pki'}",
+            # Named by its IP: a name that does not resolve breaks `kubectl logs` and `exec`.
+            f"--hostname-override={node_ip}",
+            f"--node-ip={node_ip}",
+            "--v=1",
+        ])
+        sched_port = free_port()
+        self.spawn("kube-scheduler", [
+            str(node_bin / "kube-scheduler"),
+            f"--kubeconfig={workdir / 'kube-scheduler.kubeconfig'}",
+            f"--authentication-kubeconfig={workdir / 'kube-scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={workdir / 'kube-scheduler.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={sched_port}",
+            "--leader-elect=false",
+            "--v=1",
+        ])
+        proxy_healthz, proxy_metrics = free_port(), free_port()
+        (workdir / "kube-proxy.yaml").write_text(json.dumps(
+            _proxy_config(workdir, node_ip, proxy_healthz, proxy_metrics), indent=2))
+        self.spawn("kube-proxy", [str(node_bin / "kube-proxy"),
+                                  f"--config={workdir / 'kube-proxy.yaml'}", "--v=1"])
+        return proxy_healthz
+
+    def cluster_services(self, kubectl: list[str]) -> int:
+        """The cluster objects the host-process components need, the cluster DNS and
+        the volume provisioner; returns the DNS's readiness port."""
+        workdir, node_bin, tools = self.workdir, self.node_bin, self.images["tools"][0]
+        manifests = {"apiVersion": "v1", "kind": "List",
+                     "items": _node_manifests(self.node_ip, tools, workdir / "volumes")}
+        subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(manifests), text=True,
+                       check=True, capture_output=True, timeout=60)
+        dns_health, dns_ready = free_port(), free_port()
+        (workdir / "Corefile").write_text(
+            _corefile(self.node_ip, dns_health, dns_ready, workdir / "coredns.kubeconfig"))
+        self.spawn("coredns", [str(node_bin / "coredns"), "-conf", str(workdir / "Corefile")])
+        config_file, helper_file = _provisioner_files(workdir, tools)
+        self.spawn("local-path-provisioner", [
+            str(node_bin / "local-path-provisioner"), "start",
+            f"--kubeconfig={workdir / 'local-path-provisioner.kubeconfig'}",
+            f"--config={config_file}",
+            f"--helper-pod-file={helper_file}",
+            "--namespace=local-path-storage",
+            "--service-account-name=local-path-provisioner",
+            f"--helper-image={tools}",
+            "--provisioner-name=rancher.io/local-path",
+        ])
+        return dns_ready
+
+    def wait_usable(self, kubectl: list[str], proxy_healthz: int, dns_ready: int) -> None:
+        def node_ready() -> bool:
+            result = subprocess.run(
+                [*kubectl, "get", "node", self.node_ip, "-o",
+                 "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"],
+                capture_output=True, text=True, timeout=20)
+            return result.stdout.strip() == "True"
+
+        self.wait("the node", node_ready, 120)
+
+        # kube-proxy prepends its jumps on its first sync; only then can the guard go first.
+        def proxy_synced() -> bool:
+            rules = _run("iptables", "-w", "-S", "FORWARD", check=False).stdout
+            return "-j KUBE-FORWARD" in rules and _healthy(
+                f"http://127.0.0.1:{proxy_healthz}/healthz")
+
+        self.wait("kube-proxy", proxy_synced, 60)
+        ensure_guard_first()
+        self.wait("the cluster DNS", lambda: _healthy(f"http://127.0.0.1:{dns_ready}/ready"), 60)
 
 
 def node_cluster(workdir: Path = DEFAULT_DIR) -> NodeCluster | None:

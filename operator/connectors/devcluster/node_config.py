@@ -161,7 +161,10 @@ def _corefile(node_ip: str, health_port: int, ready_port: int, kubeconfig: Path)
 
 
 def _node_manifests(node_ip: str, helper_image: str, volumes: Path) -> list[dict[str, object]]:
-    """RBAC for the host-process components, the DNS Service and the storage classes."""
+    """RBAC for the host-process components, the DNS Service and the storage classes.
+
+    Longer than most functions here: it is one list of manifests, read as a
+    manifest file is, top to bottom."""
     def binding(name: str, role: str, user: str) -> dict[str, object]:
         return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                 "metadata": {"name": name},

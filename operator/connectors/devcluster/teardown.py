@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from .constants import CNI_NETWORK, NODE_STATE
 from .host import (
@@ -27,8 +28,15 @@ def stop_node(workdir: Path) -> None:
     if not path.exists():
         return
     state = json.loads(path.read_text())
-    pids: dict[str, int] = state.get("pids", {})
     socket_path = workdir / "containerd" / "containerd.sock"
+    _stop_node_processes(state.get("pids", {}), socket_path)
+    _remove_namespaces_and_mounts(workdir, set(state.get("netns_before", [])))
+    _restore_host(state)
+    path.unlink()
+
+
+def _stop_node_processes(pids: dict[str, int], socket_path: Path) -> None:
+    """The kubelet and its peers, the containers, containerd and its shims."""
     # The kubelet first, so it does not restart the containers stopped below.
     node_side = {k: v for k, v in pids.items() if k != "containerd"}
     _kill_all(node_side)
@@ -60,10 +68,12 @@ def stop_node(workdir: Path) -> None:
                     str(socket_path).encode() in cmdline:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc.name), signal.SIGKILL)
+
+
+def _remove_namespaces_and_mounts(workdir: Path, netns_before: set[str]) -> None:
     # Network namespaces the CRI made (under /var/run/netns: containerd 1.6 has no
     # option to put them elsewhere): new cni-* names since `up`.
-    before = set(state.get("netns_before", []))
-    for name in sorted(_netns_names() - before):
+    for name in sorted(_netns_names() - netns_before):
         if name.startswith("cni-"):
             target = Path("/var/run/netns") / name
             _run("umount", str(target), check=False)
@@ -73,6 +83,10 @@ def stop_node(workdir: Path) -> None:
         if _run("umount", point, check=False).returncode != 0:
             _run("umount", "-l", point, check=False)
     _remove_cgroups()
+
+
+def _restore_host(state: dict[str, Any]) -> None:
+    """Chains, links, addresses, caches and kernel settings as they were before `up`."""
     for binary in ("iptables", "ip6tables"):
         remove_chains(binary, state.get("chains_before", {}).get(binary, {}))
     if state.get("bridge"):
@@ -87,4 +101,3 @@ def stop_node(workdir: Path) -> None:
         with contextlib.suppress(OSError):
             if _sysctl_path(name).read_text().strip() != value:
                 _sysctl_path(name).write_text(value)
-    path.unlink()
