@@ -1,11 +1,15 @@
-"""The dev cluster's certificates: a CA, serving and client certificates, the
-service-account key, kubeconfigs."""
+"""Keys and certificates for local servers: the dev cluster's (a CA, serving
+and client certificates, the service-account key, kubeconfigs), and the
+self-signed certificates and SSH key pairs that tests and benchmarks give the
+servers they start."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import json
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -16,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from .constants import SERVICE_CIDR
 
 
-def _write_key(path: Path, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> None:
+def write_key(path: Path, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> None:
     path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -27,7 +31,7 @@ def _write_key(path: Path, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) 
     path.chmod(0o600)
 
 
-def _certificate(
+def certificate(
     subject: x509.Name,
     key: ec.EllipticCurvePrivateKey,
     issuer: x509.Name,
@@ -36,6 +40,7 @@ def _certificate(
     ca: bool = False,
     sans: list[x509.GeneralName] | None = None,
     usage: list[x509.ObjectIdentifier] | None = None,
+    days: int = 30,
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     builder = (
@@ -45,7 +50,7 @@ def _certificate(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if sans:
@@ -55,7 +60,7 @@ def _certificate(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
+def x509_name(common_name: str, organization: str | None = None) -> x509.Name:
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     if organization:
         attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
@@ -70,20 +75,20 @@ def make_pki(pki: Path, node_ip: str | None = None) -> None:
     """
     pki.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("connectors-dev-ca")
-    ca = _certificate(ca_name, ca_key, ca_name, ca_key, ca=True)
+    ca_name = x509_name("connectors-dev-ca")
+    ca = certificate(ca_name, ca_key, ca_name, ca_key, ca=True)
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
     def issue(stem: str, subject: x509.Name, **kwargs: object) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate(subject, key, ca_name, ca_key, **kwargs)  # type: ignore[arg-type]
+        cert = certificate(subject, key, ca_name, ca_key, **kwargs)  # type: ignore[arg-type]
         (pki / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(pki / f"{stem}.key", key)
+        write_key(pki / f"{stem}.key", key)
 
     service_ip = next(ipaddress.IPv4Network(SERVICE_CIDR).hosts())
     issue(
         "apiserver",
-        _name("kube-apiserver"),
+        x509_name("kube-apiserver"),
         sans=[
             x509.DNSName("localhost"),
             x509.DNSName("kubernetes.default.svc"),
@@ -95,21 +100,21 @@ def make_pki(pki: Path, node_ip: str | None = None) -> None:
         usage=[ExtendedKeyUsageOID.SERVER_AUTH],
     )
     client = [ExtendedKeyUsageOID.CLIENT_AUTH]
-    issue("admin", _name("connectors-admin", "system:masters"), usage=client)
-    issue("controller-manager", _name("system:kube-controller-manager"), usage=client)
+    issue("admin", x509_name("connectors-admin", "system:masters"), usage=client)
+    issue("controller-manager", x509_name("system:kube-controller-manager"), usage=client)
     if node_ip:
         # Each component has its own identity, so RBAC, the Node authorizer and
         # NodeRestriction see what a real cluster's would.
-        issue("kubelet", _name(f"system:node:{node_ip}", "system:nodes"), usage=client)
-        issue("kube-scheduler", _name("system:kube-scheduler"), usage=client)
-        issue("kube-proxy", _name("system:kube-proxy"), usage=client)
-        issue("apiserver-kubelet-client", _name("kube-apiserver-kubelet-client"), usage=client)
-        issue("coredns", _name("connectors:coredns"), usage=client)
-        issue("local-path-provisioner", _name("connectors:local-path-provisioner"),
+        issue("kubelet", x509_name(f"system:node:{node_ip}", "system:nodes"), usage=client)
+        issue("kube-scheduler", x509_name("system:kube-scheduler"), usage=client)
+        issue("kube-proxy", x509_name("system:kube-proxy"), usage=client)
+        issue("apiserver-kubelet-client", x509_name("kube-apiserver-kubelet-client"), usage=client)
+        issue("coredns", x509_name("connectors:coredns"), usage=client)
+        issue("local-path-provisioner", x509_name("connectors:local-path-provisioner"),
               usage=client)
     # The controller manager's own identity gets only its built-in role; it runs
     # each controller with that controller's service account, as a cluster does.
-    _write_key(pki / "sa.key", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    write_key(pki / "sa.key", rsa.generate_private_key(public_exponent=65537, key_size=2048))
     sa_key = serialization.load_pem_private_key((pki / "sa.key").read_bytes(), None)
     (pki / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(
@@ -145,3 +150,38 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
     # JSON is valid YAML, and kubectl and the Python client both read it.
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
+
+
+def self_signed(folder: Path, names: Sequence[str] = ("localhost", "127.0.0.1"), *,
+                cert_file: str = "tls.crt", key_file: str = "tls.key",
+                days: int = 30) -> tuple[Path, Path]:
+    """A self-signed certificate (ECDSA P-256) for `names`, host names or IP
+    addresses, the first also its common name; written to `folder` as
+    (certificate, key) in PEM. Marked as a CA, so that clients can trust it
+    as it is (a cafile, a pinned certificate)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509_name(names[0])
+    sans: list[x509.GeneralName] = []
+    for host in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    cert = certificate(subject, key, subject, key, ca=True, sans=sans, days=days)
+    cert_path, key_path = folder / cert_file, folder / key_file
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_key(key_path, key)
+    return cert_path, key_path
+
+
+def ssh_keypair(path: Path, kind: str = "ed25519", *, comment: str | None = None,
+                pem: bool = False) -> Path:
+    """An unencrypted SSH key pair made by OpenSSH's ssh-keygen: `path` and
+    `path`.pub; `pem` for the old PEM format some servers (proftpd) want."""
+    argv = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)]
+    if comment is not None:
+        argv[4:4] = ["-C", comment]
+    if pem:
+        argv[4:4] = ["-m", "PEM"]
+    subprocess.run(argv, check=True)
+    return path

@@ -31,13 +31,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ..clock import now_rfc3339
 from ..errors import describe
 from ..landing.area import (
     LandingArea,
     draft_receipt_from,
     fsync_dir,
     hash_file,
-    now_rfc3339,
     publish,
     sync_files,
 )

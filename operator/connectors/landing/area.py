@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as json_string
 from pathlib import Path
 
+from ..clock import now_rfc3339 as now_rfc3339  # the listeners import it from here
+
 # The many-files path (temp_name, final_name, publish, sync_files) works on
 # plain strings: pathlib's joins and conversions, per file, cost more than
 # the string work they wrap.
@@ -172,12 +174,6 @@ _RECEIPT = (
     '{\n  "trace_id": %s,\n  "name": %s,\n  "size": %d,\n  "sha256": %s,\n'
     '  "received_at": %s,\n  "connection": %s\n}\n'
 )
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace(
-        "+00:00", "Z"
-    )
 
 
 class LandingArea:
