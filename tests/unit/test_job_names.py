@@ -11,7 +11,9 @@ from connectors.errors import describe
 from connectors.jobs.clients.base import FileError, TransientError, decode_name, shown_name
 from connectors.jobs.clients.ftp import from_wire, wire
 from connectors.jobs.clients.sftp import _classify
-from connectors.jobs.pull import FreeNames, name_variants, rename_no_replace
+from connectors.jobs.pull import FreeNames
+from connectors.landing.durable import rename_no_replace
+from connectors.landing.names import name_variants
 
 
 @pytest.mark.parametrize(

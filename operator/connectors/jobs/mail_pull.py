@@ -20,10 +20,11 @@ import os
 from email.parser import BytesParser
 from typing import Protocol
 
-from ..landing.area import LandingArea, draft_receipt_from, fsync_dir, publish
+from ..landing.area import LandingArea, draft_receipt_from
 from ..landing.attachments import Attachment, select_attachments
+from ..landing.durable import fsync_dir, publish, rename_no_replace
 from .ledger import FETCHED, IGNORED, Entry, Ledger
-from .pull import FreeNames, receipt_name, remove, rename_no_replace
+from .pull import FreeNames, receipt_name, remove
 from .spec import TransferSpec
 from .summary import Summary
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import errno
 import functools
 import hashlib
 import logging
@@ -33,14 +32,9 @@ from dataclasses import dataclass
 
 from ..clock import now_rfc3339
 from ..errors import describe
-from ..landing.area import (
-    LandingArea,
-    draft_receipt_from,
-    fsync_dir,
-    hash_file,
-    publish,
-    sync_files,
-)
+from ..landing.area import LandingArea, draft_receipt_from
+from ..landing.durable import fsync_dir, hash_file, publish, rename_no_replace, sync_files
+from ..landing.names import NAME_MAX, name_variants
 from .clients.base import (
     FileError,
     PipelinedWorker,
@@ -202,54 +196,6 @@ def download(worker: StreamingWorker, file: RemoteFile, landing: LandingArea) ->
         arrival.discard()
         raise
     return arrival.complete()
-
-
-# ---- Landing without overwriting -------------------------------------------------------------
-
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
-NAME_MAX = 255
-
-
-@functools.cache
-def _renameat2() -> Callable[..., int] | None:
-    try:
-        import ctypes
-
-        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    return function
-
-
-def rename_no_replace(source: str, target: str) -> None:
-    """rename(2) that never replaces what is there: FileExistsError when
-    `target` exists. renameat2(RENAME_NOREPLACE) where the filesystem has it,
-    else link and unlink, which refuse an existing target as well."""
-    function = _renameat2()
-    if function is not None:
-        import ctypes
-
-        if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
-                    _RENAME_NOREPLACE) == 0:
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(code, os.strerror(code), target)
-    os.link(source, target)
-    os.unlink(source)
-
-
-def name_variants(name: str) -> Iterator[str]:
-    """`name`, then `stem-2.ext`, `stem-3.ext`... (the extension is what
-    follows the last dot, when the name has one after its first character)."""
-    yield name
-    dot = name.rfind(".")
-    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
-    number = 2
-    while True:
-        yield f"{stem}-{number}{ext}"
-        number += 1
 
 
 def receipt_name(name: str) -> str:

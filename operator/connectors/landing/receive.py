@@ -20,7 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from connectors.api.accounts import Account
-from connectors.landing.area import INTERNAL_DIR, LandingArea, Receipt, hash_file
+from connectors.landing.area import LandingArea
+from connectors.landing.durable import hash_file
+from connectors.landing.names import INTERNAL_DIR
+from connectors.landing.receipts import Receipt
 
 _HASH_CHUNK = 1 << 20
 
