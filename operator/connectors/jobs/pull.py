@@ -20,21 +20,18 @@ batch land.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import functools
-import hashlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..clock import now_rfc3339
-from ..errors import describe
-from ..landing.area import LandingArea, draft_receipt_from
-from ..landing.durable import fsync_dir, hash_file, publish, rename_no_replace, sync_files
-from ..landing.names import NAME_MAX, name_variants
+from ..landing.area import LandingArea
+from ..landing.batch import land_many, publish_receipts
+from ..landing.durable import hash_file, remove
+from ..landing.names import name_variants, receipt_name
+from ..landing.receive import LandingFile, Received
 from .clients.base import (
     FileError,
     PipelinedWorker,
@@ -65,127 +62,46 @@ BATCH_BYTES = 256 << 20
 BATCH_AGE = 1.0
 
 
-class HashingWriter:
-    """Counts and hashes bytes on their way to a file descriptor.
-
-    Blocks are gathered and written and hashed a few MiB at a time: both calls
-    release the GIL, and getting it back from paramiko's busy transport thread
-    can take a whole switch interval, so one release per 64 KiB block cost more
-    than half the throughput of a large download.
-    """
-
-    FLUSH_AT = 4 << 20
-    # Past this many unsynced bytes, a background thread fdatasyncs the file,
-    # so that the fsync before landing a large file finds little left to write
-    # instead of the whole file (seconds per GiB) after the download.
-    SYNC_EVERY = 64 << 20
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.size = 0
-        self.digest = hashlib.sha256()
-        self._pending: list[bytes | memoryview] = []
-        self._pending_size = 0
-        self._unsynced = 0
-        self._syncer: threading.Thread | None = None
-
-    def write(self, data: bytes | memoryview) -> int:
-        self._pending.append(data)
-        self._pending_size += len(data)
-        self.size += len(data)
-        if self._pending_size >= self.FLUSH_AT:
-            self.flush()
-        return len(data)
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        block = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending = []
-        self._pending_size = 0
-        view = memoryview(block)
-        while view:
-            view = view[os.write(self.fd, view) :]
-        self.digest.update(block)
-        self._unsynced += len(block)
-        if self._unsynced >= self.SYNC_EVERY and not (self._syncer and self._syncer.is_alive()):
-            self._unsynced = 0
-            self._syncer = threading.Thread(
-                target=_datasync_quietly, args=(self.fd,), daemon=True
-            )
-            self._syncer.start()
-
-    def finish(self) -> None:
-        """Writes what is pending and waits for a background sync, before the
-        file is closed."""
-        self.flush()
-        if self._syncer is not None:
-            self._syncer.join()
-
-
-def _datasync_quietly(fd: int) -> None:
-    # Only an early start: the landing step fsyncs again and reports errors.
-    with contextlib.suppress(OSError):
-        os.fdatasync(fd)
-
-
-def remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+# A download's writes are gathered and written and hashed this many bytes at a
+# time (see LandingFile).
+GATHER_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
 class Downloaded:
     file: RemoteFile
-    temp: str
-    sha256: str
+    received: Received
+
+    @property
+    def temp(self) -> str:
+        return self.received.temp
 
 
 class Arrival:
-    """One file on its way in: a temporary file in the landing area, its bytes
-    counted and hashed as they come. It ends as `complete()` (a Downloaded,
-    size checked, stamped with the remote mtime, which makes a landed but
-    unrecorded file recognisable after a crash) or `discard()` (nothing left)."""
+    """One file on its way in, through the landing package's receive path (a
+    LandingFile). It ends as `complete()` (a Downloaded, size checked, stamped
+    with the remote mtime, which makes a landed but unrecorded file
+    recognisable after a crash) or `discard()` (nothing left)."""
 
     def __init__(self, file: RemoteFile, landing: LandingArea) -> None:
         self.file = file
-        self.temp = landing.temp_name(file.name)
-        self._fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        self._writer = HashingWriter(self._fd)
+        self._landing = LandingFile(landing, file.name, gather_bytes=GATHER_BYTES, mode=0o666)
 
     def write(self, data: bytes | memoryview) -> int:
-        return self._writer.write(data)
+        return self._landing.write(data)
 
     def complete(self) -> Downloaded:
-        try:
-            self._writer.finish()
-            if self._writer.size != self.file.size:
-                raise FileError(
-                    f"{self.file.name}: received {self._writer.size} bytes, the server listed "
-                    f"{self.file.size} (still being written?); it will be fetched again on "
-                    "the next run"
-                )
-            os.utime(self._fd, (self.file.mtime, self.file.mtime))
-            self._close()
-        except BaseException:
-            self.discard()
-            raise
-        return Downloaded(self.file, self.temp, self._writer.digest.hexdigest())
+        if self._landing.size != self.file.size:
+            self._landing.abort()
+            raise FileError(
+                f"{self.file.name}: received {self._landing.size} bytes, the server listed "
+                f"{self.file.size} (still being written?); it will be fetched again on "
+                "the next run"
+            )
+        return Downloaded(self.file, self._landing.finish(mtime=self.file.mtime))
 
     def discard(self) -> None:
-        if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                self._writer.finish()
-        with contextlib.suppress(OSError):
-            self._close()
-        remove(self.temp)
-
-    def _close(self) -> None:
-        """Closes the descriptor once: a second close could hit a descriptor
-        another thread has opened since under the same number."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        self._landing.abort()
 
 
 def download(worker: StreamingWorker, file: RemoteFile, landing: LandingArea) -> Downloaded:
@@ -198,34 +114,6 @@ def download(worker: StreamingWorker, file: RemoteFile, landing: LandingArea) ->
     return arrival.complete()
 
 
-def receipt_name(name: str) -> str:
-    return f"receipt_{name}.txt"
-
-
-class FreeNames:
-    """Landing names in one folder that neither a landed file nor a receipt
-    holds, chosen so that the file and its receipt can both be created. The
-    folder is read once; names chosen are remembered."""
-
-    def __init__(self, folder: str) -> None:
-        self.taken = set(os.listdir(folder))
-
-    def choose(self, name: str) -> str:
-        if len(os.fsencode(receipt_name(name))) > NAME_MAX:
-            raise FileError(
-                f"{name}: the name is too long to land with its receipt "
-                f"({NAME_MAX} bytes at most for receipt_NAME.txt)"
-            )
-        for candidate in name_variants(name):
-            receipt = receipt_name(candidate)
-            if len(os.fsencode(receipt)) > NAME_MAX:
-                raise FileError(f"{name}: no free name to land it under")
-            if candidate not in self.taken and receipt not in self.taken:
-                self.taken.update((candidate, receipt))
-                return candidate
-        raise AssertionError("unreachable")
-
-
 def land_batch(
     batch: list[Downloaded],
     landing: LandingArea,
@@ -233,82 +121,54 @@ def land_batch(
     summary: Summary,
     source: Callable[[RemoteFile], str] = lambda file: file.name,
 ) -> list[RemoteFile]:
-    """Lands what is in `batch`, each file on its own: one that cannot land
-    is reported and the others go on. Returns the files landed."""
+    """Lands what is in `batch` (landing.batch.land_many), each file on its
+    own: one that cannot land is reported and the others go on. Returns the
+    files landed."""
     if not batch:
         return []
     started = time.monotonic()
-    names = FreeNames(landing.home_str)
-    received_at = now_rfc3339()  # the batch lands at once
-    planned: list[tuple[Downloaded, str, str]] = []  # (download, landed name, receipt temp)
+    by_temp = {item.temp: item for item in batch}
 
-    def cannot_land(item: Downloaded, why: str) -> None:
-        remove(item.temp)
+    def cannot_land(received: Received, why: str) -> None:
         message = f"{why}; it will be fetched again on the next run"
         summary.fail(message)
         log.warning("%s", message)
 
-    try:
-        for item in batch:
-            try:
-                final = names.choose(item.file.name)
-                _, receipt_temp = draft_receipt_from(
-                    landing, final, item.file.size, item.sha256, source(item.file), received_at
-                )
-            except FileError as exc:
-                cannot_land(item, str(exc))
-                continue
-            planned.append((item, final, receipt_temp))
-        # One wave of fsyncs for files and receipts alike.
-        sync_files([path for item, _, receipt in planned for path in (item.temp, receipt)])
-    except BaseException:
-        for _, _, receipt in planned:
-            remove(receipt)
-        for item in batch:
-            remove(item.temp)
-        raise
-    landed: list[tuple[Downloaded, str, str]] = []
-    for item, final, receipt in planned:
-        try:
-            rename_no_replace(item.temp, landing.final_name(final))
-        except OSError as exc:
-            remove(receipt)
-            cannot_land(item, f"{item.file.name}: cannot land as {final}: {describe(exc)}")
-            continue
-        landed.append((item, final, receipt))
+    landed = land_many(landing, [(item.received, source(item.file)) for item in batch],
+                       cannot_land)
     if not landed:
         return []
-    fsync_dir(landing.home_str)
     # Receipts before the ledger: a run killed in between leaves landed files
     # with receipts that the ledger lacks, which the next run recognises and
     # records (recover). The other order left files that no run would give a
     # receipt: the temporaries were swept, and the ledger said they were done.
-    publish([(receipt, landing.final_name(receipt_name(final))) for _, final, receipt in landed])
+    publish_receipts(landing, landed)
+    files = [(by_temp[item.received.temp].file, item) for item in landed]
     ledger.record_many(
         [
             Entry(
                 FETCHED,
-                item.file.name,
-                item.file.size,
-                item.file.mtime,
-                item.sha256,
-                note="" if final == item.file.name else f"landed as {final}",
+                file.name,
+                file.size,
+                file.mtime,
+                item.received.sha256,
+                note="" if item.name == file.name else f"landed as {item.name}",
             )
-            for item, final, _ in landed
+            for file, item in files
         ]
     )
-    for item, _, _ in landed:
-        summary.transferred(item.file.size)
+    for file, _ in files:
+        summary.transferred(file.size)
     # One line per batch: a line per file cost a tenth of a second per
     # thousand files, and the ledger and receipts name every file anyway.
     log.info(
         "landed %d files (%d bytes) in %.2f s: %s",
         len(landed),
-        sum(item.file.size for item, _, _ in landed),
+        sum(file.size for file, _ in files),
         time.monotonic() - started,
-        name_some([final for _, final, _ in landed]),
+        name_some([item.name for item in landed]),
     )
-    return [item.file for item, _, _ in landed]
+    return [file for file, _ in files]
 
 
 def name_some(names: list[str], most: int = 5) -> str:

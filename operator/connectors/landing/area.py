@@ -23,7 +23,6 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator
-from json.encoder import encode_basestring_ascii as json_string
 from pathlib import Path
 
 from ..clock import now_rfc3339
@@ -42,7 +41,7 @@ from .names import (
     name_refusal,
     receipt_name,
 )
-from .receipts import Receipt
+from .receipts import Receipt, SourcedReceipt
 
 # The listeners import these from here; they live in names, durable, receipts
 # and clock since the landing package was cut by responsibility.
@@ -154,17 +153,14 @@ class LandingArea:
         return final
 
     def draft_receipt(
-        self, name: str, size: int, sha256: str, received_at: str | None = None
+        self, name: str, size: int, sha256: str, received_at: str | None = None,
+        source: str | None = None,
     ) -> tuple[Receipt, str]:
-        """The receipt of a landed file, written to a temporary name: (receipt, temp)."""
-        receipt = Receipt(
-            trace_id=str(uuid.uuid4()),
-            name=name,
-            size=size,
-            sha256=sha256,
-            received_at=received_at or now_rfc3339(),
-            connection=self.connection,
-        )
+        """The receipt of a landed file, written to a temporary name: (receipt,
+        temp). With `source`, where a transfer job got the file."""
+        fields = (str(uuid.uuid4()), name, size, sha256, received_at or now_rfc3339(),
+                  self.connection)
+        receipt = Receipt(*fields) if source is None else SourcedReceipt(*fields, source)
         temp = self.temp_name(receipt_name(name))
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
@@ -251,47 +247,3 @@ class LandingArea:
         for entry in sorted(self.home.iterdir()):
             if entry.is_file() and not is_hidden(entry.name) and not is_reserved(entry.name):
                 yield entry
-
-
-def prepare_receipts(
-    area: LandingArea, items: list[tuple[str, int, str]]
-) -> list[tuple[str, str]]:
-    """Writes the receipts of (name, size, sha256) to temporary files; returns
-    (temporary, final) pairs for sync_files and publish."""
-    pairs = []
-    received_at = now_rfc3339()  # the batch lands at once
-    for name, size, sha256 in items:
-        _, temp = area.draft_receipt(name, size, sha256, received_at)
-        pairs.append((temp, area.final_name(receipt_name(name))))
-    return pairs
-
-
-def draft_receipt_from(
-    area: LandingArea,
-    name: str,
-    size: int,
-    sha256: str,
-    source: str,
-    received_at: str | None = None,
-) -> tuple[Receipt, str]:
-    """draft_receipt, with one more field, `source`: where a transfer job got
-    the file (the remote path, or the email and attachment). A job may land a
-    file under another name than its source's, since a landed file is never
-    overwritten. Written to a temporary name: (receipt, temp)."""
-    receipt = Receipt(
-        trace_id=str(uuid.uuid4()),
-        name=name,
-        size=size,
-        sha256=sha256,
-        received_at=received_at or now_rfc3339(),
-        connection=area.connection,
-    )
-    text = receipt.render()
-    text = text.removesuffix("\n}\n") + f',\n  "source": {json_string(source)}\n}}\n'
-    temp = area.temp_name(f"receipt_{name}.txt")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    return receipt, temp

@@ -9,6 +9,7 @@ nothing is visible under its final name before its data is on disk."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -21,6 +22,12 @@ from pathlib import Path
 # plain strings: pathlib's joins and conversions, per file, cost more than
 # the string work they wrap.
 StrPath = str | os.PathLike[str]
+
+
+def remove(path: StrPath) -> None:
+    """Removes a file, if it is there."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def fsync_dir(path: StrPath) -> None:

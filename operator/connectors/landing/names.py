@@ -5,6 +5,7 @@ and the temporary and companion names the receive path uses."""
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Iterator
 
 RESERVED_PREFIXES = ("receipt_", "result_")
@@ -101,3 +102,31 @@ def name_variants(name: str) -> Iterator[str]:
     while True:
         yield f"{stem}-{number}{ext}"
         number += 1
+
+
+class NoLandingName(ValueError):
+    """A file that cannot land under its name nor any variant of it."""
+
+
+class FreeNames:
+    """Landing names in one folder that neither a landed file nor a receipt
+    holds, chosen so that the file and its receipt can both be created. The
+    folder is read once; names chosen are remembered."""
+
+    def __init__(self, folder: str) -> None:
+        self.taken = set(os.listdir(folder))
+
+    def choose(self, name: str) -> str:
+        if len(os.fsencode(receipt_name(name))) > NAME_MAX:
+            raise NoLandingName(
+                f"{name}: the name is too long to land with its receipt "
+                f"({NAME_MAX} bytes at most for receipt_NAME.txt)"
+            )
+        for candidate in name_variants(name):
+            receipt = receipt_name(candidate)
+            if len(os.fsencode(receipt)) > NAME_MAX:
+                raise NoLandingName(f"{name}: no free name to land it under")
+            if candidate not in self.taken and receipt not in self.taken:
+                self.taken.update((candidate, receipt))
+                return candidate
+        raise AssertionError("unreachable")

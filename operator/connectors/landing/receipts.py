@@ -32,6 +32,20 @@ class Receipt:
         )
 
 
+@dataclass(frozen=True)
+class SourcedReceipt(Receipt):
+    """The receipt of a file a transfer job fetched: one more field, `source`,
+    where the job got it (the remote path, or the email and attachment). A job
+    may land a file under another name than its source's, since a landed file
+    is never overwritten."""
+
+    source: str
+
+    def render(self) -> str:
+        return super().render().removesuffix("\n}\n") + (
+            f',\n  "source": {json_string(self.source)}\n}}\n')
+
+
 _RECEIPT = (
     '{\n  "trace_id": %s,\n  "name": %s,\n  "size": %d,\n  "sha256": %s,\n'
     '  "received_at": %s,\n  "connection": %s\n}\n'
