@@ -69,12 +69,10 @@ def transfer_config_map(namespace: str, connection: str, spec: ConnectionSpec,
     }
 
 
-def transfer_cronjob(namespace: str, connection: str, spec: ConnectionSpec,
-                     credential_secret: str, username: str, config: OperatorConfig,
-                     owner: dict[str, Any]) -> dict[str, Any]:
-    name = transfer_name(connection)
-    labels = transfer_labels(connection)
-    env = [
+def transfer_env(connection: str, spec: ConnectionSpec, username: str,
+                 config: OperatorConfig) -> list[dict[str, Any]]:
+    """The transfer job's environment: `connectors transfer` reads its options there."""
+    env: list[dict[str, Any]] = [
         {"name": "CONNECTORS_CONNECTION", "value": connection},
         {"name": "CONNECTORS_NAMESPACE",
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -90,6 +88,17 @@ def transfer_cronjob(namespace: str, connection: str, spec: ConnectionSpec,
             env.append({"name": "CONNECTORS_SMTP_RELAY", "value": config.smtp_relay})
         if config.smtp_from:
             env.append({"name": "CONNECTORS_SMTP_FROM", "value": config.smtp_from})
+    return env
+
+
+def transfer_cronjob(namespace: str, connection: str, spec: ConnectionSpec,
+                     credential_secret: str, username: str, config: OperatorConfig,
+                     owner: dict[str, Any]) -> dict[str, Any]:
+    """The CronJob of a platform-initiated Connection: one manifest, read top to
+    bottom as its YAML would be, so kept whole."""
+    name = transfer_name(connection)
+    labels = transfer_labels(connection)
+    env = transfer_env(connection, spec, username, config)
     pod = {
         "metadata": {"labels": labels},
         "spec": {
