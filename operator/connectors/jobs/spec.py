@@ -5,7 +5,7 @@ The operator validated the Connection against the API models before writing
 that file. The job reads only the fields it uses and checks their types,
 without importing the models: building them (pydantic) cost about 0.2 s at
 the start of every run, a fifth of a run that fetches a thousand small files
-(bench/transfer.py). tests/unit/test_transfer_spec.py keeps this view in step
+(bench/transfer.py). tests/unit/test_jobs_spec.py keeps this view in step
 with the models: the file the operator renders for each example reads back to
 the same values.
 """
