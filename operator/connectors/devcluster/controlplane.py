@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import ssl
-import subprocess
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -15,7 +13,7 @@ from pathlib import Path
 from .constants import BUILD_SCRIPT, DEFAULT_DIR, NODE_STATE, SERVICE_CIDR, STATE_FILE
 from .net import free_port
 from .pki import make_pki, write_kubeconfig
-from .processes import _alive, _kill_all, _spawn
+from .processes import _alive, _kill_all, _spawn, cached_build
 from .teardown import stop_node
 
 
@@ -34,12 +32,7 @@ class ControlPlane:
 
 def build_binaries() -> Path:
     """Runs the cached Go build; returns the folder that holds the binaries."""
-    if override := os.environ.get("CONNECTORS_CONTROLPLANE_BIN"):
-        return Path(override)
-    result = subprocess.run(
-        [str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
-    )
-    return Path(result.stdout.strip().splitlines()[-1])
+    return cached_build(BUILD_SCRIPT, "CONNECTORS_CONTROLPLANE_BIN")
 
 
 def _wait_ready(server: str, pki: Path, pids: dict[str, int], workdir: Path,

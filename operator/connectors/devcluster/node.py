@@ -46,7 +46,7 @@ from .node_config import (
     _proxy_config,
 )
 from .pki import write_kubeconfig
-from .processes import _have, _run, _spawn, _wait
+from .processes import _have, _run, _spawn, _wait, cached_build
 
 
 class NodeUnavailable(RuntimeError):
@@ -85,12 +85,7 @@ class NodeCluster:
 
 def build_node_binaries() -> Path:
     """Runs the cached Go build of the node's binaries; returns their folder."""
-    if override := os.environ.get("CONNECTORS_NODE_BIN"):
-        return Path(override)
-    result = subprocess.run(
-        [str(NODE_BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
-    )
-    return Path(result.stdout.strip().splitlines()[-1])
+    return cached_build(NODE_BUILD_SCRIPT, "CONNECTORS_NODE_BIN")
 
 
 def preflight(install: bool = True) -> None:
