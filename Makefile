@@ -7,62 +7,56 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 
 .PHONY: help install deps controlplane-build controlplane controlplane-down node-build cluster cluster-down image demo demo-down test lint crds
 
-help:
-	@echo "make demo                 a real local cluster, the image, the chart, the examples, a partner upload"
-	@echo "make test                 every test: lint, types, unit, control plane, protocols, chaos, the real node"
-	@echo "make controlplane         start etcd + kube-apiserver + kube-controller-manager; prints KUBECONFIG=..."
-	@echo "make controlplane-down    stop them and remove their data"
-	@echo "make cluster              the control plane plus a real node (containerd, kubelet, DNS, volumes); prints KUBECONFIG=..."
-	@echo "make cluster-down         stop the node and the control plane; leaves the machine as it was"
-	@echo "make lint                 ruff, mypy and the import contracts of .importlinter"
-	@echo "make crds                 regenerate crds/ from the models"
-	@echo "make image                build localhost/connectors:dev here (no registry); prints its OCI archive"
+# Every target says what it does on its own line, after `##`; `make help` lists them.
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
+		awk -F '\t' '{ printf "make %-20s %s\n", $$1, $$2 }'
 
 # Debian packages the tests use as real peers, and the Python package with its test extras.
-deps:
+deps: ## the Debian packages the tests use as real peers (hack/install-deps.sh)
 	./hack/install-deps.sh
 
-install:
+install: ## the Python package, editable, with its test tools
 	$(PYTHON) -m pip install --quiet -e '.[test]'
 
-controlplane-build:
+controlplane-build: ## build etcd, kube-apiserver, kube-controller-manager, kubectl (cached)
 	./hack/controlplane/build.sh
 
-controlplane: install controlplane-build
+controlplane: install controlplane-build ## start etcd + kube-apiserver + kube-controller-manager; prints KUBECONFIG=...
 	$(PYTHON) -m connectors.devcluster up --dir $(CONTROLPLANE_DIR)
 
-controlplane-down:
+controlplane-down: ## stop them and remove their data
 	$(PYTHON) -m connectors.devcluster down --dir $(CONTROLPLANE_DIR)
 
-node-build:
+node-build: ## build kubelet, kube-scheduler, kube-proxy, CoreDNS, the provisioner, pause (cached)
 	./hack/node/build.sh
 
 # A real node next to the control plane: needs root; installs containerd, runc,
 # CNI plugins, iptables and conntrack with apt-get when missing.
-cluster: install controlplane-build node-build
+cluster: install controlplane-build node-build ## the control plane plus a real node (containerd, kubelet, DNS, volumes); prints KUBECONFIG=...
 	$(PYTHON) -m connectors.devcluster up --node --dir $(CLUSTER_DIR)
 
-cluster-down:
+cluster-down: ## stop the node and the control plane; leaves the machine as it was
 	$(PYTHON) -m connectors.devcluster down --dir $(CLUSTER_DIR)
 
 # The Dockerfile at the root, built with a local base and host-built wheels;
 # skipped when nothing it depends on changed.
-image:
+image: ## build localhost/connectors:dev here (no registry); prints its OCI archive
 	./hack/image/build.sh
 
-crds: install
+crds: install ## regenerate crds/ from the models
 	connectors crds
 
-lint: install
+lint: install ## ruff, mypy and the import contracts of .importlinter
 	ruff check operator tests bench
 	mypy
 	lint-imports
 
-test: deps install controlplane-build node-build image lint
+test: deps install controlplane-build node-build image lint ## every test: lint, types, unit, control plane, protocols, chaos, the real node
 	./hack/run-tests.sh
 
-demo: deps install controlplane-build node-build
+demo: deps install controlplane-build node-build ## a real local cluster, the image, the chart, the examples, a partner upload
 	./hack/demo.sh
 
-demo-down:
+demo-down: ## stop the demo and leave the machine as it was
 	./hack/demo.sh down

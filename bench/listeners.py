@@ -26,7 +26,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,26 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.api.accounts import Account, AccountTable, hash_password
+from connectors.devcluster.net import free_port, wait_for_port
+from connectors.devcluster.pki import ssh_keypair
 
 USER = "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def source_file(size_mib: int) -> Path:
@@ -100,11 +83,6 @@ class Setup:
     client_key: Path
     host_key: Path
     password: str
-
-
-def ssh_keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return path
 
 
 def write_accounts(setup: Setup, data: Path) -> Path:
@@ -286,8 +264,8 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="connectors-bench-", dir="/tmp"))
     try:
-        setup = Setup(work, source_file(args.size_mib), ssh_keygen(work / "client_key"),
-                      ssh_keygen(work / "host_key"), "bench-" + secrets.token_urlsafe(12))
+        setup = Setup(work, source_file(args.size_mib), ssh_keypair(work / "client_key"),
+                      ssh_keypair(work / "host_key"), "bench-" + secrets.token_urlsafe(12))
         rows: list[dict[str, object]] = []
         protocols = args.protocols.split(",")
         if "sftp" in protocols:

@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,32 +44,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from connectors.devcluster.net import free_port, wait_for_port
+from connectors.devcluster.pki import ssh_keypair
+
 SMALL_SIZE = 10 * 1000
 SETTLE_SECONDS = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(port)
 
 
 def start_sshd(work: Path) -> tuple[subprocess.Popen[bytes], int, str, Path]:
     host_key = work / "host_ed25519"
     client_key = work / "client_ed25519"
     for key in (host_key, client_key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        ssh_keypair(key)
     authorized = work / "authorized_keys"
     shutil.copy(f"{client_key}.pub", authorized)
     port = free_port()
@@ -83,7 +68,7 @@ def start_sshd(work: Path) -> tuple[subprocess.Popen[bytes], int, str, Path]:
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)])
-    wait_for_port(port)
+    wait_for_port(port, 30)
     line = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
     return process, port, line, client_key
 

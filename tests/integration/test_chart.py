@@ -8,7 +8,9 @@ scenarios as test_operator.py; then it removes one verb and sees them fail.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from connectors.controller.main import add_arguments, operator_config
 from tests.conftest import Cluster
 from tests.integration import operator_scenarios as scenarios
 from tests.support.operator import OperatorProcess, wait_until_watching
@@ -154,3 +157,31 @@ def test_one_missing_verb_is_seen(crds: Cluster, chart_rbac: list[dict[str, Any]
     finally:
         operator.stop()
         crds.kubectl("apply", "-f", "-", input=yaml.safe_dump(role))
+
+
+def test_exposure_values_reach_the_operators_settings(helm: str) -> None:
+    """Values -> the operator's environment -> its settings, through its own parser."""
+    docs = render(helm, "listeners.serviceTypes.sftp=LoadBalancer",
+                  "listeners.serviceAnnotations.example\\.com/lb=internal",
+                  "listeners.loadBalancerSourceRanges={203.0.113.0/24,198.51.100.0/24}",
+                  "listeners.externalTrafficPolicy=Local", "listeners.replicas=2",
+                  "data.accessMode=ReadWriteOnce")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e["value"]
+           for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+           if "value" in e}
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)  # the defaults come from the environment
+        config = operator_config(parser.parse_args([]))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert config.listener_service_types == {"sftp": "LoadBalancer"}
+    assert config.listener_service_annotations == {"example.com/lb": "internal"}
+    assert config.listener_source_ranges == ("203.0.113.0/24", "198.51.100.0/24")
+    assert config.listener_external_traffic_policy == "Local"
+    assert config.listener_replicas == 2
+    assert config.data_access_mode == "ReadWriteOnce"

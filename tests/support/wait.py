@@ -11,7 +11,8 @@ import pytest
 T = TypeVar("T")
 
 
-def eventually(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "") -> T:
+def eventually(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "",
+               interval: float = 0.25) -> T:
     """Polls `probe` until it returns something truthy; fails naming `what` after `timeout`.
 
     The timeout is a bound on a hang, not a speed target: it is generous on purpose.
@@ -21,5 +22,5 @@ def eventually(probe: Callable[[], T | None], timeout: float = 60.0, what: str =
         result = probe()
         if result:
             return result
-        time.sleep(0.25)
+        time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")

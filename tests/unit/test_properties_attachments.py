@@ -15,8 +15,8 @@ from email.parser import BytesParser
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from connectors.landing.area import is_hidden, is_reserved, matches_pattern, name_refusal
 from connectors.landing.attachments import MAX_PARTS, Verdict, select_attachments
+from connectors.landing.names import is_hidden, is_reserved, matches_pattern, name_refusal
 
 PROPERTIES = settings(derandomize=True, deadline=None, max_examples=150, database=None)
 

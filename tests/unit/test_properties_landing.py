@@ -19,11 +19,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from connectors.api.accounts import Account
-from connectors.landing.area import (
+from connectors.landing.area import LandingArea
+from connectors.landing.names import (
     MAX_NAME_BYTES,
     NAME_MAX,
     TEMP_PREFIX,
-    LandingArea,
     matches_pattern,
     name_bytes,
     receipt_name,

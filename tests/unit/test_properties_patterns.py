@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.api.connection import FilenamePattern
-from connectors.landing.area import matches_pattern
+from connectors.landing.names import matches_pattern
 
 PROPERTIES = settings(derandomize=True, deadline=None, max_examples=1000, database=None)
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from connectors.jobs.clients.base import FileError, RemoteFile, TransferError
-from connectors.jobs.clients.sftp_pipeline import (
+from connectors.jobs.clients.sftp_pipeline import Pipeline
+from connectors.jobs.clients.sftp_wire import (
     FX_EOF,
     FX_PERMISSION_DENIED,
     FXP_CLOSE,
@@ -25,7 +26,6 @@ from connectors.jobs.clients.sftp_pipeline import (
     FXP_OPEN,
     FXP_READ,
     FXP_STATUS,
-    Pipeline,
     ProtocolError,
     ReplyReader,
 )

@@ -19,7 +19,8 @@ from connectors.api.accounts import (
     hash_password,
     permissions_for,
 )
-from connectors.landing.area import LandingArea, Receipt
+from connectors.landing.area import LandingArea
+from connectors.landing.receipts import Receipt
 from connectors.landing.receive import LandingFile
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender, DefenderSettings

@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from connectors.landing.area import MAX_NAME_BYTES, NAME_MAX, is_reserved, name_bytes
+from connectors.landing.names import MAX_NAME_BYTES, NAME_MAX, is_reserved, name_bytes
 from connectors.submissions import CheckError, CheckResult, render_result, result_file_name
 
 

@@ -1,7 +1,7 @@
 """The Connection and Credential API: pydantic models, the one source of truth for
 the CRD schema, the operator's checks and `connectors validate`."""
 
-from ..ports import DEFAULT_PORTS
+from ..ports import PARTNER_PORTS
 from .common import API_VERSION, GROUP, VERSION, Condition, LocalObjectReference
 from .connection import (
     DEFAULT_SCHEDULE,
@@ -17,9 +17,9 @@ from .senders import EmailSettings
 
 __all__ = [
     "API_VERSION",
-    "DEFAULT_PORTS",
     "DEFAULT_SCHEDULE",
     "GROUP",
+    "PARTNER_PORTS",
     "VERSION",
     "Condition",
     "ConnectionSpec",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import json
 import logging
 import os
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import kopf
 
 from ..api.common import GROUP, VERSION
+from ..options import env_option, env_value
 from ..planning.config import OperatorConfig
 from .kube import Kube, load_api_client
 from .operator import Operator
@@ -21,97 +24,92 @@ from .watches import register
 log = logging.getLogger("connectors")
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
-
-
-def _int_option(parser: argparse.ArgumentParser, flag: str, env: str, default: int,
-                help_text: str) -> None:
-    parser.add_argument(flag, type=int, default=int(_env(env, str(default)) or default),
-                        help=f"{help_text} (default {default}) [env {env}]")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[],
-                       help="watch this namespace (repeatable); env CONNECTORS_NAMESPACES, "
-                            "comma-separated")
+                       help="watch this namespace (repeatable) [env CONNECTORS_NAMESPACES, "
+                            "comma-separated]")
     scope.add_argument("--all-namespaces", "-A", action="store_true",
                        help="watch every namespace (needs the chart's cluster-wide RBAC)")
-    parser.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
-                        help="kubeconfig file; default: in-cluster service account, else "
-                             "$KUBECONFIG or ~/.kube/config")
+    option = functools.partial(env_option, parser)
+    option("--kubeconfig", env="KUBECONFIG",
+           help="kubeconfig file; default: in-cluster service account, else ~/.kube/config")
     parser.add_argument("--standalone", action="store_true",
                         help="no peering: run even if another replica is active (tests, demo)")
-    parser.add_argument("--peering", default=_env("CONNECTORS_PEERING", "connectors"),
-                        help="kopf peering object that keeps one replica active "
-                             "(default connectors)")
-    parser.add_argument("--liveness", default=_env("CONNECTORS_LIVENESS"),
-                        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    parser.add_argument("--workers", type=int, default=int(_env("CONNECTORS_WORKERS", "8") or 8),
-                        help="concurrent reconciles per kind (default 8)")
-    parser.add_argument("--resync-seconds", type=float,
-                        default=float(_env("CONNECTORS_RESYNC_SECONDS", "300") or 300),
-                        help="reconcile everything again this often (default 300)")
-    parser.add_argument("--image", default=_env("CONNECTORS_IMAGE", OperatorConfig.image),
-                        help="image of the listeners and transfer jobs")
-    parser.add_argument("--image-pull-policy",
-                        default=_env("CONNECTORS_IMAGE_PULL_POLICY",
-                                     OperatorConfig.image_pull_policy),
-                        choices=["Always", "IfNotPresent", "Never"],
-                        help="pull policy of the listeners and transfer jobs")
-    parser.add_argument("--image-pull-secrets", default=_env("CONNECTORS_IMAGE_PULL_SECRETS", ""),
-                        help="comma-separated Secrets (in each namespace) for pulling the image")
-    parser.add_argument("--email-domain",
-                        default=_env("CONNECTORS_EMAIL_DOMAIN", OperatorConfig.email_domain),
-                        help="Inbound Email: connections receive at <connection>@DOMAIN")
-    parser.add_argument("--data-claim",
-                        default=_env("CONNECTORS_DATA_CLAIM", OperatorConfig.data_claim),
-                        help="PersistentVolumeClaim of each namespace's data volume")
-    parser.add_argument("--listener-service-type",
-                        choices=["ClusterIP", "NodePort", "LoadBalancer"],
-                        default=_env("CONNECTORS_LISTENER_SERVICE_TYPE",
-                                     OperatorConfig.listener_service_type),
-                        help="type of the listeners' Services (default ClusterIP)")
-    parser.add_argument("--listener-node-ports", default=_env("CONNECTORS_LISTENER_NODE_PORTS", ""),
-                        help="NodePort Services: fixed node ports, e.g. sftp=30022,ftp=30021,"
-                             "smtp=30025,submission=30587")
-    parser.add_argument("--smtp-submission", choices=["true", "false"],
-                        default=_env("CONNECTORS_SMTP_SUBMISSION", "true"),
-                        help="Inbound Email: also serve the submission port (587, login with "
-                             "the Credential after STARTTLS) besides port 25 (default true)")
-    _int_option(parser, "--smtp-max-message-bytes", "CONNECTORS_SMTP_MAX_MESSAGE_BYTES",
-                OperatorConfig.smtp_max_message_bytes,
-                "Inbound Email: the largest message the SMTP listener takes")
-    _int_option(parser, "--smtp-max-messages-per-sender",
-                "CONNECTORS_SMTP_MAX_MESSAGES_PER_SENDER",
-                OperatorConfig.smtp_max_messages_per_sender,
-                "Inbound Email, port 25: messages a minute per envelope sender (0: no limit)")
-    _int_option(parser, "--smtp-max-messages-per-client",
-                "CONNECTORS_SMTP_MAX_MESSAGES_PER_CLIENT",
-                OperatorConfig.smtp_max_messages_per_client,
-                "Inbound Email, port 25: messages a minute per client address (0: no limit)")
-    parser.add_argument("--listener-external-host",
-                        default=_env("CONNECTORS_LISTENER_EXTERNAL_HOST"),
-                        help="where partners reach the listeners, shown in status.endpoint")
-    parser.add_argument("--ftp-passive-ports",
-                        default=_env("CONNECTORS_FTP_PASSIVE_PORTS", "30100-30104"),
-                        help="FTP passive port range FIRST-LAST (default 30100-30104)")
-    parser.add_argument("--ftp-masquerade-address",
-                        default=_env("CONNECTORS_FTP_MASQUERADE_ADDRESS"),
-                        help="FTP: the address announced in PASV replies (partners' view)")
-    parser.add_argument("--data-storage-class", default=_env("CONNECTORS_DATA_STORAGE_CLASS"),
-                        help="storage class of each namespace's data volume claim")
-    parser.add_argument("--data-size", default=_env("CONNECTORS_DATA_SIZE",
-                                                    OperatorConfig.data_size),
-                        help="size of each namespace's data volume claim (default 10Gi)")
-    parser.add_argument("--listener-tls-secret", default=_env("CONNECTORS_LISTENER_TLS_SECRET"),
-                        help="FTPS and SMTP: a kubernetes.io/tls Secret of that name in each "
-                             "namespace (default: a self-signed one the operator makes once)")
-    parser.add_argument("--smtp-relay", default=_env("CONNECTORS_SMTP_RELAY"),
-                        help="Outbound Email: the relay, HOST:PORT")
-    parser.add_argument("--smtp-from", default=_env("CONNECTORS_SMTP_FROM"),
-                        help="Outbound Email: the sender address")
+    option("--peering", env="CONNECTORS_PEERING", default="connectors",
+           help="kopf peering object that keeps one replica active")
+    option("--liveness", env="CONNECTORS_LIVENESS",
+           help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    option("--workers", env="CONNECTORS_WORKERS", type=int, default=8,
+           help="concurrent reconciles per kind")
+    option("--resync-seconds", env="CONNECTORS_RESYNC_SECONDS", type=float, default=300.0,
+           help="reconcile everything again this often")
+    option("--image", env="CONNECTORS_IMAGE", default=OperatorConfig.image,
+           help="image of the listeners and transfer jobs")
+    option("--image-pull-policy", env="CONNECTORS_IMAGE_PULL_POLICY",
+           default=OperatorConfig.image_pull_policy,
+           choices=["Always", "IfNotPresent", "Never"],
+           help="pull policy of the listeners and transfer jobs")
+    option("--image-pull-secrets", env="CONNECTORS_IMAGE_PULL_SECRETS", default="",
+           help="comma-separated Secrets (in each namespace) for pulling the image")
+    option("--email-domain", env="CONNECTORS_EMAIL_DOMAIN", default=OperatorConfig.email_domain,
+           help="Inbound Email: connections receive at <connection>@DOMAIN")
+    option("--data-claim", env="CONNECTORS_DATA_CLAIM", default=OperatorConfig.data_claim,
+           help="PersistentVolumeClaim of each namespace's data volume")
+    option("--listener-service-type", env="CONNECTORS_LISTENER_SERVICE_TYPE",
+           choices=["ClusterIP", "NodePort", "LoadBalancer"],
+           default=OperatorConfig.listener_service_type,
+           help="type of the listeners' Services")
+    option("--listener-node-ports", env="CONNECTORS_LISTENER_NODE_PORTS", default="",
+           help="NodePort Services: fixed node ports, e.g. sftp=30022,ftp=30021,"
+                "smtp=30025,submission=30587")
+    option("--listener-service-types", env="CONNECTORS_LISTENER_SERVICE_TYPES", default="",
+           help="a Service type per protocol other than --listener-service-type, e.g. "
+                "sftp=LoadBalancer,smtp=NodePort")
+    option("--listener-service-annotations", env="CONNECTORS_LISTENER_SERVICE_ANNOTATIONS",
+           default="", help="annotations on every listener Service, as a JSON object")
+    option("--listener-source-ranges", env="CONNECTORS_LISTENER_SOURCE_RANGES", default="",
+           help="LoadBalancer Services: comma-separated CIDRs allowed to connect")
+    option("--listener-external-traffic-policy",
+           env="CONNECTORS_LISTENER_EXTERNAL_TRAFFIC_POLICY", choices=["", "Cluster", "Local"],
+           default="", help="NodePort and LoadBalancer Services: Local keeps the partner's "
+                            "address for bans and allowed senders")
+    option("--listener-replicas", env="CONNECTORS_LISTENER_REPLICAS", type=int, default=1,
+           help="listener pods per protocol (they share the data volume)")
+    option("--smtp-submission", env="CONNECTORS_SMTP_SUBMISSION", choices=["true", "false"],
+           default="true", help="Inbound Email: also serve the submission port (587, login "
+                                "with the Credential after STARTTLS) besides port 25")
+    option("--smtp-max-message-bytes", env="CONNECTORS_SMTP_MAX_MESSAGE_BYTES", type=int,
+           default=OperatorConfig.smtp_max_message_bytes,
+           help="Inbound Email: the largest message the SMTP listener takes")
+    option("--smtp-max-messages-per-sender", env="CONNECTORS_SMTP_MAX_MESSAGES_PER_SENDER",
+           type=int, default=OperatorConfig.smtp_max_messages_per_sender,
+           help="Inbound Email, port 25: messages a minute per envelope sender (0: no limit)")
+    option("--smtp-max-messages-per-client", env="CONNECTORS_SMTP_MAX_MESSAGES_PER_CLIENT",
+           type=int, default=OperatorConfig.smtp_max_messages_per_client,
+           help="Inbound Email, port 25: messages a minute per client address (0: no limit)")
+    option("--listener-external-host", env="CONNECTORS_LISTENER_EXTERNAL_HOST",
+           help="where partners reach the listeners, shown in status.endpoint")
+    option("--ftp-passive-ports", env="CONNECTORS_FTP_PASSIVE_PORTS", default="30100-30104",
+           help="FTP passive port range FIRST-LAST")
+    option("--ftp-masquerade-address", env="CONNECTORS_FTP_MASQUERADE_ADDRESS",
+           help="FTP: the address announced in PASV replies (partners' view)")
+    option("--data-storage-class", env="CONNECTORS_DATA_STORAGE_CLASS",
+           help="storage class of each namespace's data volume claim")
+    option("--data-size", env="CONNECTORS_DATA_SIZE", default=OperatorConfig.data_size,
+           help="size of each namespace's data volume claim")
+    option("--data-access-mode", env="CONNECTORS_DATA_ACCESS_MODE",
+           choices=["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"],
+           default=OperatorConfig.data_access_mode,
+           help="access mode of each namespace's data volume claim (ReadWriteMany lets "
+                "listener replicas and transfer jobs run on several nodes)")
+    option("--listener-tls-secret", env="CONNECTORS_LISTENER_TLS_SECRET",
+           help="FTPS and SMTP: a kubernetes.io/tls Secret of that name in each "
+                "namespace (default: a self-signed one the operator makes once)")
+    option("--smtp-relay", env="CONNECTORS_SMTP_RELAY",
+           help="Outbound Email: the relay, HOST:PORT")
+    option("--smtp-from", env="CONNECTORS_SMTP_FROM",
+           help="Outbound Email: the sender address")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
@@ -134,7 +132,46 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
                           ftp_passive_ports=(int(low), int(high or low)),
                           ftp_masquerade_address=args.ftp_masquerade_address or None,
                           data_storage_class=args.data_storage_class or None,
-                          data_size=args.data_size)
+                          data_size=args.data_size, data_access_mode=args.data_access_mode,
+                          listener_service_types=parse_pairs(
+                              args.listener_service_types, "--listener-service-types",
+                              ("sftp", "ftp", "smtp"), ("ClusterIP", "NodePort", "LoadBalancer")),
+                          listener_service_annotations=parse_annotations(
+                              args.listener_service_annotations),
+                          listener_source_ranges=tuple(
+                              r.strip() for r in args.listener_source_ranges.split(",")
+                              if r.strip()),
+                          listener_external_traffic_policy=(
+                              args.listener_external_traffic_policy or None),
+                          listener_replicas=args.listener_replicas)
+
+
+def parse_pairs(text: str, flag: str, names: tuple[str, ...],
+                values: tuple[str, ...]) -> dict[str, str]:
+    """'sftp=LoadBalancer,smtp=NodePort' -> {'sftp': 'LoadBalancer', 'smtp': 'NodePort'}."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        if name not in names or value not in values:
+            raise SystemExit(f"{flag}: {item!r} is not NAME=VALUE with NAME one of "
+                             f"{', '.join(names)} and VALUE one of {', '.join(values)}")
+        pairs[name] = value
+    return pairs
+
+
+def parse_annotations(text: str) -> dict[str, str]:
+    """A JSON object of string to string, as the chart renders a values map."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise SystemExit("--listener-service-annotations: give a JSON object of strings, "
+                         'e.g. {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}')
+    return value
 
 
 NODE_PORT_NAMES = ("sftp", "ftp", "smtp", "submission")
@@ -154,7 +191,7 @@ def parse_node_ports(text: str) -> dict[str, int]:
 
 def namespaces(args: argparse.Namespace) -> list[str]:
     chosen = list(args.namespace)
-    if not chosen and not args.all_namespaces and (env := _env("CONNECTORS_NAMESPACES")):
+    if not chosen and not args.all_namespaces and (env := env_value("CONNECTORS_NAMESPACES")):
         chosen = [n.strip() for n in env.split(",") if n.strip()]
     return chosen
 

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..landing.area import now_rfc3339
+from ..clock import now_rfc3339
 
 LEDGER_NAME = "ledger.jsonl"
 

@@ -14,16 +14,17 @@ with a receipt whose `source` names its message.
 from __future__ import annotations
 
 import email.policy
-import hashlib
 import logging
-import os
 from email.parser import BytesParser
 from typing import Protocol
 
-from ..landing.area import LandingArea, draft_receipt_from, fsync_dir, publish
+from ..landing.area import LandingArea
 from ..landing.attachments import Attachment, select_attachments
+from ..landing.durable import fsync_dir, publish, remove, rename_no_replace
+from ..landing.names import FreeNames, NoLandingName, receipt_name
+from ..landing.receive import LandingFile
+from .clients.base import FileError
 from .ledger import FETCHED, IGNORED, Entry, Ledger
-from .pull import FreeNames, receipt_name, remove, rename_no_replace
 from .spec import TransferSpec
 from .summary import Summary
 
@@ -56,26 +57,26 @@ def land_attachment(
 ) -> str:
     """Lands one attachment under a free name; returns that name."""
     size = len(attachment.payload)
-    sha = hashlib.sha256(attachment.payload).hexdigest()
-    names = FreeNames(landing.home_str)
-    final = names.choose(attachment.name)
-    temp = landing.temp_name(attachment.name)
+    try:
+        final = FreeNames(landing.home_str).choose(attachment.name)
+    except NoLandingName as exc:
+        raise FileError(str(exc)) from None
+    incoming = LandingFile(landing, attachment.name, mode=0o666)
     receipt_temp = ""
     try:
-        with open(temp, "xb") as handle:
-            handle.write(attachment.payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _, receipt_temp = draft_receipt_from(landing, final, size, sha, source)
-        rename_no_replace(temp, landing.final_name(final))
+        incoming.write(attachment.payload)
+        incoming.sync()
+        received = incoming.finish()
+        _, receipt_temp = landing.draft_receipt(final, size, received.sha256, source=source)
+        rename_no_replace(received.temp, landing.final_name(final))
     except BaseException:
-        remove(temp)
+        incoming.abort()
         if receipt_temp:
             remove(receipt_temp)
         raise
     fsync_dir(landing.home_str)
     note = attachment.name if final == attachment.name else f"{attachment.name}, landed as {final}"
-    ledger.record(Entry(FETCHED, key, size, 0, sha, note=note))
+    ledger.record(Entry(FETCHED, key, size, 0, received.sha256, note=note))
     publish([(receipt_temp, landing.final_name(receipt_name(final)))])
     summary.transferred(size)
     log.info("landed attachment %s as %s (%d bytes)", attachment.name, final, size)

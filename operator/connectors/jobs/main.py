@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import random
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 from ..errors import describe
 from ..landing.area import LandingArea
+from ..options import env_flag, env_option
 from .clients.base import (
     PermanentError,
     TransferError,
@@ -44,110 +44,51 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.description = (
         "Run one transfer of a platform-initiated Connection (Inbound+Pull or "
         "Outbound+Push). Every option can also be set from the environment variable "
         "named in its help."
     )
-    add = parser.add_argument
-    add(
-        "--connection",
-        default=_env("CONNECTORS_CONNECTION"),
-        help="name of the Connection [CONNECTORS_CONNECTION] (required)",
-    )
-    add(
-        "--namespace",
-        default=_env("CONNECTORS_NAMESPACE"),
-        help="namespace of the Connection, for messages [CONNECTORS_NAMESPACE]",
-    )
-    add(
-        "--config",
-        type=Path,
-        default=Path(_env("CONNECTORS_CONFIG", "/etc/connectors/connection/connection.json") or ""),
-        help='JSON {"name", "namespace", "spec"} of the Connection [CONNECTORS_CONFIG]',
-    )
-    add(
-        "--known-hosts",
-        type=Path,
-        default=Path(
-            _env("CONNECTORS_KNOWN_HOSTS", "/etc/connectors/connection/known_hosts") or ""
-        ),
-        help="OpenSSH known_hosts with remote.hostKeys: the only trusted SFTP host keys "
-        "[CONNECTORS_KNOWN_HOSTS]",
-    )
-    add(
-        "--credential-dir",
-        type=Path,
-        default=Path(_env("CONNECTORS_CREDENTIAL_DIR", "/etc/connectors/credential") or ""),
-        help="the Credential's Secret as files: username, and password or ssh-privatekey "
-        "[CONNECTORS_CREDENTIAL_DIR]",
-    )
-    add(
-        "--username",
-        default=_env("CONNECTORS_USERNAME"),
-        help="login name on the partner's server; default: the credential folder's "
-        "`username` file (a Secret a third party issued may not hold one) [CONNECTORS_USERNAME]",
-    )
-    add(
-        "--data-root",
-        type=Path,
-        default=Path(_env("CONNECTORS_DATA_ROOT", "/data") or ""),
-        help="root of the data volume; files land in <data-root>/<connection>/ "
-        "[CONNECTORS_DATA_ROOT]",
-    )
-    add(
-        "--smtp-relay",
-        default=_env("CONNECTORS_SMTP_RELAY"),
-        help="HOST:PORT of the SMTP relay for Outbound Email [CONNECTORS_SMTP_RELAY]",
-    )
-    add(
-        "--smtp-from",
-        default=_env("CONNECTORS_SMTP_FROM"),
-        help="sender address of Outbound Email [CONNECTORS_SMTP_FROM]",
-    )
-    add(
-        "--smtp-starttls",
-        action=argparse.BooleanOptionalAction,
-        default=_env("CONNECTORS_SMTP_STARTTLS", "false") in ("1", "true", "yes"),
-        help="use STARTTLS with the relay (certificate verified) [CONNECTORS_SMTP_STARTTLS]",
-    )
-    add(
-        "--termination-log",
-        type=Path,
-        default=Path(_env("CONNECTORS_TERMINATION_LOG", "/dev/termination-log") or ""),
-        help="file the summary is also written to, when it exists [CONNECTORS_TERMINATION_LOG]",
-    )
-    add(
-        "--retries",
-        type=int,
-        default=int(_env("CONNECTORS_RETRIES", "3") or 3),
-        help="new attempts after a transient network error, with backoff [CONNECTORS_RETRIES]",
-    )
-    add(
-        "--timeout",
-        type=float,
-        default=float(_env("CONNECTORS_TIMEOUT", "30") or 30),
-        help="seconds to wait for the server at each step [CONNECTORS_TIMEOUT]",
-    )
-    add(
-        "--files-in-flight",
-        type=int,
-        default=int(_env("CONNECTORS_FILES_IN_FLIGHT", "64") or 64),
-        help="SFTP: files requested at once on the one session; lower it for a server "
-        "that limits open files [CONNECTORS_FILES_IN_FLIGHT]",
-    )
-    add(
-        "--backoff",
-        type=float,
-        default=float(_env("CONNECTORS_BACKOFF", "2") or 2),
-        help="seconds before the first retry, doubled each time [CONNECTORS_BACKOFF]",
-    )
+    env_option(parser, "--connection", env="CONNECTORS_CONNECTION",
+               help="name of the Connection (required)")
+    env_option(parser, "--namespace", env="CONNECTORS_NAMESPACE",
+               help="namespace of the Connection, for messages")
+    env_option(parser, "--config", env="CONNECTORS_CONFIG", type=Path,
+               default=Path("/etc/connectors/connection/connection.json"),
+               help='JSON {"name", "namespace", "spec"} of the Connection')
+    env_option(parser, "--known-hosts", env="CONNECTORS_KNOWN_HOSTS", type=Path,
+               default=Path("/etc/connectors/connection/known_hosts"),
+               help="OpenSSH known_hosts with remote.hostKeys: the only trusted SFTP host keys")
+    env_option(parser, "--credential-dir", env="CONNECTORS_CREDENTIAL_DIR", type=Path,
+               default=Path("/etc/connectors/credential"),
+               help="the Credential's Secret as files: username, and password or ssh-privatekey")
+    env_option(parser, "--username", env="CONNECTORS_USERNAME",
+               help="login name on the partner's server; default: the credential folder's "
+               "`username` file (a Secret a third party issued may not hold one)")
+    env_option(parser, "--data-root", env="CONNECTORS_DATA_ROOT", type=Path,
+               default=Path("/data"),
+               help="root of the data volume; files land in <data-root>/<connection>/")
+    env_option(parser, "--smtp-relay", env="CONNECTORS_SMTP_RELAY",
+               help="HOST:PORT of the SMTP relay for Outbound Email")
+    env_option(parser, "--smtp-from", env="CONNECTORS_SMTP_FROM",
+               help="sender address of Outbound Email")
+    env_flag(parser, "--smtp-starttls", env="CONNECTORS_SMTP_STARTTLS",
+             action=argparse.BooleanOptionalAction,
+             help="use STARTTLS with the relay (certificate verified)")
+    env_option(parser, "--termination-log", env="CONNECTORS_TERMINATION_LOG", type=Path,
+               default=Path("/dev/termination-log"),
+               help="file the summary is also written to, when it exists")
+    env_option(parser, "--retries", env="CONNECTORS_RETRIES", type=int, default=3,
+               help="new attempts after a transient network error, with backoff")
+    env_option(parser, "--timeout", env="CONNECTORS_TIMEOUT", type=float, default=30.0,
+               help="seconds to wait for the server at each step")
+    env_option(parser, "--files-in-flight", env="CONNECTORS_FILES_IN_FLIGHT", type=int,
+               default=64,
+               help="SFTP: files requested at once on the one session; lower it for a server "
+               "that limits open files")
+    env_option(parser, "--backoff", env="CONNECTORS_BACKOFF", type=float, default=2.0,
+               help="seconds before the first retry, doubled each time")
 
 
 @dataclass(frozen=True)

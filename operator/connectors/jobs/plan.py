@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..landing.area import is_hidden, is_reserved, matches_pattern
+from ..landing.names import is_hidden, is_reserved, matches_pattern
 from .clients.base import RemoteFile
 from .ledger import FETCHED, SENDING, SENT
 

@@ -20,264 +20,32 @@ batch land.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import errno
 import functools
-import hashlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
-from ..errors import describe
-from ..landing.area import (
-    LandingArea,
-    draft_receipt_from,
-    fsync_dir,
-    hash_file,
-    now_rfc3339,
-    publish,
-    sync_files,
-)
+from ..landing.area import LandingArea
+from ..landing.batch import land_many, publish_receipts
+from ..landing.durable import hash_file, remove
+from ..landing.names import name_variants, receipt_name
+from ..landing.receive import Received
 from .clients.base import (
     FileError,
     PipelinedWorker,
     PullClient,
     RemoteFile,
-    Sink,
     StreamingWorker,
-    TransferError,
     Unreadable,
 )
+from .fetch import BATCH_AGE, Arrived, Downloaded, download, fetch_pipelined
 from .ledger import FETCHED, Entry, Ledger
 from .plan import plan_pull, wanted
 from .spec import TransferSpec
 from .summary import Summary
 
 log = logging.getLogger("connectors.transfer")
-
-# A batch lands when it holds this many files or bytes, every BATCH_AGE
-# seconds, and when the downloads are over. Each landing costs a few journal
-# commits, so batches are large; a crash loses at most one batch of
-# downloads, fetched again on the next run. On a journaled ext4, batches of
-# 250, 500 and 2,048 files took the same time for 1,000 small files (medians
-# of 8 runs, 0.94-0.96 s); an earlier measurement that favoured large batches
-# was taken on a filesystem without a journal, where file creation slowed
-# down after deletions (see bench/transfer.py).
-BATCH_FILES = 2048
-BATCH_BYTES = 256 << 20
-BATCH_AGE = 1.0
-
-
-class HashingWriter:
-    """Counts and hashes bytes on their way to a file descriptor.
-
-    Blocks are gathered and written and hashed a few MiB at a time: both calls
-    release the GIL, and getting it back from paramiko's busy transport thread
-    can take a whole switch interval, so one release per 64 KiB block cost more
-    than half the throughput of a large download.
-    """
-
-    FLUSH_AT = 4 << 20
-    # Past this many unsynced bytes, a background thread fdatasyncs the file,
-    # so that the fsync before landing a large file finds little left to write
-    # instead of the whole file (seconds per GiB) after the download.
-    SYNC_EVERY = 64 << 20
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.size = 0
-        self.digest = hashlib.sha256()
-        self._pending: list[bytes | memoryview] = []
-        self._pending_size = 0
-        self._unsynced = 0
-        self._syncer: threading.Thread | None = None
-
-    def write(self, data: bytes | memoryview) -> int:
-        self._pending.append(data)
-        self._pending_size += len(data)
-        self.size += len(data)
-        if self._pending_size >= self.FLUSH_AT:
-            self.flush()
-        return len(data)
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        block = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending = []
-        self._pending_size = 0
-        view = memoryview(block)
-        while view:
-            view = view[os.write(self.fd, view) :]
-        self.digest.update(block)
-        self._unsynced += len(block)
-        if self._unsynced >= self.SYNC_EVERY and not (self._syncer and self._syncer.is_alive()):
-            self._unsynced = 0
-            self._syncer = threading.Thread(
-                target=_datasync_quietly, args=(self.fd,), daemon=True
-            )
-            self._syncer.start()
-
-    def finish(self) -> None:
-        """Writes what is pending and waits for a background sync, before the
-        file is closed."""
-        self.flush()
-        if self._syncer is not None:
-            self._syncer.join()
-
-
-def _datasync_quietly(fd: int) -> None:
-    # Only an early start: the landing step fsyncs again and reports errors.
-    with contextlib.suppress(OSError):
-        os.fdatasync(fd)
-
-
-def remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-@dataclass(frozen=True)
-class Downloaded:
-    file: RemoteFile
-    temp: str
-    sha256: str
-
-
-class Arrival:
-    """One file on its way in: a temporary file in the landing area, its bytes
-    counted and hashed as they come. It ends as `complete()` (a Downloaded,
-    size checked, stamped with the remote mtime, which makes a landed but
-    unrecorded file recognisable after a crash) or `discard()` (nothing left)."""
-
-    def __init__(self, file: RemoteFile, landing: LandingArea) -> None:
-        self.file = file
-        self.temp = landing.temp_name(file.name)
-        self._fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        self._writer = HashingWriter(self._fd)
-
-    def write(self, data: bytes | memoryview) -> int:
-        return self._writer.write(data)
-
-    def complete(self) -> Downloaded:
-        try:
-            self._writer.finish()
-            if self._writer.size != self.file.size:
-                raise FileError(
-                    f"{self.file.name}: received {self._writer.size} bytes, the server listed "
-                    f"{self.file.size} (still being written?); it will be fetched again on "
-                    "the next run"
-                )
-            os.utime(self._fd, (self.file.mtime, self.file.mtime))
-            self._close()
-        except BaseException:
-            self.discard()
-            raise
-        return Downloaded(self.file, self.temp, self._writer.digest.hexdigest())
-
-    def discard(self) -> None:
-        if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                self._writer.finish()
-        with contextlib.suppress(OSError):
-            self._close()
-        remove(self.temp)
-
-    def _close(self) -> None:
-        """Closes the descriptor once: a second close could hit a descriptor
-        another thread has opened since under the same number."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-
-def download(worker: StreamingWorker, file: RemoteFile, landing: LandingArea) -> Downloaded:
-    arrival = Arrival(file, landing)
-    try:
-        worker.fetch(file, arrival)
-    except BaseException:
-        arrival.discard()
-        raise
-    return arrival.complete()
-
-
-# ---- Landing without overwriting -------------------------------------------------------------
-
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
-NAME_MAX = 255
-
-
-@functools.cache
-def _renameat2() -> Callable[..., int] | None:
-    try:
-        import ctypes
-
-        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    return function
-
-
-def rename_no_replace(source: str, target: str) -> None:
-    """rename(2) that never replaces what is there: FileExistsError when
-    `target` exists. renameat2(RENAME_NOREPLACE) where the filesystem has it,
-    else link and unlink, which refuse an existing target as well."""
-    function = _renameat2()
-    if function is not None:
-        import ctypes
-
-        if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
-                    _RENAME_NOREPLACE) == 0:
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-            raise OSError(code, os.strerror(code), target)
-    os.link(source, target)
-    os.unlink(source)
-
-
-def name_variants(name: str) -> Iterator[str]:
-    """`name`, then `stem-2.ext`, `stem-3.ext`... (the extension is what
-    follows the last dot, when the name has one after its first character)."""
-    yield name
-    dot = name.rfind(".")
-    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
-    number = 2
-    while True:
-        yield f"{stem}-{number}{ext}"
-        number += 1
-
-
-def receipt_name(name: str) -> str:
-    return f"receipt_{name}.txt"
-
-
-class FreeNames:
-    """Landing names in one folder that neither a landed file nor a receipt
-    holds, chosen so that the file and its receipt can both be created. The
-    folder is read once; names chosen are remembered."""
-
-    def __init__(self, folder: str) -> None:
-        self.taken = set(os.listdir(folder))
-
-    def choose(self, name: str) -> str:
-        if len(os.fsencode(receipt_name(name))) > NAME_MAX:
-            raise FileError(
-                f"{name}: the name is too long to land with its receipt "
-                f"({NAME_MAX} bytes at most for receipt_NAME.txt)"
-            )
-        for candidate in name_variants(name):
-            receipt = receipt_name(candidate)
-            if len(os.fsencode(receipt)) > NAME_MAX:
-                raise FileError(f"{name}: no free name to land it under")
-            if candidate not in self.taken and receipt not in self.taken:
-                self.taken.update((candidate, receipt))
-                return candidate
-        raise AssertionError("unreachable")
 
 
 def land_batch(
@@ -287,82 +55,54 @@ def land_batch(
     summary: Summary,
     source: Callable[[RemoteFile], str] = lambda file: file.name,
 ) -> list[RemoteFile]:
-    """Lands what is in `batch`, each file on its own: one that cannot land
-    is reported and the others go on. Returns the files landed."""
+    """Lands what is in `batch` (landing.batch.land_many), each file on its
+    own: one that cannot land is reported and the others go on. Returns the
+    files landed."""
     if not batch:
         return []
     started = time.monotonic()
-    names = FreeNames(landing.home_str)
-    received_at = now_rfc3339()  # the batch lands at once
-    planned: list[tuple[Downloaded, str, str]] = []  # (download, landed name, receipt temp)
+    by_temp = {item.temp: item for item in batch}
 
-    def cannot_land(item: Downloaded, why: str) -> None:
-        remove(item.temp)
+    def cannot_land(received: Received, why: str) -> None:
         message = f"{why}; it will be fetched again on the next run"
         summary.fail(message)
         log.warning("%s", message)
 
-    try:
-        for item in batch:
-            try:
-                final = names.choose(item.file.name)
-                _, receipt_temp = draft_receipt_from(
-                    landing, final, item.file.size, item.sha256, source(item.file), received_at
-                )
-            except FileError as exc:
-                cannot_land(item, str(exc))
-                continue
-            planned.append((item, final, receipt_temp))
-        # One wave of fsyncs for files and receipts alike.
-        sync_files([path for item, _, receipt in planned for path in (item.temp, receipt)])
-    except BaseException:
-        for _, _, receipt in planned:
-            remove(receipt)
-        for item in batch:
-            remove(item.temp)
-        raise
-    landed: list[tuple[Downloaded, str, str]] = []
-    for item, final, receipt in planned:
-        try:
-            rename_no_replace(item.temp, landing.final_name(final))
-        except OSError as exc:
-            remove(receipt)
-            cannot_land(item, f"{item.file.name}: cannot land as {final}: {describe(exc)}")
-            continue
-        landed.append((item, final, receipt))
+    landed = land_many(landing, [(item.received, source(item.file)) for item in batch],
+                       cannot_land)
     if not landed:
         return []
-    fsync_dir(landing.home_str)
     # Receipts before the ledger: a run killed in between leaves landed files
     # with receipts that the ledger lacks, which the next run recognises and
     # records (recover). The other order left files that no run would give a
     # receipt: the temporaries were swept, and the ledger said they were done.
-    publish([(receipt, landing.final_name(receipt_name(final))) for _, final, receipt in landed])
+    publish_receipts(landing, landed)
+    files = [(by_temp[item.received.temp].file, item) for item in landed]
     ledger.record_many(
         [
             Entry(
                 FETCHED,
-                item.file.name,
-                item.file.size,
-                item.file.mtime,
-                item.sha256,
-                note="" if final == item.file.name else f"landed as {final}",
+                file.name,
+                file.size,
+                file.mtime,
+                item.received.sha256,
+                note="" if item.name == file.name else f"landed as {item.name}",
             )
-            for item, final, _ in landed
+            for file, item in files
         ]
     )
-    for item, _, _ in landed:
-        summary.transferred(item.file.size)
+    for file, _ in files:
+        summary.transferred(file.size)
     # One line per batch: a line per file cost a tenth of a second per
     # thousand files, and the ledger and receipts name every file anyway.
     log.info(
         "landed %d files (%d bytes) in %.2f s: %s",
         len(landed),
-        sum(item.file.size for item, _, _ in landed),
+        sum(file.size for file, _ in files),
         time.monotonic() - started,
-        name_some([final for _, final, _ in landed]),
+        name_some([item.name for item in landed]),
     )
-    return [item.file for item, _, _ in landed]
+    return [file for file, _ in files]
 
 
 def name_some(names: list[str], most: int = 5) -> str:
@@ -475,43 +215,6 @@ def pull(
                 per_file(summary, functools.partial(worker.delete, file))
 
 
-class Arrived:
-    """Downloaded files on their way from the download thread to the
-    committer. The committer is woken only when a batch is full or the
-    downloads are over, not for every file: each wake-up is a hand-over of
-    the GIL, and a thousand of them showed in a run of small files."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: list[Downloaded] = []
-        self._bytes = 0
-        self._due = threading.Event()
-        self._closed = False
-
-    def put(self, item: Downloaded) -> None:
-        with self._lock:
-            self._items.append(item)
-            self._bytes += item.file.size
-            if len(self._items) >= BATCH_FILES or self._bytes >= BATCH_BYTES:
-                self._due.set()
-
-    def close(self) -> None:
-        """No more files will come."""
-        with self._lock:
-            self._closed = True
-            self._due.set()
-
-    def take(self, timeout: float) -> tuple[list[Downloaded], bool]:
-        """Waits until a batch is due or `timeout` passed; returns what has
-        arrived, and whether that is the last of it."""
-        self._due.wait(timeout)
-        with self._lock:
-            items, self._items, self._bytes = self._items, [], 0
-            if not self._closed:
-                self._due.clear()
-            return items, self._closed
-
-
 def fetch_all(
     client: PullClient,
     files: list[RemoteFile],
@@ -574,28 +277,3 @@ def fetch_all(
     if error is not None:
         raise error
     return landed
-
-
-def fetch_pipelined(
-    worker: PipelinedWorker,
-    files: Iterator[RemoteFile],
-    landing: LandingArea,
-    arrived: Callable[[Downloaded], None],
-    file_failed: Callable[[RemoteFile, FileError], None],
-    stop: threading.Event,
-) -> None:
-    """Many files in flight at once; each arrives or fails on its own."""
-
-    def finish(file: RemoteFile, sink: Sink, error: TransferError | None) -> None:
-        assert isinstance(sink, Arrival)
-        if error is not None:
-            sink.discard()
-            if isinstance(error, FileError):
-                file_failed(file, error)
-            return
-        try:
-            arrived(sink.complete())
-        except FileError as exc:
-            file_failed(file, exc)
-
-    worker.fetch_many(files, lambda file: Arrival(file, landing), finish, stop.is_set)

@@ -7,7 +7,9 @@ import functools
 import logging
 import os
 
-from ..landing.area import LandingArea, hash_file, is_hidden
+from ..landing.area import LandingArea
+from ..landing.durable import hash_file
+from ..landing.names import is_hidden
 from .clients.base import PushClient
 from .ledger import SENDING, SENT, Entry, Ledger
 from .plan import OutboxFile, plan_push

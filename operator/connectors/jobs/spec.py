@@ -5,7 +5,7 @@ The operator validated the Connection against the API models before writing
 that file. The job reads only the fields it uses and checks their types,
 without importing the models: building them (pydantic) cost about 0.2 s at
 the start of every run, a fifth of a run that fetches a thousand small files
-(bench/transfer.py). tests/unit/test_transfer_spec.py keeps this view in step
+(bench/transfer.py). tests/unit/test_jobs_spec.py keeps this view in step
 with the models: the file the operator renders for each example reads back to
 the same values.
 """
@@ -18,13 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import describe
+from ..ports import PARTNER_FTPS_IMPLICIT_PORT, PARTNER_IMAP_PORTS, PARTNER_PORTS
 from .clients.base import PermanentError
-
-# Default ports of the partner's servers; the API documents the same defaults
-# on remote.port.
-DEFAULT_PORTS = {"SFTP": 22, "FTP": 21}
-DEFAULT_FTPS_IMPLICIT_PORT = 990
-DEFAULT_IMAP_PORTS = {"IMAPS": 993, "STARTTLS": 143}
 
 DIRECTIONS = ("Inbound", "Outbound")
 METHODS = ("SFTP", "FTP", "Email")
@@ -62,10 +57,10 @@ class TransferSpec:
         if self.remote.port:
             return self.remote.port
         if self.method == "FTP" and self.remote.tls == "Implicit":
-            return DEFAULT_FTPS_IMPLICIT_PORT
+            return PARTNER_FTPS_IMPLICIT_PORT
         if self.method == "Email":
-            return DEFAULT_IMAP_PORTS[self.remote.tls or "IMAPS"]
-        return DEFAULT_PORTS[self.method]
+            return PARTNER_IMAP_PORTS[self.remote.tls or "IMAPS"]
+        return PARTNER_PORTS[self.method]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..landing.area import now_rfc3339
+from ..clock import now_rfc3339
 
 # Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_LOG_LIMIT = 4096

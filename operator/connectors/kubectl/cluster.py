@@ -13,7 +13,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from ..controller.kube import Kube, now_rfc3339
+from ..clock import now_rfc3339
+from ..controller.kube import Kube
 from ..planning.credentials import certificate_facts, check_authorized_keys
 from ..planning.listeners import HOST_KEY_FILE, HOST_KEY_SECRET, TLS_SECRET, listener_name
 from .facts import ListenerKeys

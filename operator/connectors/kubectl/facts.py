@@ -11,7 +11,7 @@ from typing import Any
 
 from ..api.connection import is_platform_initiated
 from ..planning.credentials import CertificateFacts
-from ..ports import DEFAULT_FTPS_IMPLICIT_PORT, DEFAULT_IMAP_PORTS, DEFAULT_PORTS
+from ..ports import PARTNER_FTPS_IMPLICIT_PORT, PARTNER_IMAP_PORTS, PARTNER_PORTS
 
 
 @dataclass(frozen=True)
@@ -133,10 +133,11 @@ def _partner_server(spec: dict[str, Any], credential: dict[str, Any] | None) -> 
 
 def _default_port(method: str, remote: dict[str, Any]) -> int:
     if method == "Email":
-        return DEFAULT_IMAP_PORTS.get(str(remote.get("tls") or "IMAPS"), 993)
+        tls = str(remote.get("tls") or "IMAPS")
+        return PARTNER_IMAP_PORTS.get(tls, PARTNER_IMAP_PORTS["IMAPS"])
     if method == "FTP" and remote.get("tls") == "Implicit":
-        return DEFAULT_FTPS_IMPLICIT_PORT
-    return DEFAULT_PORTS.get(method, 22)
+        return PARTNER_FTPS_IMPLICIT_PORT
+    return PARTNER_PORTS.get(method, PARTNER_PORTS["SFTP"])
 
 
 def _credential(credential: dict[str, Any] | None) -> list[Fact]:

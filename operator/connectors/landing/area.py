@@ -4,7 +4,7 @@ Layout on the namespace's data volume, for a Connection named NAME:
 
     <root>/NAME/                  the partner's home; inbound files land here
     <root>/NAME/receipt_<f>.txt   written when file <f> has landed
-    <root>/NAME/result_<f>.csv    written when file <f> has been checked
+    <root>/NAME/result_<f>...     written by downstream processing
     <root>/NAME/outbox/           outbound files waiting to be sent (Outbound Push)
     <root>/NAME/sent/             outbound files already sent
     <root>/NAME/.connectors/      internal: the ledger and temporary files
@@ -17,108 +17,50 @@ file, and a crash leaves only a temporary file that the next start removes.
 from __future__ import annotations
 
 import datetime
-import errno
-import fnmatch
-import hashlib
 import itertools
 import os
 import secrets
-import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii as json_string
+from collections.abc import Iterator
 from pathlib import Path
 
-# The many-files path (temp_name, final_name, publish, sync_files) works on
-# plain strings: pathlib's joins and conversions, per file, cost more than
-# the string work they wrap.
-StrPath = str | os.PathLike[str]
-
-RESERVED_PREFIXES = ("receipt_", "result_")
-INTERNAL_DIR = ".connectors"
-SUPERSEDED_DIR = "superseded"
-TEMP_PREFIX = ".upload-"
-TEMP_SUFFIX = ".part"
-
-# The longest name a folder entry may have, in bytes (ext4, xfs, and most others).
-NAME_MAX = 255
-RECEIPT_PREFIX, RECEIPT_SUFFIX = "receipt_", ".txt"
-# A result is a CSV table (submissions/results.py): .csv, so a spreadsheet opens it.
-RESULT_PREFIX, RESULT_SUFFIX = "result_", ".csv"
-# A landed file's name must leave room for its longest companion, receipt_<name>.txt:
-# a name is refused before its upload starts rather than landed without a receipt.
-MAX_NAME_BYTES = NAME_MAX - max(
-    len(RECEIPT_PREFIX) + len(RECEIPT_SUFFIX), len(RESULT_PREFIX) + len(RESULT_SUFFIX)
+from ..clock import now_rfc3339
+from .durable import _keep, fsync_dir, hash_file
+from .names import (
+    _TEMP_NAME_BYTES,
+    INTERNAL_DIR,
+    MAX_NAME_BYTES,
+    SUPERSEDED_DIR,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    _bounded,
+    is_hidden,
+    is_reserved,
+    matches_pattern,
+    name_refusal,
+    receipt_name,
 )
-# Temporary names keep a readable piece of the final name, bounded in bytes.
-_TEMP_NAME_BYTES = 100
+from .receipts import Receipt, SourcedReceipt
 
-
-def receipt_name(name: str) -> str:
-    return f"{RECEIPT_PREFIX}{name}{RECEIPT_SUFFIX}"
-
-
-def result_name(name: str) -> str:
-    return f"{RESULT_PREFIX}{name}{RESULT_SUFFIX}"
-
-
-def name_bytes(name: str) -> bytes:
-    """The name as the filesystem stores it. Names that came in as bytes which
-    are not UTF-8 carry them as surrogate escapes; they go back out unchanged."""
-    return name.encode("utf-8", "surrogateescape")
-
-
-def name_refusal(name: str) -> str | None:
-    """Why `name` cannot be a landed file's name on any filesystem, or None.
-
-    Covers what every way in shares: one plain folder entry, printable, short
-    enough in bytes for the file and its companions. Pattern, hidden and
-    reserved names are decided by the callers' own rules.
-    """
-    if not name or name in (".", ".."):
-        return "a file name is needed"
-    if "/" in name or "\\" in name:
-        return "uploads go to the top of the home folder"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-        return "names may not contain control characters"
-    size = len(name_bytes(name))
-    if size > MAX_NAME_BYTES:
-        return (f"the name is {size} bytes long; at most {MAX_NAME_BYTES} bytes fit "
-                f"with its receipt ({receipt_name('NAME')})")
-    return None
-
-
-def _bounded(name: str, limit: int) -> str:
-    """The longest prefix of `name` that is at most `limit` bytes, cut on a
-    character boundary."""
-    raw = name_bytes(name)
-    if len(raw) <= limit:
-        return name
-    return raw[:limit].decode("utf-8", "ignore")
-
-
-def is_reserved(name: str) -> bool:
-    """Receipts and results are written by the platform and never ingested."""
-    return name.startswith(RESERVED_PREFIXES)
-
-
-def is_hidden(name: str) -> bool:
-    """Internal and temporary entries, never shown to partners."""
-    return name.startswith(".")
-
-
-def matches_pattern(name: str, pattern: str | None) -> bool:
-    """`*` is any run of characters, `?` one character; no other wildcards.
-
-    fnmatch would also read `[...]` as a character class; the API refuses
-    brackets in patterns, and escaping them here keeps the two in agreement.
-    """
-    if pattern is None:
-        return True
-    escaped = pattern.replace("[", "[[]")
-    return fnmatch.fnmatchcase(name, escaped)
+# The listeners import these from here; they live in names, durable, receipts
+# and clock since the landing package was cut by responsibility.
+__all__ = [
+    "INTERNAL_DIR",
+    "MAX_NAME_BYTES",
+    "TEMP_PREFIX",
+    "LandingArea",
+    "Receipt",
+    "fsync_dir",
+    "hash_file",
+    "is_hidden",
+    "is_reserved",
+    "matches_pattern",
+    "name_refusal",
+    "now_rfc3339",
+    "receipt_name",
+    "remove_if_unchanged",
+]
 
 
 def remove_if_unchanged(path: Path, inode: tuple[int, int]) -> bool:
@@ -134,51 +76,6 @@ def remove_if_unchanged(path: Path, inode: tuple[int, int]) -> bool:
     path.unlink(missing_ok=True)
     fsync_dir(path.parent)
     return True
-
-
-def fsync_dir(path: StrPath) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@dataclass(frozen=True)
-class Receipt:
-    trace_id: str
-    name: str
-    size: int
-    sha256: str
-    received_at: str
-    connection: str
-
-    def render(self) -> str:
-        """JSON, one field per line, byte for byte as json.dumps(indent=2)
-        writes it (a unit test holds the two together). json.dumps with an
-        indent runs in pure Python; this template with the C string encoder
-        that json.dumps uses for strings renders a thousand receipts in 2 ms,
-        where a json.dumps per field took 12 ms."""
-        return _RECEIPT % (
-            json_string(self.trace_id),
-            json_string(self.name),
-            self.size,
-            json_string(self.sha256),
-            json_string(self.received_at),
-            json_string(self.connection),
-        )
-
-
-_RECEIPT = (
-    '{\n  "trace_id": %s,\n  "name": %s,\n  "size": %d,\n  "sha256": %s,\n'
-    '  "received_at": %s,\n  "connection": %s\n}\n'
-)
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace(
-        "+00:00", "Z"
-    )
 
 
 class LandingArea:
@@ -256,17 +153,14 @@ class LandingArea:
         return final
 
     def draft_receipt(
-        self, name: str, size: int, sha256: str, received_at: str | None = None
+        self, name: str, size: int, sha256: str, received_at: str | None = None,
+        source: str | None = None,
     ) -> tuple[Receipt, str]:
-        """The receipt of a landed file, written to a temporary name: (receipt, temp)."""
-        receipt = Receipt(
-            trace_id=str(uuid.uuid4()),
-            name=name,
-            size=size,
-            sha256=sha256,
-            received_at=received_at or now_rfc3339(),
-            connection=self.connection,
-        )
+        """The receipt of a landed file, written to a temporary name: (receipt,
+        temp). With `source`, where a transfer job got the file."""
+        fields = (str(uuid.uuid4()), name, size, sha256, received_at or now_rfc3339(),
+                  self.connection)
+        receipt = Receipt(*fields) if source is None else SourcedReceipt(*fields, source)
         temp = self.temp_name(receipt_name(name))
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
@@ -353,133 +247,3 @@ class LandingArea:
         for entry in sorted(self.home.iterdir()):
             if entry.is_file() and not is_hidden(entry.name) and not is_reserved(entry.name):
                 yield entry
-
-
-def hash_file(path: StrPath) -> str:
-    """The SHA-256 of a file, read in 1 MiB blocks (hashlib releases the GIL)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _keep(source: Path, target: Path) -> None:
-    """A hard link (no copy of the data), or a synced copy where the volume's
-    filesystem has no hard links (some network filesystems)."""
-    try:
-        os.link(source, target)
-    except OSError as err:
-        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
-                             errno.EMLINK):
-            raise
-        shutil.copy2(source, target)
-        _fsync_path(target)
-
-
-# ---- Batched landing (added for the transfer jobs) -------------------------------------------
-#
-# fsync one file after the other costs several milliseconds each on a real disk,
-# which caps a job that lands many small files at a few hundred files per
-# second. These helpers make a whole batch durable at once (syncfs, or
-# concurrent fsyncs) with one fsync of the folder, with the same guarantee:
-# nothing is visible under its final name before its data is on disk.
-
-
-# From this many files on, one syncfs(2) of the landing volume is cheaper than
-# an fsync per file. It also flushes other writers' dirty data on the same
-# filesystem, which on a Connection's data volume is little; a few files are
-# fsync'd one by one.
-SYNCFS_MIN_FILES = 16
-
-
-def sync_files(paths: Sequence[StrPath]) -> None:
-    """Makes the data of `paths` (all on one filesystem) durable."""
-    if len(paths) >= SYNCFS_MIN_FILES and _syncfs(paths[0]):
-        return
-    if len(paths) <= 1:
-        for path in paths:
-            _fsync_path(path)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    # Concurrent fsyncs: each releases the GIL, and the filesystem merges
-    # them into fewer journal commits.
-    with ThreadPoolExecutor(min(16, len(paths)), thread_name_prefix="fsync") as pool:
-        list(pool.map(_fsync_path, paths))
-
-
-def _syncfs(path: StrPath) -> bool:
-    """syncfs(2) through libc (Linux); False where it is not available."""
-    try:
-        import ctypes
-
-        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return int(syncfs(fd)) == 0
-    finally:
-        os.close(fd)
-
-
-def _fsync_path(path: StrPath) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def publish(temps: Sequence[tuple[StrPath, StrPath]]) -> None:
-    """Renames synced (temporary, final) pairs into place, then one fsync per
-    folder. The data must already be durable (sync_files)."""
-    for temp, final in temps:
-        os.replace(temp, final)
-    for folder in {os.path.dirname(final) for _, final in temps}:
-        fsync_dir(folder)
-
-
-def prepare_receipts(
-    area: LandingArea, items: list[tuple[str, int, str]]
-) -> list[tuple[str, str]]:
-    """Writes the receipts of (name, size, sha256) to temporary files; returns
-    (temporary, final) pairs for sync_files and publish."""
-    pairs = []
-    received_at = now_rfc3339()  # the batch lands at once
-    for name, size, sha256 in items:
-        _, temp = area.draft_receipt(name, size, sha256, received_at)
-        pairs.append((temp, area.final_name(receipt_name(name))))
-    return pairs
-
-
-def draft_receipt_from(
-    area: LandingArea,
-    name: str,
-    size: int,
-    sha256: str,
-    source: str,
-    received_at: str | None = None,
-) -> tuple[Receipt, str]:
-    """draft_receipt, with one more field, `source`: where a transfer job got
-    the file (the remote path, or the email and attachment). A job may land a
-    file under another name than its source's, since a landed file is never
-    overwritten. Written to a temporary name: (receipt, temp)."""
-    receipt = Receipt(
-        trace_id=str(uuid.uuid4()),
-        name=name,
-        size=size,
-        sha256=sha256,
-        received_at=received_at or now_rfc3339(),
-        connection=area.connection,
-    )
-    text = receipt.render()
-    text = text.removesuffix("\n}\n") + f',\n  "source": {json_string(source)}\n}}\n'
-    temp = area.temp_name(f"receipt_{name}.txt")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    return receipt, temp

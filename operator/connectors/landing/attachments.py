@@ -21,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 
-from .area import is_reserved, matches_pattern, name_refusal
+from .names import is_reserved, matches_pattern, name_refusal
 
 # A message with more parts than this is refused outright: walking thousands of
 # nested parts costs memory and time, and no partner sends that many files.

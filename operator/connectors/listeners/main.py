@@ -23,6 +23,7 @@ service account then needs `patch` on connections/status and `create` on events.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -42,93 +43,79 @@ from connectors.listeners.core.report import (
     reporter_from_environment,
 )
 from connectors.listeners.core.state import StateReporter, state_reporter_from_environment
+from connectors.options import env_flag, env_option
+from connectors.ports import (
+    LISTENER_CONTAINER_PORTS,
+    LISTENER_PROTOCOLS,
+    SUBMISSION_CONTAINER_PORT,
+)
 
 log = logging.getLogger("connectors.listen")
 
-PROTOCOLS = ("sftp", "ftp", "smtp")
-DEFAULT_PORTS = {"sftp": 2022, "ftp": 2121, "smtp": 2525}
-# Behind the Service's port 587; high, since the listener runs as non-root.
-DEFAULT_SUBMISSION_PORT = 2587
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def _env(name: str, fallback: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else fallback
-
-
-def _option(parser: argparse.ArgumentParser, flag: str, env: str, help_text: str,
-            default: str | None = None, kind: Callable[[str], object] = str) -> None:
-    shown = f" (default: {default})" if default is not None else ""
-    parser.add_argument(flag, type=kind, default=_env(env, default),
-                        help=f"{help_text}{shown} [env {env}]")
-
-
-def _flag(parser: argparse.ArgumentParser, flag: str, env: str, help_text: str) -> None:
-    parser.add_argument(flag, action="store_true",
-                        default=(_env(env, "") or "").lower() in _TRUE,
-                        help=f"{help_text} [env {env}=true]")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("protocol", choices=PROTOCOLS, help="which listener to run")
-    _option(parser, "--address", "CONNECTORS_LISTEN_ADDRESS", "address to bind", "0.0.0.0")
-    _option(parser, "--port", "CONNECTORS_LISTEN_PORT",
-            "port to bind (default: sftp 2022, ftp 2121, smtp 2525)", kind=int)
-    _option(parser, "--accounts-file", "CONNECTORS_ACCOUNTS_FILE",
-            "the account table (accounts.json from the Secret)",
-            "/etc/connectors/accounts/accounts.json")
-    _option(parser, "--data-root", "CONNECTORS_DATA_ROOT",
-            "the data volume; an account's home is <data-root>/<home>", "/data")
-    _option(parser, "--host-key-file", "CONNECTORS_HOST_KEY_FILE",
-            "sftp: the SSH host private key", "/etc/connectors/hostkey/ssh_host_ed25519_key")
-    _option(parser, "--ssh-ciphers", "CONNECTORS_SSH_CIPHERS",
-            "sftp: comma-separated ciphers to offer, in order (default: paramiko's list)")
-    _option(parser, "--tls-cert-file", "CONNECTORS_TLS_CERT_FILE",
-            "ftp, smtp: TLS certificate (PEM); enables FTPS / STARTTLS")
-    _option(parser, "--tls-key-file", "CONNECTORS_TLS_KEY_FILE",
-            "ftp, smtp: TLS private key (PEM)")
-    _flag(parser, "--require-tls", "CONNECTORS_REQUIRE_TLS",
-          "ftp: refuse login before TLS; smtp: refuse mail before STARTTLS on the "
-          "submission port (mail servers on --port may still deliver in clear text, "
-          "as to any MX) (needs a certificate)")
-    _option(parser, "--passive-ports", "CONNECTORS_PASSIVE_PORTS",
-            "ftp: passive port range FIRST-LAST, e.g. 30000-30009")
-    _option(parser, "--masquerade-address", "CONNECTORS_MASQUERADE_ADDRESS",
-            "ftp: address announced in PASV replies (the Service's external address)")
-    _option(parser, "--domain", "CONNECTORS_EMAIL_DOMAIN",
-            "smtp: mail domain; a Connection's address is <connection>@<domain>", "localhost")
-    _option(parser, "--max-message-bytes", "CONNECTORS_MAX_MESSAGE_BYTES",
-            "smtp: largest message accepted", str(25 * 1024 * 1024), kind=int)
-    _option(parser, "--max-parts", "CONNECTORS_MAX_PARTS",
-            "smtp: most MIME parts in one message", "100", kind=int)
-    _option(parser, "--submission-port", "CONNECTORS_SUBMISSION_PORT",
-            "smtp: port where partners log in with their Credential (AUTH after STARTTLS) "
-            "to send; 0: none, only mail servers delivering on --port",
-            str(DEFAULT_SUBMISSION_PORT), kind=int)
-    _option(parser, "--max-messages-per-sender", "CONNECTORS_MAX_MESSAGES_PER_SENDER",
-            "smtp, mail servers on --port: messages per minute from one envelope sender; "
-            "more are refused with 450 so that the server retries later (0: no limit)",
-            "60", kind=int)
-    _option(parser, "--max-messages-per-client", "CONNECTORS_MAX_MESSAGES_PER_CLIENT",
-            "smtp, mail servers on --port: messages per minute from one client address "
-            "(behind a Service without externalTrafficPolicy Local, every client has a "
-            "node's address) (0: no limit)", "120", kind=int)
-    _option(parser, "--idle-timeout", "CONNECTORS_IDLE_TIMEOUT",
-            "seconds without activity before a session is closed", "600", kind=float)
-    _option(parser, "--max-sessions-per-account", "CONNECTORS_MAX_SESSIONS_PER_ACCOUNT",
-            "concurrent sessions per account (0: no limit)", "10", kind=int)
-    _option(parser, "--ban-address-failures", "CONNECTORS_BAN_ADDRESS_FAILURES",
-            "failed logins from one address that trigger a ban (0: never)", "10", kind=int)
-    _option(parser, "--ban-user-failures", "CONNECTORS_BAN_USER_FAILURES",
-            "failed logins for one username that trigger a ban (0: never)", "10", kind=int)
-    _option(parser, "--ban-window", "CONNECTORS_BAN_WINDOW",
-            "seconds over which failures are counted", "300", kind=float)
-    _option(parser, "--ban-seconds", "CONNECTORS_BAN_SECONDS",
-            "how long a ban lasts", "900", kind=float)
-    _option(parser, "--accounts-poll-seconds", "CONNECTORS_ACCOUNTS_POLL_SECONDS",
-            "how often the account table is re-read", "2", kind=float)
-    _option(parser, "--log-level", "CONNECTORS_LOG_LEVEL", "log level", "INFO")
+    parser.add_argument("protocol", choices=LISTENER_PROTOCOLS, help="which listener to run")
+    option = functools.partial(env_option, parser)
+    option("--address", env="CONNECTORS_LISTEN_ADDRESS", default="0.0.0.0",
+           help="address to bind")
+    option("--port", env="CONNECTORS_LISTEN_PORT", type=int,
+           help="port to bind (default: "
+           + ", ".join(f"{p} {n}" for p, n in LISTENER_CONTAINER_PORTS.items()) + ")")
+    option("--accounts-file", env="CONNECTORS_ACCOUNTS_FILE",
+           default="/etc/connectors/accounts/accounts.json",
+           help="the account table (accounts.json from the Secret)")
+    option("--data-root", env="CONNECTORS_DATA_ROOT", default="/data",
+           help="the data volume; an account's home is <data-root>/<home>")
+    option("--host-key-file", env="CONNECTORS_HOST_KEY_FILE",
+           default="/etc/connectors/hostkey/ssh_host_ed25519_key",
+           help="sftp: the SSH host private key")
+    option("--ssh-ciphers", env="CONNECTORS_SSH_CIPHERS",
+           help="sftp: comma-separated ciphers to offer, in order (default: paramiko's list)")
+    option("--tls-cert-file", env="CONNECTORS_TLS_CERT_FILE",
+           help="ftp, smtp: TLS certificate (PEM); enables FTPS / STARTTLS")
+    option("--tls-key-file", env="CONNECTORS_TLS_KEY_FILE",
+           help="ftp, smtp: TLS private key (PEM)")
+    env_flag(parser, "--require-tls", env="CONNECTORS_REQUIRE_TLS",
+             help="ftp: refuse login before TLS; smtp: refuse mail before STARTTLS on the "
+                  "submission port (mail servers on --port may still deliver in clear text, "
+                  "as to any MX) (needs a certificate)")
+    option("--passive-ports", env="CONNECTORS_PASSIVE_PORTS",
+           help="ftp: passive port range FIRST-LAST, e.g. 30000-30009")
+    option("--masquerade-address", env="CONNECTORS_MASQUERADE_ADDRESS",
+           help="ftp: address announced in PASV replies (the Service's external address)")
+    option("--domain", env="CONNECTORS_EMAIL_DOMAIN", default="localhost",
+           help="smtp: mail domain; a Connection's address is <connection>@<domain>")
+    option("--max-message-bytes", env="CONNECTORS_MAX_MESSAGE_BYTES", type=int,
+           default=25 * 1024 * 1024, help="smtp: largest message accepted")
+    option("--max-parts", env="CONNECTORS_MAX_PARTS", type=int, default=100,
+           help="smtp: most MIME parts in one message")
+    option("--submission-port", env="CONNECTORS_SUBMISSION_PORT", type=int,
+           default=SUBMISSION_CONTAINER_PORT,
+           help="smtp: port where partners log in with their Credential (AUTH after "
+                "STARTTLS) to send; 0: none, only mail servers delivering on --port")
+    option("--max-messages-per-sender", env="CONNECTORS_MAX_MESSAGES_PER_SENDER", type=int,
+           default=60, help="smtp, mail servers on --port: messages per minute from one "
+           "envelope sender; more are refused with 450 so that the server retries later "
+           "(0: no limit)")
+    option("--max-messages-per-client", env="CONNECTORS_MAX_MESSAGES_PER_CLIENT", type=int,
+           default=120, help="smtp, mail servers on --port: messages per minute from one "
+           "client address (behind a Service without externalTrafficPolicy Local, every "
+           "client has a node's address) (0: no limit)")
+    option("--idle-timeout", env="CONNECTORS_IDLE_TIMEOUT", type=float, default=600.0,
+           help="seconds without activity before a session is closed")
+    option("--max-sessions-per-account", env="CONNECTORS_MAX_SESSIONS_PER_ACCOUNT", type=int,
+           default=10, help="concurrent sessions per account (0: no limit)")
+    option("--ban-address-failures", env="CONNECTORS_BAN_ADDRESS_FAILURES", type=int,
+           default=10, help="failed logins from one address that trigger a ban (0: never)")
+    option("--ban-user-failures", env="CONNECTORS_BAN_USER_FAILURES", type=int, default=10,
+           help="failed logins for one username that trigger a ban (0: never)")
+    option("--ban-window", env="CONNECTORS_BAN_WINDOW", type=float, default=300.0,
+           help="seconds over which failures are counted")
+    option("--ban-seconds", env="CONNECTORS_BAN_SECONDS", type=float, default=900.0,
+           help="how long a ban lasts")
+    option("--accounts-poll-seconds", env="CONNECTORS_ACCOUNTS_POLL_SECONDS", type=float,
+           default=2.0, help="how often the account table is re-read")
+    option("--log-level", env="CONNECTORS_LOG_LEVEL", default="INFO", help="log level")
 
 
 @dataclass
@@ -155,7 +142,7 @@ def build_common(args: argparse.Namespace) -> Common:
         window_seconds=args.ban_window,
         ban_seconds=args.ban_seconds,
     ))
-    port = args.port if args.port is not None else DEFAULT_PORTS[args.protocol]
+    port = args.port if args.port is not None else LISTENER_CONTAINER_PORTS[args.protocol]
     return Common(accounts, defender, reporter_from_environment(), Path(args.data_root),
                   args.address, port, state)
 

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..ports import (
+    LISTENER_CONTAINER_PORTS,
+    LISTENER_PROTOCOLS,
+    LISTENER_SERVICE_PORTS,
+    SUBMISSION_CONTAINER_PORT,
+    SUBMISSION_SERVICE_PORT,
+)
+
 MANAGED_BY = "connectors-operator"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_CONNECTION = "connectors.dev/connection"
@@ -13,7 +21,8 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_ROTATE = "connectors.dev/rotate"
 ANNOTATION_ROTATED_FOR = "connectors.dev/rotated-for"
 
-PROTOCOLS = ("sftp", "ftp", "smtp")
+# The listener protocols, by the name the controller knows them.
+PROTOCOLS = LISTENER_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -43,10 +52,10 @@ class OperatorConfig:
     # listener's second port (login after STARTTLS); "smtp" is its mail
     # exchanger port, where partners' mail servers deliver without a login.
     ports: dict[str, ListenerPorts] = field(default_factory=lambda: {
-        "sftp": ListenerPorts(2022, 22),
-        "ftp": ListenerPorts(2121, 21),
-        "smtp": ListenerPorts(2525, 25),
-        "submission": ListenerPorts(2587, 587),
+        **{protocol: ListenerPorts(LISTENER_CONTAINER_PORTS[protocol],
+                                   LISTENER_SERVICE_PORTS[protocol])
+           for protocol in LISTENER_PROTOCOLS},
+        "submission": ListenerPorts(SUBMISSION_CONTAINER_PORT, SUBMISSION_SERVICE_PORT),
     })
     # The SMTP listener's submission port, for partners who send with the
     # Credential; off: only mail servers delivering like to any MX (port 25).

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ..api.connection import DEFAULT_SCHEDULE, ConnectionSpec
-from ..ports import DEFAULT_PORTS
+from ..ports import PARTNER_PORTS
 from .config import LABEL_CONNECTION, OperatorConfig
 from .objects import (
     base_labels,
@@ -41,7 +41,7 @@ def known_hosts(spec: ConnectionSpec) -> str:
     """remote.hostKeys as known_hosts lines: "[host]:port" unless the port is 22."""
     if spec.remote is None or not spec.remote.host or not spec.remote.host_keys:
         return ""
-    port = spec.remote.port or DEFAULT_PORTS["SFTP"]
+    port = spec.remote.port or PARTNER_PORTS["SFTP"]
     host = spec.remote.host if port == 22 else f"[{spec.remote.host}]:{port}"
     lines = []
     for key in spec.remote.host_keys:
@@ -69,12 +69,10 @@ def transfer_config_map(namespace: str, connection: str, spec: ConnectionSpec,
     }
 
 
-def transfer_cronjob(namespace: str, connection: str, spec: ConnectionSpec,
-                     credential_secret: str, username: str, config: OperatorConfig,
-                     owner: dict[str, Any]) -> dict[str, Any]:
-    name = transfer_name(connection)
-    labels = transfer_labels(connection)
-    env = [
+def transfer_env(connection: str, spec: ConnectionSpec, username: str,
+                 config: OperatorConfig) -> list[dict[str, Any]]:
+    """The transfer job's environment: `connectors transfer` reads its options there."""
+    env: list[dict[str, Any]] = [
         {"name": "CONNECTORS_CONNECTION", "value": connection},
         {"name": "CONNECTORS_NAMESPACE",
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -90,6 +88,17 @@ def transfer_cronjob(namespace: str, connection: str, spec: ConnectionSpec,
             env.append({"name": "CONNECTORS_SMTP_RELAY", "value": config.smtp_relay})
         if config.smtp_from:
             env.append({"name": "CONNECTORS_SMTP_FROM", "value": config.smtp_from})
+    return env
+
+
+def transfer_cronjob(namespace: str, connection: str, spec: ConnectionSpec,
+                     credential_secret: str, username: str, config: OperatorConfig,
+                     owner: dict[str, Any]) -> dict[str, Any]:
+    """The CronJob of a platform-initiated Connection: one manifest, read top to
+    bottom as its YAML would be, so kept whole."""
+    name = transfer_name(connection)
+    labels = transfer_labels(connection)
+    env = transfer_env(connection, spec, username, config)
     pod = {
         "metadata": {"labels": labels},
         "spec": {

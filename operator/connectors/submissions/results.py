@@ -27,7 +27,7 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 
-from ..landing.area import result_name
+from ..landing.names import result_name
 from .outcome import CheckError, CheckResult
 
 HEADER = ("line", "column", "error_type", "code", "message")

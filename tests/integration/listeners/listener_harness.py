@@ -3,12 +3,9 @@ with its own account table, data root, host key and TLS certificate."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from connectors.api.accounts import Account, AccountTable, hash_password, permissions_for
+from connectors.devcluster import net
+from connectors.devcluster.net import free_port
+from connectors.devcluster.pki import self_signed
+from connectors.devcluster.pki import ssh_keypair as make_ssh_keypair
 from tests.support import secrets as secret_scan
+from tests.support.wait import eventually
 
 PASSWORD = "correct-horse-battery-1"
 MAIL_PASSWORD = "mail-staple-2"
 secret_scan.remember(PASSWORD)
 secret_scan.remember(MAIL_PASSWORD)
+
+__all__ = ["free_port", "self_signed"]  # for the tests that import them from here
 
 
 def need(binary: str) -> str:
@@ -38,63 +38,20 @@ def need(binary: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path,
                   timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"listener exited early:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"listener did not open port {port}:\n{log.read_text()}")
+    """net.wait_for_port, failing with the listener's log."""
+    try:
+        net.wait_for_port(port, timeout, process)
+    except RuntimeError:
+        raise AssertionError(f"listener exited early:\n{log.read_text()}") from None
+    except TimeoutError:
+        raise AssertionError(f"listener did not open port {port}:\n{log.read_text()}") from None
 
 
 def wait_until(predicate: object, timeout: float = 60.0, message: str = "condition") -> None:
     assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {message}")
-
-
-def ssh_keypair(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(path)],
-                   check=True)
-    return path
-
-
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "tls.crt", folder / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
+    eventually(predicate, timeout, message, interval=0.1)
 
 
 @dataclass
@@ -110,8 +67,8 @@ class Workspace:
         self.data.mkdir()
         self.accounts_file = self.root / "accounts" / "accounts.json"
         self.accounts_file.parent.mkdir()
-        self.client_key = ssh_keypair(self.root / "client_key")
-        self.host_key = ssh_keypair(self.root / "ssh_host_ed25519_key")
+        self.client_key = make_ssh_keypair(self.root / "client_key", comment="test")
+        self.host_key = make_ssh_keypair(self.root / "ssh_host_ed25519_key", comment="test")
 
     def client_public_key(self) -> str:
         return (self.root / "client_key.pub").read_text().strip()

@@ -24,7 +24,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from connectors.landing.area import MAX_NAME_BYTES, TEMP_PREFIX
+from connectors.landing.names import MAX_NAME_BYTES, TEMP_PREFIX
 from tests.integration.listeners.listener_harness import (
     PASSWORD,
     Listener,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.landing.area import TEMP_PREFIX
+from connectors.landing.names import TEMP_PREFIX
 from tests.integration.listeners.listener_harness import (
     PASSWORD,
     Listener,

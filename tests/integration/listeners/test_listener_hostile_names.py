@@ -19,13 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from connectors.api.accounts import Account, hash_password, permissions_for
-from connectors.landing.area import (
-    MAX_NAME_BYTES,
-    NAME_MAX,
-    TEMP_PREFIX,
-    name_bytes,
-    receipt_name,
-)
+from connectors.landing.names import MAX_NAME_BYTES, NAME_MAX, TEMP_PREFIX, name_bytes, receipt_name
 from tests.integration.listeners.listener_harness import (
     PASSWORD,
     Listener,

@@ -14,7 +14,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from connectors.landing.area import TEMP_PREFIX
+from connectors.devcluster.pki import ssh_keypair
+from connectors.landing.names import TEMP_PREFIX
 from tests.integration.listeners.listener_harness import (
     PASSWORD,
     Listener,
@@ -158,7 +159,7 @@ def test_wrong_password_and_unknown_user_and_suspended_fail(sftp_listener: Liste
 
 def test_unknown_key_is_refused(sftp_listener: Listener) -> None:
     other = sftp_listener.workspace.root / "other_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    ssh_keypair(other)
     result = sftp(sftp_listener, "acme", "ls", key=other)
     assert result.returncode != 0
     assert "Permission denied" in result.stderr

@@ -24,26 +24,11 @@ from typing import Any
 
 import pytest
 
+from connectors.devcluster.net import free_port, wait_for_port
+from connectors.devcluster.pki import self_signed, ssh_keypair
 from tests.support import secrets as secret_scan
 
 STARTUP_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on port {port}")
 
 
 def need(binary: str) -> str:
@@ -134,11 +119,8 @@ def sshd(system_user: SystemUser, tmp_path_factory: pytest.TempPathFactory) -> I
     need("ssh-keygen")
     work = tmp_path_factory.mktemp("sshd")
     host_key = work / "host_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
-    client_key = work / "client_ed25519"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client_key)], check=True
-    )
+    ssh_keypair(host_key)
+    client_key = ssh_keypair(work / "client_ed25519")
     keys_dir = Path(tempfile.mkdtemp(prefix="cx-keys-", dir="/tmp"))
     keys_dir.chmod(0o755)
     authorized = keys_dir / "authorized_keys"
@@ -168,7 +150,7 @@ LogLevel ERROR
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)])
     try:
-        wait_for_port(port, process)
+        wait_for_port(port, STARTUP_TIMEOUT, process)
         line = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
         yield Sshd(port, line, process, client_key)
     finally:
@@ -376,46 +358,10 @@ class Certificate:
 
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    """A self-signed certificate for 127.0.0.1, made with `cryptography`."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
+    """A self-signed certificate for 127.0.0.1."""
     work = tmp_path_factory.mktemp("tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = work / "cert.pem"
-    key_path = work / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return Certificate(cert_path, key_path)
+    return Certificate(*self_signed(work, ["127.0.0.1"], cert_file="cert.pem",
+                                    key_file="key.pem"))
 
 
 # ---- vsftpd ---------------------------------------------------------------------------------
@@ -475,7 +421,7 @@ def start_vsftpd(work: Path, tls: str, cert: Certificate) -> Vsftpd:
     config.write_text("\n".join(lines) + "\n")
     config.chmod(0o600)
     process = subprocess.Popen([binary, str(config)])
-    wait_for_port(port, process)
+    wait_for_port(port, STARTUP_TIMEOUT, process)
     return Vsftpd(port, tls, process)
 
 
@@ -617,8 +563,8 @@ service imap-login {{
     )
     process = subprocess.Popen([binary, "-F", "-c", str(config)])
     try:
-        wait_for_port(imaps_port, process)
-        wait_for_port(imap_port, process)
+        wait_for_port(imaps_port, STARTUP_TIMEOUT, process)
+        wait_for_port(imap_port, STARTUP_TIMEOUT, process)
         yield Dovecot(imap_port, imaps_port, work, entry.pw_uid, entry.pw_gid, process)
     finally:
         stop(process)
@@ -706,10 +652,7 @@ def start_proftpd(
             lines.append("TLSOptions UseImplicitSSL")
     if sftp:
         host_key = work / "host_ecdsa"
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ecdsa", "-m", "PEM", "-N", "", "-f", str(host_key)],
-            check=True,
-        )
+        ssh_keypair(host_key, "ecdsa", pem=True)
         host_key_line = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
         lines += [
             "LoadModule mod_sftp.c",
@@ -721,7 +664,7 @@ def start_proftpd(
     config = work / "proftpd.conf"
     config.write_text("\n".join(lines) + "\n")
     process = subprocess.Popen([str(binary), "-n", "-q", "-c", str(config)])
-    wait_for_port(port, process)
+    wait_for_port(port, STARTUP_TIMEOUT, process)
     return Partner("proftpd-sftp" if sftp else "proftpd", port, tls, process, log, host_key_line)
 
 
@@ -747,7 +690,7 @@ def start_pure_ftpd(work: Path, cert: Certificate, tls: str = "None") -> Partner
         pem.chmod(0o600)
         args += ["-Y", "2", "-2", str(pem)]
     process = subprocess.Popen(args)
-    wait_for_port(port, process)
+    wait_for_port(port, STARTUP_TIMEOUT, process)
     return Partner("pure-ftpd", port, tls, process, work / "none")
 
 
@@ -766,7 +709,7 @@ def sshd_subsystem(
         pytest.skip("/usr/lib/openssh/sftp-server is not installed (openssh-sftp-server)")
     work = tmp_path_factory.mktemp("sshd-subsystem")
     host_key = work / "host_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+    ssh_keypair(host_key)
     port = free_port()
     config = work / "sshd_config"
     config.write_text(
@@ -789,7 +732,7 @@ LogLevel VERBOSE
     log = work / "sshd.log"
     process = subprocess.Popen([binary, "-D", "-E", str(log), "-f", str(config)])
     try:
-        wait_for_port(port, process)
+        wait_for_port(port, STARTUP_TIMEOUT, process)
         line = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
         yield Sshd(port, line, process, work / "none")
     finally:

@@ -6,13 +6,13 @@ from email.message import EmailMessage
 
 import pytest
 
-from connectors.landing.area import MAX_NAME_BYTES
 from connectors.landing.attachments import (
     MAX_PARTS,
     filename_refusal,
     sanitize_filename,
     select_attachments,
 )
+from connectors.landing.names import MAX_NAME_BYTES
 
 
 def message(*names: str) -> EmailMessage:

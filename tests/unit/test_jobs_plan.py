@@ -13,7 +13,7 @@ from connectors.jobs.clients.base import PermanentError, RemoteFile
 from connectors.jobs.ledger import FETCHED, SENDING, SENT, Entry, Ledger
 from connectors.jobs.plan import OutboxFile, plan_pull, plan_push
 from connectors.jobs.summary import Summary, render, write_termination_log
-from connectors.landing.area import Receipt
+from connectors.landing.receipts import Receipt
 
 
 def test_plan_pull_takes_new_matching_files_only(tmp_path: Path) -> None:

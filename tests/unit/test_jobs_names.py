@@ -11,7 +11,8 @@ from connectors.errors import describe
 from connectors.jobs.clients.base import FileError, TransientError, decode_name, shown_name
 from connectors.jobs.clients.ftp import from_wire, wire
 from connectors.jobs.clients.sftp import _classify
-from connectors.jobs.pull import FreeNames, name_variants, rename_no_replace
+from connectors.landing.durable import rename_no_replace
+from connectors.landing.names import FreeNames, NoLandingName, name_variants
 
 
 @pytest.mark.parametrize(
@@ -66,7 +67,7 @@ def test_free_names_avoid_files_receipts_and_each_other(tmp_path: Path) -> None:
     assert names.choose("a.csv") == "a-4.csv"
     assert names.choose("b.csv") == "b-2.csv"
     assert names.choose("c.csv") == "c.csv"
-    with pytest.raises(FileError, match="too long"):
+    with pytest.raises(NoLandingName, match="too long"):
         names.choose("x" * 250 + ".csv")
 
 
