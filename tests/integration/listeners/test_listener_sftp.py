@@ -210,31 +210,33 @@ def test_outbound_account_downloads_and_cannot_upload(sftp_listener: Listener) -
     assert not (home / "up.csv").exists()
 
 
-def test_killed_client_leaves_nothing(sftp_listener: Listener) -> None:
+def slow_upload(listener: Listener, name: str) -> subprocess.Popen[bytes]:
+    """OpenSSH sftp putting 50 MiB slowly (-l limits its bandwidth in Kbit/s), so
+    that a kill lands mid-upload; returns once the upload has written 2 MiB."""
     need("sftp")
-    root = sftp_listener.workspace.root
-    source = root / "conversions_big.csv"
-    with source.open("wb") as handle:
+    root = listener.workspace.root
+    with (root / name).open("wb") as handle:
         for _ in range(50):
             handle.write(os.urandom(1024 * 1024))
-    home = sftp_listener.workspace.home("acme-conversions")
-    # -l limits the client's bandwidth (Kbit/s) so that the kill lands mid-upload.
+    home = listener.workspace.home("acme-conversions")
     process = subprocess.Popen(
-        ["sftp", "-l", "16000", "-b", "-", "-P", str(sftp_listener.port),
-         "-i", str(sftp_listener.workspace.client_key), "-o", "IdentitiesOnly=yes",
-         "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known_hosts(sftp_listener)}",
+        ["sftp", "-l", "16000", "-b", "-", "-P", str(listener.port),
+         "-i", str(listener.workspace.client_key), "-o", "IdentitiesOnly=yes",
+         "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known_hosts(listener)}",
          "acme@127.0.0.1"],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root,
     )
     assert process.stdin is not None
-    process.stdin.write(b"put conversions_big.csv\n")
+    process.stdin.write(f"put {name}\n".encode())
     process.stdin.close()
+    wait_until(lambda: any((home / temp).stat().st_size > 2 * 1024 * 1024
+                           for temp in temporaries(home)), message="the upload to start")
+    return process
 
-    def partially_written() -> bool:
-        return any((home / name).stat().st_size > 2 * 1024 * 1024
-                   for name in temporaries(home))
 
-    wait_until(partially_written, message="the upload to start")
+def test_killed_client_leaves_nothing(sftp_listener: Listener) -> None:
+    home = sftp_listener.workspace.home("acme-conversions")
+    process = slow_upload(sftp_listener, "conversions_big.csv")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     wait_until(lambda: temporaries(home) == [], message="the temporary file to go")
@@ -245,24 +247,8 @@ def test_listener_stopped_mid_upload_leaves_nothing(sftp_listener: Listener) -> 
     """A pod being deleted gets SIGTERM while a partner uploads: the upload is
     cut and its temporary file goes with the process, not minutes later when
     the next pod's sweep finds it stale."""
-    need("sftp")
-    root = sftp_listener.workspace.root
-    with (root / "conversions_cut.csv").open("wb") as handle:
-        for _ in range(50):
-            handle.write(os.urandom(1024 * 1024))
     home = sftp_listener.workspace.home("acme-conversions")
-    process = subprocess.Popen(
-        ["sftp", "-l", "16000", "-b", "-", "-P", str(sftp_listener.port),
-         "-i", str(sftp_listener.workspace.client_key), "-o", "IdentitiesOnly=yes",
-         "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={known_hosts(sftp_listener)}",
-         "acme@127.0.0.1"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root,
-    )
-    assert process.stdin is not None
-    process.stdin.write(b"put conversions_cut.csv\n")
-    process.stdin.close()
-    wait_until(lambda: any((home / name).stat().st_size > 2 * 1024 * 1024
-                           for name in temporaries(home)), message="the upload to start")
+    process = slow_upload(sftp_listener, "conversions_cut.csv")
     sftp_listener.process.send_signal(signal.SIGTERM)
     assert sftp_listener.process.wait(timeout=30) == 0
     assert process.wait(timeout=30) != 0, "the cut upload reported success"
