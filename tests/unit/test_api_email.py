@@ -14,7 +14,7 @@ from connectors.api import ConnectionSpec
 from connectors.api.accounts import Account, AccountTable, permissions_for
 from connectors.api.crd import render_all
 from connectors.api.senders import ALLOWED_SENDER_MESSAGE, ALLOWED_SENDER_PATTERN
-from connectors.planning import listeners as plan
+from connectors.planning import accounts
 from connectors.validate import validate_paths
 
 EMAIL = {"direction": "Inbound", "dataType": "Audiences", "method": "Email",
@@ -92,13 +92,13 @@ def test_the_crd_carries_the_same_rule_and_words() -> None:
 # --- into the account table
 
 
-def source(spec: dict[str, Any], name: str = "acme-audiences") -> plan.AccountSource:
-    return plan.AccountSource(name, f"uid-{name}", ConnectionSpec.model_validate(spec),
+def source(spec: dict[str, Any], name: str = "acme-audiences") -> accounts.AccountSource:
+    return accounts.AccountSource(name, f"uid-{name}", ConnectionSpec.model_validate(spec),
                               f"user-{name}", "$scrypt$hash", ())
 
 
 def test_allowed_senders_reach_the_account_table() -> None:
-    planned = plan.plan_accounts([
+    planned = accounts.plan_accounts([
         source({**EMAIL, "email": {"allowedSenders": ["acme.example"]}}),
         source(EMAIL, name="globex-audiences"),
     ])

@@ -10,12 +10,13 @@ from cryptography import x509
 from connectors.api.accounts import AccountTable
 from connectors.api.connection import ConnectionSpec
 from connectors.controller.main import add_arguments, operator_config, parse_node_ports
+from connectors.planning import accounts
 from connectors.planning import listeners as plan
 from connectors.planning.config import OperatorConfig
 from connectors.planning.credentials import new_self_signed_certificate
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-EMPTY = plan.AccountPlan(table=AccountTable(), owners=[], conflicts={})
+EMPTY = accounts.AccountPlan(table=AccountTable(), owners=[], conflicts={})
 
 
 def container(deployment: dict[str, object]) -> dict[str, object]:

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from connectors.api.connection import ConnectionSpec
-from connectors.planning.listeners import AccountSource, plan_accounts
+from connectors.planning.accounts import AccountSource, plan_accounts
 
 
 def source(connection: str, credential: str, *, username: str = "acme", created: str = "",

@@ -19,7 +19,7 @@ from connectors.api.compat import credential_misfit
 from connectors.api.crd import render_all
 from connectors.api.words import PATTERN_WORDS
 from connectors.cli import main
-from connectors.planning.listeners import AccountSource, plan_accounts
+from connectors.planning.accounts import AccountSource, plan_accounts
 from connectors.planning.status import validate_connection
 from connectors.validate import Problem, validate_paths
 

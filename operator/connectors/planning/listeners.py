@@ -1,5 +1,7 @@
 """Pure planning for listeners: one Deployment and Service per namespace and protocol.
 
+The accounts they serve are planned in accounts.py.
+
 Every partner-initiated Connection of a namespace becomes one account in the
 listener of its protocol. The listener's objects are owned by every Connection
 that has an account in it, so the garbage collector removes the listener with
@@ -8,12 +10,11 @@ the last one, even while the operator is down.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from ..api.accounts import Account, AccountTable, permissions_for, secret_name
-from ..api.common import API_VERSION
+from ..api.accounts import secret_name
 from ..api.connection import ConnectionSpec
+from .accounts import AccountPlan, owner_references
 from .config import LABEL_LISTENER, OperatorConfig
 from .objects import (
     base_labels,
@@ -24,7 +25,7 @@ from .objects import (
     resources,
     tmp_volume,
 )
-from .readiness import STATE_CONFIGMAP, table_digest
+from .readiness import STATE_CONFIGMAP
 
 PROTOCOL_OF_METHOD = {"SFTP": "sftp", "FTP": "ftp", "Email": "smtp"}
 HOST_KEY_SECRET = "connectors-sftp-hostkey"
@@ -73,113 +74,6 @@ def listener_labels(protocol: str) -> dict[str, str]:
     return {**base_labels("listener"), LABEL_LISTENER: protocol}
 
 
-@dataclass(frozen=True)
-class AccountSource:
-    """What one Connection contributes to its listener's account table."""
-
-    connection: str
-    uid: str
-    spec: ConnectionSpec
-    username: str
-    password_hash: str | None
-    authorized_keys: tuple[str, ...]
-    credential: str = ""
-    """The Credential's name: one login serves the Connections of one Credential."""
-    created: str = ""
-    """The Connection's creationTimestamp (RFC 3339 sorts as text); "" when unknown."""
-    credential_created: str = ""
-    """The Credential's creationTimestamp."""
-
-    @property
-    def place(self) -> str:
-        """Where the partner sees this Connection: "/" or its folder."""
-        return f"/{self.spec.folder}/" if self.spec.folder else "/"
-
-
-@dataclass(frozen=True)
-class AccountPlan:
-    table: AccountTable
-    owners: list[AccountSource]
-    # Connection name -> why it has no account (a username another Connection holds).
-    conflicts: dict[str, str]
-
-
-def plan_accounts(sources: list[AccountSource],
-                  current: AccountTable | None = None) -> AccountPlan:
-    """One account per Connection, grouped into logins by username.
-
-    A username belongs to one Credential: the oldest that claims it (creation
-    time, then name), so a newer Credential can never take over a partner's
-    login. That Credential's Connections share the login, each at its own
-    place (the root, or spec.folder); a place already taken stays with the
-    older Connection. Either way the newer one gets no account and a conflict
-    that names the fix, and no existing account changes.
-
-    Creation times have a resolution of one second: between two objects of
-    the same second, the one that holds the login or place in the `current`
-    table keeps it, so a tie can never move a partner's login either.
-    """
-    incumbent = {(a.username, a.connection) for a in current.accounts} if current else set()
-    holding = {(s.username, s.credential) for s in sources
-               if (s.username, s.connection) in incumbent}
-    holders: dict[str, AccountSource] = {}
-    for source in sorted(sources, key=lambda s: (
-            s.credential_created, (s.username, s.credential) not in holding, s.credential)):
-        holders.setdefault(source.username, source)
-    places: dict[tuple[str, str], str] = {}
-    accounts: list[Account] = []
-    owners: list[AccountSource] = []
-    conflicts: dict[str, str] = {}
-    for source in sorted(sources, key=lambda s: (
-            s.created, (s.username, s.connection) not in incumbent, s.connection)):
-        holder = holders[source.username]
-        if source.credential != holder.credential:
-            conflicts[source.connection] = (
-                f"username {source.username} is already the login of Credential "
-                f"{holder.credential or holder.connection} (Connection {holder.connection}) on "
-                f"the same listener, which is older: give Credential "
-                f"{source.credential or source.connection} another username")
-            continue
-        taken = places.get((source.username, source.place))
-        if taken is not None:
-            conflicts[source.connection] = (
-                f"Connection {taken} already appears at {source.place} for login "
-                f"{source.username}, which this Connection shares: set spec.folder (for "
-                f"example {source.connection!r}) so that each Connection has its own place")
-            continue
-        places[(source.username, source.place)] = source.connection
-        owners.append(source)
-        accounts.append(Account(
-            username=source.username,
-            connection=source.connection,
-            direction=source.spec.direction,
-            home=source.connection,
-            permissions=permissions_for(source.spec.direction),
-            filename_pattern=source.spec.filename_pattern,
-            password_hash=source.password_hash,
-            authorized_keys=list(source.authorized_keys),
-            suspended=source.spec.suspend,
-            delete_after_download=source.spec.delete_after_download,
-            folder=source.spec.folder,
-            allowed_senders=_allowed_senders(source.spec),
-        ))
-    return AccountPlan(AccountTable(accounts=accounts), owners, conflicts)
-
-
-def _allowed_senders(spec: ConnectionSpec) -> list[str] | None:
-    senders = spec.email.allowed_senders if spec.email is not None else None
-    return list(senders) if senders is not None else None
-
-
-def _owner_references(owners: list[AccountSource]) -> list[dict[str, Any]]:
-    # Many owners, none the controller: the object lives while any of them does.
-    return [
-        {"apiVersion": API_VERSION, "kind": "Connection", "name": o.connection, "uid": o.uid,
-         "controller": False, "blockOwnerDeletion": False}
-        for o in owners
-    ]
-
-
 def account_secret(namespace: str, protocol: str, plan: AccountPlan) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -189,7 +83,7 @@ def account_secret(namespace: str, protocol: str, plan: AccountPlan) -> dict[str
             "name": secret_name(protocol),
             "namespace": namespace,
             "labels": listener_labels(protocol),
-            "ownerReferences": _owner_references(plan.owners),
+            "ownerReferences": owner_references(plan.owners),
         },
         "stringData": {"accounts.json": plan.table.render()},
     }
@@ -306,7 +200,7 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                     "ownerReferences": _owner_references(plan.owners)},
+                     "ownerReferences": owner_references(plan.owners)},
         "spec": {
             "replicas": config.listener_replicas,
             "selector": {"matchLabels": labels},
@@ -360,7 +254,7 @@ def listener_service(namespace: str, protocol: str, config: OperatorConfig,
         spec["externalTrafficPolicy"] = config.listener_external_traffic_policy
     metadata: dict[str, Any] = {"name": listener_name(protocol), "namespace": namespace,
                                 "labels": listener_labels(protocol),
-                                "ownerReferences": _owner_references(plan.owners)}
+                                "ownerReferences": owner_references(plan.owners)}
     if config.listener_service_annotations:
         metadata["annotations"] = dict(config.listener_service_annotations)
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
@@ -408,14 +302,6 @@ def listener_identity(namespace: str, config: OperatorConfig) -> list[dict[str, 
                      "name": name},
          "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
     ]
-
-
-def account_fingerprints(table: AccountTable) -> dict[str, str]:
-    """Per Connection, a digest of its account as the table holds it: the listener
-    serves the Connection as configured only if it has loaded a table in which
-    this digest is the same."""
-    return {a.connection: table_digest(a.model_dump_json(by_alias=True))
-            for a in table.accounts}
 
 
 def state_configmap(namespace: str) -> dict[str, Any]:

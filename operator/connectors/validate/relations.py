@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from ..api.compat import credential_misfit
 from ..api.connection import ConnectionSpec
 from ..api.credential import CredentialSpec
+from ..planning.accounts import AccountSource, plan_accounts
 from ..planning.credentials import username_for
-from ..planning.listeners import AccountSource, plan_accounts, protocol_of
+from ..planning.listeners import protocol_of
 from .checks import WARNING, Parsed, Problem
 
 Key = tuple[str, str]

@@ -24,6 +24,7 @@ from ...api.accounts import (
 from ...api.compat import credential_misfit
 from ...api.connection import ConnectionSpec
 from ...api.credential import CredentialSpec
+from ...planning import accounts
 from ...planning import credentials as credential_plan
 from ...planning import listeners as plan
 from ...planning.conditions import find
@@ -105,13 +106,13 @@ class ListenerSync:
     def run(self, namespace: str, members: Iterable[Member],
             credentials: dict[str, dict[str, Any]]) -> SyncResult:
         result = SyncResult()
-        by_protocol: dict[str, list[plan.AccountSource]] = {p: [] for p in PROTOCOLS}
+        by_protocol: dict[str, list[accounts.AccountSource]] = {p: [] for p in PROTOCOLS}
         for member in members:
             source = self._source(namespace, member, credentials, result)
             if source is not None:
                 by_protocol[plan.protocol_of(member.spec)].append(source)
         for protocol, sources in by_protocol.items():
-            account_plan = plan.plan_accounts(sources, self._current_table(namespace, protocol))
+            account_plan = accounts.plan_accounts(sources, self._current_table(namespace, protocol))
             result.problems.update(account_plan.conflicts)
             if account_plan.owners:
                 self._ensure(namespace, protocol, account_plan, result)
@@ -120,7 +121,7 @@ class ListenerSync:
         return result
 
     def _source(self, namespace: str, member: Member, credentials: dict[str, dict[str, Any]],
-                result: SyncResult) -> plan.AccountSource | None:
+                result: SyncResult) -> accounts.AccountSource | None:
         """The member's account, or None (with the reason) when its Credential cannot serve."""
         ref = member.spec.credential_ref.name
         body = credentials.get(ref)
@@ -146,12 +147,12 @@ class ListenerSync:
             keys = tuple(line.strip() for line in (spec.public_key or "").splitlines()
                          if line.strip() and not line.strip().startswith("#"))
         username = credential_plan.username_for(ref, spec)
-        return plan.AccountSource(
+        return accounts.AccountSource(
             member.name, member.uid, member.spec, username, password_hash, keys,
             credential=ref, created=member.created,
             credential_created=(body.get("metadata") or {}).get("creationTimestamp", ""))
 
-    def _ensure(self, namespace: str, protocol: str, account_plan: plan.AccountPlan,
+    def _ensure(self, namespace: str, protocol: str, account_plan: accounts.AccountPlan,
                 result: SyncResult) -> None:
         self.ensure_data_claim(namespace)
         if namespace not in self._prepared:
@@ -166,7 +167,7 @@ class ListenerSync:
         secret = plan.account_secret(namespace, protocol, account_plan)
         self.kube.apply(secret)
         self._tables[(namespace, protocol)] = account_plan.table
-        fingerprints = plan.account_fingerprints(account_plan.table)
+        fingerprints = accounts.account_fingerprints(account_plan.table)
         self.remember(namespace, protocol, table_digest(secret["stringData"][SECRET_KEY]),
                       fingerprints)
         result.accounts.update(fingerprints)
