@@ -220,7 +220,8 @@ def examples_reach_ready(cluster: Cluster, namespace: str) -> None:
 def deleted_children_come_back(cluster: Cluster, namespace: str) -> None:
     for kind, name in (("CronJob", "transfer-shandalear-audiences"),
                        ("Deployment", "connectors-sftp"),
-                       ("Secret", "connectors-accounts-sftp")):
+                       ("Secret", "connectors-accounts-sftp"),
+                       ("ConfigMap", "connectors-listener-state")):
         cluster.kubectl("delete", kind.lower(), name, "-n", namespace, "--wait=true")
         eventually(lambda kind=kind, name=name: read(cluster, kind, namespace, name),
                    60, f"{kind} {name} to be restored")

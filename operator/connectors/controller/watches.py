@@ -145,6 +145,10 @@ class Watches:
     async def listener_state(self, event_type: str, body: Body) -> None:
         """A listener pod reported the account table it serves."""
         namespace = body["metadata"]["namespace"]
+        if event_type == "DELETED":
+            # The pods could report nothing any more: the sync makes it again.
+            self.operator.listener_sync.forget_prepared(namespace)
+            self.operator.namespace_queue.add(namespace)
         state = {} if event_type == "DELETED" else dict(body.get("data") or {})
         if self.operator.caches.listener_state.get(namespace) != state:
             self.operator.caches.listener_state[namespace] = state

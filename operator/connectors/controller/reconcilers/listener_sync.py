@@ -229,6 +229,10 @@ class ListenerSync:
     def forget_tls_certificate(self, namespace: str) -> None:
         self._tls_made.discard(namespace)
 
+    def forget_prepared(self, namespace: str) -> None:
+        """The listener identity or state ConfigMap was deleted: make them again."""
+        self._prepared.discard(namespace)
+
     def forget_host_key(self, namespace: str) -> None:
         self._host_keys.pop(namespace, None)
 

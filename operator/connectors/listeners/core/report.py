@@ -110,13 +110,8 @@ class KubernetesReporter:
         self._events: dict[tuple[str, str], tuple[str, int, float]] = {}
 
     def report(self, record: TransferRecord) -> None:
-        if record.refused:
-            connection = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, self.PLURAL, record.connection,
-                _request_timeout=10)
-        else:
-            connection = self.patch_status(record)
-        self.post_event(record, connection if isinstance(connection, dict) else {})
+        connection = None if record.refused else self.patch_status(record)
+        self.post_event(record, connection)
 
     def patch_status(self, record: TransferRecord) -> dict[str, Any]:
         # Every field, absent ones as null: a merge patch merges objects, so
@@ -128,7 +123,9 @@ class KubernetesReporter:
         )
         return result if isinstance(result, dict) else {}
 
-    def post_event(self, record: TransferRecord, connection: dict[str, Any]) -> None:
+    def post_event(self, record: TransferRecord, connection: dict[str, Any] | None) -> None:
+        """`connection`: the Connection as last read, if at hand; it is read only
+        when a new event needs its uid."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
@@ -147,6 +144,11 @@ class KubernetesReporter:
             except ApiException as err:
                 if err.status != 404:
                     raise
+        if connection is None:
+            found: Any = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, self.PLURAL, record.connection,
+                _request_timeout=10)
+            connection = found if isinstance(found, dict) else {}
         metadata = connection.get("metadata", {})
         event = client.CoreV1Event.from_dict({
             "metadata": {"generateName": f"{record.connection}.", "namespace": self.namespace},

@@ -50,14 +50,19 @@ class StateReporter:
         self._patch(None)
 
     def _work(self) -> None:
+        delay = 1.0
         while not self._stop.is_set():
             self._pending.wait()
             self._pending.clear()
             if self._stop.is_set():
                 return
-            value = self._latest
-            if not self._patch(value) and not self._stop.wait(2.0):
-                self._pending.set()  # the API may be down: try again
+            if self._patch(self._latest):
+                delay = 1.0
+            elif not self._stop.wait(delay):
+                # The API may be down, or the ConfigMap gone until the operator
+                # makes it again: retry, less and less often.
+                delay = min(delay * 2, 60.0)
+                self._pending.set()
 
     def _patch(self, value: str | None) -> bool:
         try:
