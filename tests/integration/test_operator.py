@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
+from connectors.planning.credentials import certificate_facts
 from tests.conftest import Cluster
 from tests.integration import operator_scenarios as scenarios
 from tests.support.operator import OperatorProcess, wait_until_watching
@@ -240,8 +241,12 @@ spec:
     # Another reconcile (a spec edit) keeps the same certificate.
     crds.kubectl("patch", "connection", "tls-clicks", "-n", ns, "--type=merge", "-p",
                  json.dumps({"spec": {"displayName": "TLS clicks"}}))
-    scenarios.wait_configured(crds, ns, "tls-clicks")
+    configured = scenarios.wait_configured(crds, ns, "tls-clicks")
     again = scenarios.read(crds, "Secret", ns, "connectors-listener-tls")
+    # status.endpoint shows the certificate's fingerprint, for the partner to check.
+    pem = base64.b64decode(again.data["tls.crt"]).decode()
+    assert configured["status"]["endpoint"]["tlsCertificateFingerprint"] == \
+        certificate_facts(pem).sha256
     assert again is not None
     assert first is not None
     assert again.metadata.uid == first.metadata.uid

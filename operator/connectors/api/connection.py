@@ -332,6 +332,9 @@ class Endpoint(Model):
     host_key_fingerprint: str | None = None
     """SFTP: the listener's host key fingerprint (SHA256), for the partner to check on
     first connection. It stays the same across restarts."""
+    tls_certificate_fingerprint: str | None = None
+    """FTP and Email: the SHA-256 fingerprint of the listener's TLS certificate, for
+    the partner to check (it changes when the certificate is renewed)."""
 
 
 class LastTransfer(Model):

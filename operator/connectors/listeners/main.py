@@ -43,6 +43,7 @@ from connectors.listeners.core.report import (
     reporter_from_environment,
 )
 from connectors.listeners.core.state import StateReporter, state_reporter_from_environment
+from connectors.listeners.core.tls import CertificateReloader
 from connectors.options import env_flag, env_option
 from connectors.ports import (
     LISTENER_CONTAINER_PORTS,
@@ -101,6 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            default=120, help="smtp, mail servers on --port: messages per minute from one "
            "client address (behind a Service without externalTrafficPolicy Local, every "
            "client has a node's address) (0: no limit)")
+    option("--tls-poll-seconds", env="CONNECTORS_TLS_POLL_SECONDS", type=float, default=30.0,
+           help="ftp, smtp: how often the certificate files are checked for a renewal")
     option("--idle-timeout", env="CONNECTORS_IDLE_TIMEOUT", type=float, default=600.0,
            help="seconds without activity before a session is closed")
     option("--max-sessions-per-account", env="CONNECTORS_MAX_SESSIONS_PER_ACCOUNT", type=int,
@@ -277,6 +280,11 @@ def run_ftp(args: argparse.Namespace, common: Common) -> int:
                                      common.reporter, settings, common.address, common.port)
     stop = threading.Event()
     on_termination(stop.set)
+    reloader = certificate_reloader(args)
+    if reloader is not None:
+        reloader.subscribe(lambda: ftp_server.renew_certificate(server, settings))
+        # Checked in the server's own loop: the one thread that makes connections.
+        server.ioloop.call_every(reloader.poll_seconds, reloader.check)
     log.info("ftp listening on %s:%d", common.address, server.address[1])
     ftp_server.serve_until(server, stop)
     return 0
@@ -304,5 +312,14 @@ def run_smtp(args: argparse.Namespace, common: Common) -> int:
     on_termination(stop.set)
     smtp_server.serve_until(common.accounts, common.data_root, common.defender,
                             common.reporter, settings, common.address, common.port,
-                            args.submission_port, stop)
+                            args.submission_port, stop, certificate_reloader(args))
     return 0
+
+
+def certificate_reloader(args: argparse.Namespace) -> CertificateReloader | None:
+    """Watches the mounted certificate for renewals (cert-manager's, say)."""
+    if not args.tls_cert_file:
+        return None
+    cert = Path(args.tls_cert_file)
+    return CertificateReloader(cert, Path(args.tls_key_file) if args.tls_key_file else cert,
+                               poll_seconds=args.tls_poll_seconds)

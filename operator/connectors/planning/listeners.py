@@ -269,7 +269,8 @@ def _public_port(name: str, config: OperatorConfig) -> int:
 
 
 def endpoint(namespace: str, connection: str, spec: ConnectionSpec, username: str,
-             config: OperatorConfig, host_key_fingerprint: str | None) -> dict[str, Any]:
+             config: OperatorConfig, host_key_fingerprint: str | None,
+             tls_fingerprint: str | None = None) -> dict[str, Any]:
     """Where the partner connects and as whom. For Email: the address to send to,
     the host and port where mail servers deliver (the MX), and the submission port
     for partners who log in with the Credential."""
@@ -285,6 +286,8 @@ def endpoint(namespace: str, connection: str, spec: ConnectionSpec, username: st
         result["folder"] = f"/{spec.folder}/" if spec.folder else "/"
     if protocol == "sftp" and host_key_fingerprint:
         result["hostKeyFingerprint"] = host_key_fingerprint
+    if protocol in TLS_PROTOCOLS and tls_fingerprint:
+        result["tlsCertificateFingerprint"] = tls_fingerprint
     return result
 
 

@@ -101,7 +101,8 @@ class ConnectionReconciler:
         protocol = listener_plan.protocol_of(spec)
         username = ((credential_body or {}).get("status") or {}).get("username", "")
         endpoint = listener_plan.endpoint(meta["namespace"], meta["name"], spec, username,
-                                          self.config, result.host_key_fingerprint)
+                                          self.config, result.host_key_fingerprint,
+                                          result.tls_fingerprint)
         pods = self.caches.pods_in(meta["namespace"])
         claim_phase = None
         if not any(pod.protocol == protocol and pod.ready for pod in pods):

@@ -54,6 +54,8 @@ class SyncResult:
 
     problems: dict[str, str] = field(default_factory=dict)
     host_key_fingerprint: str | None = None
+    # The FTP and SMTP listeners' certificate, when one was read.
+    tls_fingerprint: str | None = None
     # Per Connection with an account: its fingerprint in the table just written.
     accounts: dict[str, str] = field(default_factory=dict)
 
@@ -163,7 +165,7 @@ class ListenerSync:
         if protocol == "sftp":
             result.host_key_fingerprint = self._host_key(namespace)
         if protocol in plan.TLS_PROTOCOLS:
-            self._tls_certificate(namespace)
+            result.tls_fingerprint = self._tls_certificate(namespace)
         secret = plan.account_secret(namespace, protocol, account_plan)
         self.kube.apply(secret)
         self._tables[(namespace, protocol)] = account_plan.table
@@ -217,14 +219,21 @@ class ListenerSync:
             self.kube.create(data_claim(namespace, self.config))
             self._claims.add(namespace)
 
-    def _tls_certificate(self, namespace: str) -> None:
+    def _tls_certificate(self, namespace: str) -> str | None:
         """The namespace's listener certificate: the platform's own Secret when
-        configured, else a self-signed one made once (create never replaces)."""
-        if self.config.listener_tls_secret or namespace in self._tls_made:
-            return
-        cert, key = credential_plan.new_self_signed_certificate(plan.tls_names(namespace))
-        self.kube.create(plan.tls_secret(namespace, cert, key))
-        self._tls_made.add(namespace)
+        configured, else a self-signed one made once (create never replaces).
+        Returns its SHA-256 fingerprint, for status.endpoint."""
+        if not self.config.listener_tls_secret and namespace not in self._tls_made:
+            cert, key = credential_plan.new_self_signed_certificate(plan.tls_names(namespace))
+            self.kube.create(plan.tls_secret(namespace, cert, key))
+            self._tls_made.add(namespace)
+        # Read each sync: a platform's Secret (cert-manager's) is renewed by others.
+        secret = self.kube.get("Secret", namespace, plan.tls_secret_name(self.config))
+        pem = decode(secret, "tls.crt") if secret else None
+        try:
+            return credential_plan.certificate_facts(pem).sha256 if pem else None
+        except ValueError:
+            return None  # not a certificate: the listener will say so
 
     def forget_tls_certificate(self, namespace: str) -> None:
         self._tls_made.discard(namespace)

@@ -215,3 +215,15 @@ def serve_until(server: FTPServer, stop: Event) -> None:
             server.ioloop.loop(timeout=0.5, blocking=False)
     finally:
         server.close_all()
+
+
+def renew_certificate(server: FTPServer, settings: FtpSettings) -> None:
+    """New connections present the renewed certificate; sessions in progress
+    keep theirs. Run in the server's loop (see CertificateReloader)."""
+    handler = server.handler
+    if settings.tls_cert_file is None:
+        return
+    cert = settings.tls_cert_file
+    key = settings.tls_key_file or cert
+    handler.ssl_context = pyopenssl_server_context(cert, key)
+    handler.data_ssl_context = pyopenssl_server_context(cert, key, tls12_only=True)

@@ -56,7 +56,7 @@ from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.login_gate import Admission, LoginGate
 from connectors.listeners.core.places import Login
 from connectors.listeners.core.report import TransferReporter, report_refused
-from connectors.listeners.core.tls import stdlib_server_context
+from connectors.listeners.core.tls import CertificateReloader
 from connectors.listeners.smtp.landing import Inbox, MessageRefused
 from connectors.listeners.smtp.policy import (
     NO_AUTH_HERE,
@@ -68,6 +68,7 @@ from connectors.listeners.smtp.policy import (
     recipient_refusal,
     reply_text,
 )
+from connectors.listeners.smtp.tls import renew_certificate, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -305,13 +306,6 @@ class ListenerController(Controller):
         return ListenerSMTP(self.handler, **self.SMTP_kwargs)
 
 
-def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
-    if settings.tls_cert_file is None:
-        return None
-    return stdlib_server_context(settings.tls_cert_file,
-                                 settings.tls_key_file or settings.tls_cert_file)
-
-
 @dataclass
 class Shared:
     """What both ports use."""
@@ -376,9 +370,13 @@ def build_controllers(accounts: AccountsFile, data_root: Path, defender: Defende
 
 def serve_until(accounts: AccountsFile, data_root: Path, defender: Defender,
                 reporter: TransferReporter, settings: SmtpSettings, address: str,
-                port: int, submission_port: int, stop: Event) -> None:
+                port: int, submission_port: int, stop: Event,
+                reloader: CertificateReloader | None = None) -> None:
     controllers = build_controllers(accounts, data_root, defender, reporter, settings,
                                     address, port, submission_port)
+    if reloader is not None:
+        reloader.subscribe(lambda: renew_certificate(controllers, settings))
+        reloader.start()
     started: list[Controller] = []
     try:
         for controller in controllers:
@@ -392,5 +390,7 @@ def serve_until(accounts: AccountsFile, data_root: Path, defender: Defender,
         while not stop.wait(1.0):
             pass
     finally:
+        if reloader is not None:
+            reloader.stop()
         for controller in reversed(started):
             controller.stop()
