@@ -119,6 +119,3 @@ class PartnerView:
 
     def is_root(self, path: str) -> bool:
         return not parts(normalize(path))
-
-    def place_of(self, connection: str) -> Place | None:
-        return next((p for p in self.places if p.account.connection == connection), None)
