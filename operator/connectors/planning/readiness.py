@@ -51,9 +51,10 @@ def listener_verdict(connection: str, protocol: str, account: str, username: str
         if claim_phase is not None and claim_phase != "Bound":
             return Verdict(
                 "WorkloadReady", FALSE, "VolumeNotBound",
-                f"the data volume claim connectors-data is {claim_phase}, so listener "
-                f"{listener} cannot start: the storage class must provide a volume (chart "
-                "value data.storageClass); see kubectl describe pvc connectors-data")
+                f"the data volume claim connectors-data is {claim_phase}: no volume is bound "
+                f"yet, so listener {listener} cannot start. A storage class that binds on "
+                "first use does so within moments; if this lasts, check the storage class "
+                "(chart value data.storageClass): kubectl describe pvc connectors-data")
         return Verdict(
             "WorkloadReady", FALSE, "ListenerNotReady",
             f"no pod of listener {listener} is Ready, so partners cannot connect: see "
