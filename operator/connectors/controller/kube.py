@@ -8,7 +8,6 @@ blocking; the reconcilers run them in a thread.
 
 from __future__ import annotations
 
-import datetime
 import fnmatch
 import json
 import logging
@@ -20,6 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from ..api.common import API_VERSION, GROUP, VERSION
+from ..clock import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ PATHS = {
     "Connection": (f"/apis/{GROUP}/{VERSION}", "connections"),
     "Credential": (f"/apis/{GROUP}/{VERSION}", "credentials"),
 }
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def load_api_client(kubeconfig: str | None = None,

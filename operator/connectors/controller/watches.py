@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 
 from ..api.common import GROUP, VERSION
+from ..api.connection import is_platform_initiated
 from ..planning.config import (
     LABEL_COMPONENT,
     LABEL_CONNECTION,
@@ -172,7 +173,9 @@ class Watches:
     def _listener_connections(self, namespace: str) -> None:
         """Judges again every Connection a listener of the namespace serves."""
         for name, connection in self.operator.caches.in_namespace(namespace):
-            if _partner_initiated(connection):
+            spec = connection.get("spec") or {}
+            if not is_platform_initiated(str(spec.get("direction")),
+                                         str(spec.get("methodology"))):
                 self.operator.connection_queue.add((namespace, name))
 
     def _dependents(self, namespace: str, credential: str) -> None:
@@ -197,11 +200,6 @@ WATCHES: tuple[Watch, ...] = (
 def pod_ready(body: Body) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (body.get("status") or {}).get("conditions") or [])
-
-
-def _partner_initiated(connection: Body) -> bool:
-    spec = connection.get("spec") or {}
-    return (spec.get("direction") == "Inbound") == (spec.get("methodology") == "Push")
 
 
 def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...api.connection import DEFAULT_SCHEDULE, ConnectionSpec
+from ...clock import now_rfc3339
 from ...planning import jobs as job_plan
 from ...planning import listeners as listener_plan
 from ...planning.conditions import (
@@ -32,7 +33,7 @@ from ...planning.status import credential_verdict, validate_connection
 from ..announcements import Announcer
 from ..caches import Caches
 from ..coalescer import Coalescer
-from ..kube import Kube, now_rfc3339
+from ..kube import Kube
 from .listener_sync import ListenerSync, SyncResult
 
 log = logging.getLogger(__name__)

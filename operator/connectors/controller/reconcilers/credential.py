@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...api.credential import CredentialSpec
+from ...clock import now_rfc3339
 from ...planning import credentials as plan
 from ...planning.conditions import (
     FALSE,
@@ -26,7 +27,7 @@ from ...planning.config import (
     MANAGED_BY,
 )
 from ...planning.objects import owner_reference
-from ..kube import Kube, now_rfc3339
+from ..kube import Kube
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ...clock import now_rfc3339
 from ..caches import Caches
-from ..kube import Kube, now_rfc3339
+from ..kube import Kube
 
 
 class JobResults:
