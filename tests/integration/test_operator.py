@@ -253,6 +253,48 @@ spec:
     assert again.data == first.data
 
 
+def test_plain_ftp_is_an_opt_in_with_a_warning(crds: Cluster, ns: str) -> None:
+    """FTPS is required unless a Connection opts out; opting out is said in a
+    False condition and a Warning event, and does not keep it from Ready."""
+    scenarios.apply(crds, ns, """
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: legacy-login}
+spec: {type: Password, username: legacy}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: legacy-clicks}
+spec:
+  direction: Inbound
+  dataType: Clicks
+  method: FTP
+  methodology: Push
+  credentialRef: {name: legacy-login}
+  filenamePattern: "clicks_*.csv"
+  ftp: {allowPlainFtp: true}
+""")
+    configured = scenarios.wait_configured(crds, ns, "legacy-clicks")
+    encrypted = scenarios.condition(configured, "Encrypted")
+    assert (encrypted["status"], encrypted["reason"]) == ("False", "PlainFtpAllowed")
+    assert "allowPlainFtp" in encrypted["message"]
+    eventually(lambda: [e for e in client.CoreV1Api(crds.api_client()).list_namespaced_event(
+        ns, field_selector="involvedObject.name=legacy-clicks").items
+        if e.reason == "PlainFtpAllowed" and e.type == "Warning"], 60, "the Warning event")
+    table = eventually(lambda: scenarios.account_table(crds, ns, "ftp"), 60, "the FTP accounts")
+    assert [a.plain_ftp for a in table.accounts] == [True]
+
+    crds.kubectl("patch", "connection", "legacy-clicks", "-n", ns, "--type=json", "-p",
+                 json.dumps([{"op": "remove", "path": "/spec/ftp"}]))
+
+    def required() -> bool:
+        obj = scenarios.get(crds, ns, "connections", "legacy-clicks")
+        return scenarios.condition(obj, "Encrypted").get("reason") == "FtpsRequired"
+    eventually(required, 60, "Encrypted=True once the opt-in is removed")
+    eventually(lambda: (t := scenarios.account_table(crds, ns, "ftp")) is not None
+               and [a.plain_ftp for a in t.accounts] == [False], 60, "the table to follow")
+
+
 def test_a_namespace_with_only_transfer_jobs_gets_its_data_volume(
         crds: Cluster, operator: OperatorProcess) -> None:
     """A transfer Job's pod mounts the namespace's data volume claim: with no

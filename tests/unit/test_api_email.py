@@ -109,14 +109,16 @@ def test_allowed_senders_reach_the_account_table() -> None:
 
 
 def test_a_table_without_allowed_senders_renders_as_before() -> None:
-    """Listeners refuse unknown keys: the new key appears only where it is set,
-    so an older listener still reads every table that does not use it."""
+    """Listeners refuse unknown keys: the newer keys appear only where they are set,
+    so an older listener still reads every table that does not use them."""
     account = Account(username="u", connection="c", direction="Inbound", home="c",
                       permissions=permissions_for("Inbound"))
     rendered = AccountTable(accounts=[account]).render()
     [written] = json.loads(rendered)["accounts"]
     every_other_field = {field.alias or name for name, field in Account.model_fields.items()
-                         if name != "allowed_senders"}
+                         if name not in ("allowed_senders", "plain_ftp")}
     assert set(written) == every_other_field
     with_senders = account.model_copy(update={"allowed_senders": ["acme.example"]})
     assert '"allowedSenders": [' in AccountTable(accounts=[with_senders]).render()
+    plain = account.model_copy(update={"plain_ftp": True})
+    assert '"plainFtp": true' in AccountTable(accounts=[plain]).render()

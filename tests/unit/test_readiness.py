@@ -6,6 +6,7 @@ import pytest
 
 from connectors.api.connection import ConnectionSpec
 from connectors.planning.config import OperatorConfig
+from connectors.planning.status import encryption_verdict
 from connectors.planning.readiness import (
     ListenerPod,
     listener_verdict,
@@ -70,3 +71,35 @@ def test_outbound_email_needs_a_relay() -> None:
     assert (missing.status, missing.reason) == ("False", "RelayNotConfigured")
     assert "--smtp-relay" in missing.message
     assert transfer_prerequisite(spec, OperatorConfig(smtp_relay="relay:25")) is None
+
+
+def _ftp(**spec: object) -> ConnectionSpec:
+    return ConnectionSpec.model_validate({
+        "dataType": "Conversions", "method": "FTP", "credentialRef": {"name": "c"},
+        "filenamePattern": "conversions_*.csv", **spec})
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    (_ftp(direction="Inbound", methodology="Push"), ("True", "FtpsRequired")),
+    (_ftp(direction="Inbound", methodology="Push", ftp={"allowPlainFtp": True}),
+     ("False", "PlainFtpAllowed")),
+    (_ftp(direction="Inbound", methodology="Pull",
+          remote={"host": "ftp.partner.example", "folder": "/out"}), ("False", "PlainFtp")),
+    (_ftp(direction="Inbound", methodology="Pull",
+          remote={"host": "ftp.partner.example", "folder": "/out", "tls": "Explicit"}),
+     ("True", "Ftps")),
+])
+def test_ftp_says_whether_it_is_encrypted(spec: ConnectionSpec,
+                                          expected: tuple[str, str]) -> None:
+    verdict = encryption_verdict(spec)
+    assert verdict is not None
+    assert (verdict.status, verdict.reason) == expected
+    if verdict.status == "False":
+        assert "readable" in verdict.message
+
+
+def test_sftp_has_no_encryption_condition() -> None:
+    spec = ConnectionSpec.model_validate({
+        "direction": "Inbound", "dataType": "Conversions", "method": "SFTP",
+        "methodology": "Push", "credentialRef": {"name": "c"}})
+    assert encryption_verdict(spec) is None

@@ -102,13 +102,20 @@ class Account(Model):
     allowed_senders: list[str] | None = None
     """SMTP: who may deliver without logging in (addresses, or domains as
     example.com or @example.com); None: any sender."""
+    plain_ftp: bool = False
+    """FTP: the Connection lets its partner log in without TLS."""
 
     @model_serializer(mode="wrap")
-    def _omit_absent_senders(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Settings of one protocol stay out of the others' tables, and a table
+        # that did not use them renders to the bytes it always did.
         data: dict[str, Any] = handler(self)
         if self.allowed_senders is None:
             data.pop("allowedSenders", None)
             data.pop("allowed_senders", None)
+        if not self.plain_ftp:
+            data.pop("plainFtp", None)
+            data.pop("plain_ftp", None)
         return data
 
 

@@ -86,6 +86,10 @@ def _inbound_email_push(s: ConnectionSpec) -> bool:
     return s.method == "Email" and s.direction == "Inbound" and s.methodology == "Push"
 
 
+def _ftp_listener(s: ConnectionSpec) -> bool:
+    return s.method == "FTP" and not _platform(s)
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         ".dataType",
@@ -203,6 +207,13 @@ RULES: tuple[Rule, ...] = (
         or len(s.email.allowed_senders) > 0,
     ),
     Rule(
+        ".ftp",
+        f"!has(self.ftp) || (self.method == 'FTP' && !{_PLATFORM_INITIATED})",
+        "ftp applies only to FTP Connections the partner starts (Inbound Push, Outbound "
+        "Pull), which use the platform's FTP listener: remove it",
+        lambda s: s.ftp is None or _ftp_listener(s),
+    ),
+    Rule(
         ".folder",
         f"!has(self.folder) || !{_PLATFORM_INITIATED}",
         "folder is where the partner sees the files on the platform's listener, so only "
@@ -219,6 +230,17 @@ RULES: tuple[Rule, ...] = (
         or (s.direction == "Outbound" and s.methodology == "Pull"),
     ),
 )
+
+
+class FtpListenerSettings(Model):
+    """FTP Connections the partner starts: how the partner may reach the listener."""
+
+    allow_plain_ftp: bool = False
+    """Let the partner log in without TLS. The listener requires explicit FTPS (AUTH TLS,
+    then PROT P) by default, because plain FTP sends the password and the files readable
+    by anyone on the path. Only for a partner whose client cannot do FTPS; the Connection
+    then carries Encrypted=False and a Warning. A login allows plain FTP only when every
+    Connection of its Credential on the listener allows it."""
 
 
 class Remote(Model):
@@ -290,6 +312,8 @@ class ConnectionSpec(Model):
     (Inbound+Pull, Outbound+Push), refused otherwise."""
     email: EmailSettings | None = None
     """Inbound Email Push only: who may deliver mail to the Connection's address."""
+    ftp: FtpListenerSettings | None = None
+    """FTP Connections the partner starts only: whether the partner may skip TLS."""
     schedule: Annotated[str, Field(max_length=64, pattern=SCHEDULE_PATTERN)] | None = None
     """Cron schedule of the transfer job (platform-initiated only); default every 15
     minutes, "*/15 * * * *"."""

@@ -77,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option("--tls-key-file", env="CONNECTORS_TLS_KEY_FILE",
            help="ftp, smtp: TLS private key (PEM)")
     env_flag(parser, "--require-tls", env="CONNECTORS_REQUIRE_TLS",
-             help="ftp: refuse login before TLS; smtp: refuse mail before STARTTLS on the "
+             help="ftp: refuse login before TLS and data without PROT P, except for logins "
+                  "whose Connections all allow plain FTP; smtp: refuse mail before STARTTLS on the "
                   "submission port (mail servers on --port may still deliver in clear text, "
                   "as to any MX) (needs a certificate)")
     option("--passive-ports", env="CONNECTORS_PASSIVE_PORTS",

@@ -105,6 +105,7 @@ def plan_accounts(sources: list[AccountSource],
             delete_after_download=source.spec.delete_after_download,
             folder=source.spec.folder,
             allowed_senders=_allowed_senders(source.spec),
+            plain_ftp=source.spec.ftp is not None and source.spec.ftp.allow_plain_ftp,
         ))
     return AccountPlan(AccountTable(accounts=accounts), owners, conflicts)
 

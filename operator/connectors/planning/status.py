@@ -66,3 +66,27 @@ def credential_verdict(spec: ConnectionSpec, credential: dict[str, Any] | None) 
         return Verdict("CredentialReady", FALSE, "CredentialNotReady",
                        f"Credential {ref} is not ready: {ready.get('message', '')}")
     return Verdict("CredentialReady", TRUE, "CredentialReady", f"using Credential {ref}")
+
+
+def encryption_verdict(spec: ConnectionSpec | None) -> Verdict | None:
+    """FTP only (SFTP and mail always use TLS or SSH): whether passwords and files
+    cross the network encrypted. False is a warning, not a fault: Ready does not
+    depend on it, but `kubectl describe` says it and a Warning event is sent."""
+    if spec is None or spec.method != "FTP":
+        return None
+    if not spec.platform_initiated:
+        if spec.ftp is not None and spec.ftp.allow_plain_ftp:
+            return Verdict("Encrypted", FALSE, "PlainFtpAllowed",
+                           "spec.ftp.allowPlainFtp is true: the partner may log in without "
+                           "TLS, and then the password and the files cross the network "
+                           "readable; remove it once the partner's client can use explicit "
+                           "FTPS (AUTH TLS)")
+        return Verdict("Encrypted", TRUE, "FtpsRequired",
+                       "the partner must use explicit FTPS (AUTH TLS, PROT P)")
+    tls = spec.remote.tls if spec.remote is not None else None
+    if tls in (None, "None"):
+        return Verdict("Encrypted", FALSE, "PlainFtp",
+                       "spec.remote.tls is None: the platform's password and the files "
+                       "cross the network readable; set remote.tls to Explicit or Implicit "
+                       "if the partner's server offers FTPS")
+    return Verdict("Encrypted", TRUE, "Ftps", f"the transfer uses {tls} FTPS")

@@ -6,6 +6,7 @@ import ftplib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -205,6 +206,56 @@ def test_ftps_explicit_and_required(workspace: Workspace) -> None:
         assert json.loads(back.stdout)["size"] == 7
     finally:
         gen.close()
+
+
+def test_plain_ftp_only_for_logins_that_opted_in(workspace: Workspace) -> None:
+    """With --require-tls, a login whose Connections all set allowPlainFtp may skip
+    TLS; every other login is refused before its password is sent, with one
+    message for known and unknown names alike; a TLS login still needs PROT P."""
+    accounts = workspace.default_accounts()
+    plain = accounts[0].model_copy(update={
+        "username": "legacy", "connection": "legacy-conversions",
+        "home": "legacy-conversions", "plain_ftp": True})
+    workspace.write_accounts([*accounts, plain])
+    cert, key = self_signed(workspace.root)
+    gen = listener_fixture(workspace, "ftp", "--tls-cert-file", str(cert),
+                           "--tls-key-file", str(key), "--require-tls")
+    listener = next(gen)
+    try:
+        source = workspace.root / "conversions_plain.csv"
+        source.write_bytes(b"legacy client\n")
+        sent = curl(listener, "-T", str(source), url(listener), user="legacy")
+        assert sent.returncode == 0, sent.stderr
+        assert (workspace.home("legacy-conversions") / "conversions_plain.csv").read_bytes() == (
+            b"legacy client\n")
+
+        replies = []
+        for user in ("acme", "nobody"):
+            client = ftplib.FTP()  # noqa: S321 - the refusal of plain FTP is under test
+            client.connect("127.0.0.1", listener.port, timeout=60)
+            with pytest.raises(ftplib.error_perm) as refused:
+                client.sendcmd(f"USER {user}")
+            replies.append(str(refused.value))
+            client.close()
+        assert replies[0] == replies[1]
+        assert replies[0].startswith("530") and "AUTH TLS" in replies[0]
+
+        secured = ftplib.FTP_TLS(context=_trusting(cert))
+        secured.connect("127.0.0.1", listener.port, timeout=60)
+        secured.login("acme", PASSWORD)  # AUTH TLS, then USER and PASS
+        with pytest.raises(ftplib.error_perm, match="^522.*PROT P"):
+            secured.nlst()
+        secured.prot_p()
+        assert "receipt_conversions_plain.csv.txt" not in secured.nlst()
+        secured.quit()
+    finally:
+        gen.close()
+
+
+def _trusting(cert: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    return context
 
 
 def test_exhausted_passive_range_refuses(workspace: Workspace) -> None:

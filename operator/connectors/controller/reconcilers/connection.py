@@ -29,7 +29,7 @@ from ...planning.conditions import (
 from ...planning.config import OperatorConfig
 from ...planning.objects import owner_reference
 from ...planning.readiness import listener_verdict, transfer_prerequisite
-from ...planning.status import credential_verdict, validate_connection
+from ...planning.status import credential_verdict, encryption_verdict, validate_connection
 from ..announcements import Announcer
 from ..caches import Caches
 from ..coalescer import Coalescer
@@ -84,8 +84,11 @@ class ConnectionReconciler:
             workload, endpoint = await self._listener_workload(body, spec, credential_body)
         verdicts = [validated, credential, workload]
         ready = ready_verdict(verdicts, _ready_message(spec, endpoint), _suspended(spec))
-        notes = self.announcer.events(key, body, [*verdicts, ready], workload.message)
-        await self.run(self._write_connection_status, body, [*verdicts, ready], endpoint, notes)
+        # Advice that Ready does not wait for.
+        encrypted = encryption_verdict(spec if validated.ok else None)
+        shown = [*verdicts, ready, *([encrypted] if encrypted is not None else [])]
+        notes = self.announcer.events(key, body, shown, workload.message)
+        await self.run(self._write_connection_status, body, shown, endpoint, notes)
 
     async def _listener_workload(
         self, body: dict[str, Any], spec: ConnectionSpec, credential_body: dict[str, Any] | None

@@ -46,6 +46,13 @@ class Login:
         return self.accounts[0].authorized_keys
 
     @property
+    def plain_ftp(self) -> bool:
+        """FTP without TLS only when every Connection of the login allows it: the
+        password is the Credential's, so one Connection cannot expose it for the
+        others."""
+        return all(a.plain_ftp for a in self.accounts)
+
+    @property
     def connections(self) -> list[str]:
         return [a.connection for a in self.accounts]
 

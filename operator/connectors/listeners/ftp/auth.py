@@ -81,6 +81,11 @@ class AccountAuthorizer:
         return "".join(sorted({letter for account in login.accounts
                                for letter in ftp_permissions(account)}))
 
+    def plain_ftp(self, username: str) -> bool:
+        """Whether this login may go without TLS; False for an unknown name."""
+        login = self.accounts.lookup(username)
+        return login is not None and login.plain_ftp
+
     def get_msg_login(self, username: str) -> str:
         return "Login successful."
 

@@ -166,6 +166,38 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
         self.view = None
 
 
+class TlsPolicy:
+    """Explicit FTPS for every login whose Connections have not all opted into
+    plain FTP (spec.ftp.allowPlainFtp). pyftpdlib can only require TLS for
+    everyone, so its own switches stay off and this decides per login: USER and
+    PASS need AUTH TLS first, and a data connection needs PROT P.
+
+    The refusal reads the same for an unknown name as for a known one, so it
+    tells a prober nothing about which usernames exist."""
+
+    authorizer: AccountAuthorizer
+    username: str
+    _ssl_established: bool
+    _prot: bool
+
+    def process_command(self, cmd: str, *args: Any, **kwargs: Any) -> None:
+        refusal = self._tls_refusal(cmd, *args)
+        if refusal is not None:
+            self.respond(refusal)  # type: ignore[attr-defined]
+            return
+        super().process_command(cmd, *args, **kwargs)  # type: ignore[misc]
+
+    def _tls_refusal(self, cmd: str, *args: Any) -> str | None:
+        if cmd in ("USER", "PASS") and not self._ssl_established:
+            username = args[0] if cmd == "USER" else self.username
+            if not self.authorizer.plain_ftp(username):
+                return "530 This login requires explicit FTPS: send AUTH TLS first."
+        if (cmd in ("PASV", "EPSV", "PORT", "EPRT") and not self._prot
+                and not self.authorizer.plain_ftp(self.username)):
+            return "522 This login requires a protected data channel: send PROT P first."
+        return None
+
+
 def handler_class(settings: FtpSettings, landing_root: Path, reporter: TransferReporter,
                   defender: Defender, authorizer: AccountAuthorizer) -> type[FTPHandler]:
     """A handler class configured for one server (pyftpdlib configures by class)."""
@@ -190,11 +222,14 @@ def handler_class(settings: FtpSettings, landing_root: Path, reporter: TransferR
         "keyfile": str(key),
         "ssl_context": pyopenssl_server_context(cert, key),
         "data_ssl_context": pyopenssl_server_context(cert, key, tls12_only=True),
-        "tls_control_required": settings.require_tls,
-        "tls_data_required": settings.require_tls,
+        # TlsPolicy decides per login instead.
+        "tls_control_required": False,
+        "tls_data_required": False,
         "dtp_handler": tls_dtp,
     })
-    return type("ListenerFTPSHandler", (PartnerFTPHandler, TLS_FTPHandler), attributes)
+    bases = (TlsPolicy, PartnerFTPHandler, TLS_FTPHandler) if settings.require_tls else (
+        PartnerFTPHandler, TLS_FTPHandler)
+    return type("ListenerFTPSHandler", bases, attributes)
 
 
 def build_server(accounts: AccountsFile, data_root: Path, defender: Defender,
