@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from connectors.devcluster import NodeCluster
+from connectors.ports import LISTENER_CONTAINER_PORTS
 from tests.integration.transfer.transfer_servers import (  # noqa: F401 - fixtures
     CuttingProxy,
     Sshd,
@@ -259,19 +260,21 @@ def test_listener_pods_run_confined(product: Product, partners: str) -> None:
 
 
 def sftp_put(product: Product, namespace: str, name: str, content: bytes,
-             workdir: Path) -> subprocess.CompletedProcess[str]:
+             workdir: Path, address: tuple[str, int] | None = None,
+             ) -> subprocess.CompletedProcess[str]:
+    """OpenSSH sftp as the partner acme: through the node port, or to `address`."""
     need("sshpass")
     password = product.secret(namespace, "acme-sftp-credential", "password")
     public = product.secret(namespace, "connectors-sftp-hostkey", "ssh_host_ed25519_key.pub")
-    ip = product.cluster.node_ip
+    ip, port = address or (product.cluster.node_ip, NODE_PORTS["sftp"])
     known = workdir / "known_hosts"
-    known.write_text(f"[{ip}]:{NODE_PORTS['sftp']} {' '.join(public.split()[:2])}\n")
+    known.write_text(f"[{ip}]:{port} {' '.join(public.split()[:2])}\n")
     source = workdir / name
     source.write_bytes(content)
     return subprocess.run(
         ["sshpass", "-e", "sftp", "-o", "BatchMode=no", "-o", "PubkeyAuthentication=no",
          "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
-         "-P", str(NODE_PORTS["sftp"]), "-b", "-", f"acme@{ip}"],
+         "-P", str(port), "-b", "-", f"acme@{ip}"],
         input=f"put {source} {name}\n", env={**os.environ, "SSHPASS": password},
         capture_output=True, text=True, timeout=120, check=False)
 
@@ -491,3 +494,60 @@ def test_transfer_job_pulls_from_the_partner_as_a_pod(
         assert json.loads(second["message"])["files"] == 0
     finally:
         forwarder.close()
+
+
+# ---- two listener replicas -------------------------------------------------------------------
+
+
+def helm_set(product: Product, *values: str) -> None:
+    upgraded = subprocess.run(
+        [product.helm, "upgrade", "connectors", str(REPO / "charts/connectors"),
+         "--kubeconfig", product.cluster.kubeconfig, "--namespace", RELEASE_NAMESPACE,
+         "--reuse-values", "--wait", "--timeout", "180s",
+         *(arg for value in values for arg in ("--set", value))],
+        check=False, capture_output=True, text=True, timeout=300)
+    assert upgraded.returncode == 0, upgraded.stderr
+
+
+def test_two_listener_replicas_serve_the_same_accounts_on_one_volume(
+        product: Product, tmp_path: Path) -> None:
+    """listeners.replicas=2: both pods report the same account table, Ready waits
+    for it, and a partner reaching either pod lands on the one data volume."""
+    helm_set(product, "listeners.replicas=2")
+    try:
+        namespace = new_namespace(product, "e2e-replicas")
+        product.kubectl("apply", "-n", namespace, "-f",
+                        str(REPO / "examples/01-inbound-push-sftp-conversions.yaml"))
+
+        def ready_pods() -> list[dict[str, Any]]:
+            pods = json.loads(product.kubectl(
+                "get", "pods", "-n", namespace, "-l", "connectors.dev/listener=sftp", "-o",
+                "json").stdout)["items"]
+            return [p for p in pods if ready(p) and not p["metadata"].get("deletionTimestamp")]
+        wait_for("two Ready sftp listener pods", lambda: len(ready_pods()) == 2, timeout=240)
+        wait_for("acme-conversions to be Ready", lambda: product.condition(
+            namespace, "acme-conversions", "Ready").get("status") == "True", timeout=120)
+        pods = ready_pods()
+
+        def served() -> set[str | None]:
+            state = (product.get("configmap", namespace, "connectors-listener-state")
+                     or {}).get("data") or {}
+            return {state.get(p["metadata"]["name"]) for p in pods}
+        # Each pod reports the table it serves; both serve the same one.
+        wait_for("both pods to report their table", lambda: None not in served(), timeout=60)
+        assert len(served()) == 1
+
+        folder = None
+        for index, pod in enumerate(pods):
+            name = f"conversions_replica{index}.csv"
+            content = f"replica,{index}\n".encode() * 1000
+            sent = sftp_put(product, namespace, name, content, tmp_path,
+                            address=(pod["status"]["podIP"], LISTENER_CONTAINER_PORTS["sftp"]))
+            assert sent.returncode == 0, sent.stderr
+            folder = volume_path(product, namespace) / "acme-conversions"
+            assert_landed(folder, name, content)
+        assert folder is not None
+        assert sorted(p.name for p in folder.glob("conversions_replica*.csv")) == [
+            "conversions_replica0.csv", "conversions_replica1.csv"]
+    finally:
+        helm_set(product, "listeners.replicas=1")
