@@ -14,7 +14,7 @@ import pytest
 
 from connectors.submissions import CheckResult, CheckSettings, ReadLimits, check_file
 from connectors.submissions.builtin import CONVERSIONS
-from connectors.submissions.schema import Column, FileRule, FileSchema
+from connectors.api.file_schema import Column, FileRule, FileSchema
 
 NOW = datetime.datetime(2025, 3, 1, 12, 0, tzinfo=datetime.UTC)
 HEADER = ("CampaignId,ActionTrackerId,EventDate,OrderId,ClickId,CustomerId,CurrencyCode,Amount,"

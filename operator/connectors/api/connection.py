@@ -9,6 +9,7 @@ from pydantic import AfterValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from .common import Condition, LocalObjectReference, Model
+from .file_schema import FileSchema
 from .rules import Rule, cel_extension
 from .senders import EmailSettings
 
@@ -214,6 +215,13 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.ftp is None or _ftp_listener(s),
     ),
     Rule(
+        ".submissions",
+        "!has(self.submissions) || self.direction == 'Inbound'",
+        "submissions applies only to Inbound Connections, whose files the platform "
+        "checks: remove it",
+        lambda s: s.submissions is None or s.direction == "Inbound",
+    ),
+    Rule(
         ".folder",
         f"!has(self.folder) || !{_PLATFORM_INITIATED}",
         "folder is where the partner sees the files on the platform's listener, so only "
@@ -241,6 +249,15 @@ class FtpListenerSettings(Model):
     by anyone on the path. Only for a partner whose client cannot do FTPS; the Connection
     then carries Encrypted=False and a Warning. A login allows plain FTP only when every
     Connection of its Credential on the listener allows it."""
+
+
+class SubmissionSettings(Model):
+    """Inbound: how the platform checks each landed file and answers the partner."""
+
+    schema_: FileSchema | None = Field(default=None, alias="schema")
+    """The file's columns and rules, when the data type's built-in schema does not fit
+    (for example a partner's own conversions layout). Unset: the built-in schema of
+    spec.dataType."""
 
 
 class Remote(Model):
@@ -312,6 +329,8 @@ class ConnectionSpec(Model):
     (Inbound+Pull, Outbound+Push), refused otherwise."""
     email: EmailSettings | None = None
     """Inbound Email Push only: who may deliver mail to the Connection's address."""
+    submissions: SubmissionSettings | None = None
+    """Inbound only: the schema each landed file is checked against."""
     ftp: FtpListenerSettings | None = None
     """FTP Connections the partner starts only: whether the partner may skip TLS."""
     schedule: Annotated[str, Field(max_length=64, pattern=SCHEDULE_PATTERN)] | None = None
@@ -384,6 +403,38 @@ class LastTransfer(Model):
     """Who reported it: the transfer Job's name, or the listener's protocol."""
 
 
+class SubmissionRecord(Model):
+    """One landed file, as the processor checked it."""
+
+    name: str
+    status: Literal["Received", "Checking", "Complete", "Failed"]
+    """Received and Checking: not checked yet. Complete: checked, rows counted.
+    Failed: the file could not be read as the schema says (see firstError)."""
+    received_at: str | None = None
+    checked_at: str | None = None
+    rows_accepted: int | None = None
+    rows_rejected: int | None = None
+    first_error: Annotated[str, Field(max_length=512)] | None = None
+    """The first problem found, as the result file words it."""
+
+
+class Submissions(Model):
+    """A Connection's submissions, counted over the retention period."""
+
+    total: int = 0
+    waiting: int = 0
+    """Landed, not checked yet."""
+    complete: int = 0
+    failed: int = 0
+    """Files that could not be checked at all (not CSV, not the schema's header, ...)."""
+    with_rejections: int = 0
+    """Complete files with at least one rejected row."""
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    last: Annotated[list[SubmissionRecord], Field(max_length=10)] | None = None
+    """The most recent files, newest first. `connectors submissions` lists them all."""
+
+
 class ConnectionStatus(Model):
     """What the operator made of the Connection."""
 
@@ -395,3 +446,5 @@ class ConnectionStatus(Model):
     """Where the partner connects (partner-initiated only)."""
     last_transfer: LastTransfer | None = None
     """The most recent transfer."""
+    submissions: Submissions | None = None
+    """Inbound: how the landed files fared against the schema."""

@@ -15,7 +15,7 @@ from .check import CheckSettings, check_file
 from .outcome import CheckError, CheckResult
 from .reading import ReadLimits
 from .results import render_result, result_file_name
-from .schema import Column, FileRule, FileSchema
+from ..api.file_schema import Column, FileRule, FileSchema
 from .store import Claim, Submission, SubmissionStore, Summary, store_path
 
 __all__ = [

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import get_args
 
 from ..api.connection import DataType
-from .schema import Column, ColumnType, FileRule, FileSchema
+from ..api.file_schema import Column, ColumnType, FileRule, FileSchema
 
 SHA256_HEX = r"[0-9a-f]{64}"
 URL = r"https?://\S+"

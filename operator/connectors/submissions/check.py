@@ -38,7 +38,7 @@ from .groups import ConsecutiveTracker
 from .header import read_header
 from .outcome import CheckError, CheckResult, ErrorSink, FileProblem, Problem
 from .reading import Content, Lines, ReadLimits
-from .schema import FileSchema
+from ..api.file_schema import FileSchema
 
 if TYPE_CHECKING:
     from _csv import Reader as _Reader

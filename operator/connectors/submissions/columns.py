@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from .currencies import CURRENCY_CODES
 from .outcome import ErrorType
-from .schema import Column
+from ..api.file_schema import Column
 
 # What a single bad value gets: (type, code, message).
 Finding = tuple[ErrorType, str, str]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 
 from .outcome import FileProblem
-from .schema import DELIMITERS, FileSchema
+from ..api.file_schema import DELIMITERS, FileSchema
 
 _NAMES = {",": "a comma", ";": "a semicolon", "\t": "a tab", "|": "a vertical bar"}
 

@@ -1,8 +1,8 @@
 """The declarative schema of a submitted file: columns, header, delimiter, rules.
 
 A schema is plain data (strings, numbers, booleans, lists), so that it fits in a
-CRD as it is: a Connection may later carry one inline instead of the built-in
-schema of its data type (builtin.py). The models share the API's base (camelCase
+CRD as it is: a Connection may carry one inline (spec.submissions.schema)
+instead of the built-in schema of its data type (submissions/builtin.py). The models share the API's base (camelCase
 on the wire, unknown fields refused, no type coercion), and the rules between
 fields are written once, as CEL for the API server and as Python for everything
 else (connectors.api.rules), exactly like the Connection's.
@@ -31,8 +31,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..api.common import Model
-from ..api.rules import Rule, broken_rules, cel_extension
+from .common import Model
+from .rules import Rule, broken_rules, cel_extension
 
 ColumnType = Literal["String", "Integer", "Decimal", "Date", "DateTime", "CurrencyCode", "Enum"]
 Delimiter = Literal[",", ";", "\t", "|", "Detect"]
