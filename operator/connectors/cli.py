@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "crds": ("connectors.api.crd", "write the CustomResourceDefinitions generated from the models"),
     "listen": ("connectors.listeners.main", "run a listener: sftp, ftp or smtp"),
     "transfer": ("connectors.jobs.main", "run one transfer of a platform-initiated Connection"),
+    "process": ("connectors.processor.main",
+                "check the landed files of a namespace's Inbound Connections"),
 }
 
 # Commands whose process ends as soon as they return. Tearing the interpreter

@@ -6,13 +6,13 @@ import pytest
 
 from connectors.api.connection import ConnectionSpec
 from connectors.planning.config import OperatorConfig
-from connectors.planning.status import encryption_verdict
 from connectors.planning.readiness import (
     ListenerPod,
     listener_verdict,
     state_value,
     transfer_prerequisite,
 )
+from connectors.planning.status import encryption_verdict
 
 TABLES = {"d-old": {"acme": "fp-1"}, "d-new": {"acme": "fp-1", "globex": "fp-2"},
           "d-rotated": {"acme": "fp-9", "globex": "fp-2"}}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from connectors.api.file_schema import Column, FileRule, FileSchema
 from connectors.submissions import CheckResult, CheckSettings, ReadLimits, check_file
 from connectors.submissions.builtin import CONVERSIONS
-from connectors.api.file_schema import Column, FileRule, FileSchema
 
 NOW = datetime.datetime(2025, 3, 1, 12, 0, tzinfo=datetime.UTC)
 HEADER = ("CampaignId,ActionTrackerId,EventDate,OrderId,ClickId,CustomerId,CurrencyCode,Amount,"

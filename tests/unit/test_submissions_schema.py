@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from connectors.api.connection import DataType
 from connectors.api.crd import openapi_schema
+from connectors.api.file_schema import Column
 from connectors.submissions import BUILTIN, FileSchema, schema_for
 from connectors.submissions.builtin import CONVERSIONS
 from connectors.submissions.currencies import CURRENCY_CODES
-from connectors.api.file_schema import Column
 
 
 def test_every_data_type_of_the_api_has_a_builtin_schema() -> None:

@@ -2,10 +2,11 @@
 
 A schema is plain data (strings, numbers, booleans, lists), so that it fits in a
 CRD as it is: a Connection may carry one inline (spec.submissions.schema)
-instead of the built-in schema of its data type (submissions/builtin.py). The models share the API's base (camelCase
-on the wire, unknown fields refused, no type coercion), and the rules between
-fields are written once, as CEL for the API server and as Python for everything
-else (connectors.api.rules), exactly like the Connection's.
+instead of the built-in schema of its data type (submissions/builtin.py). The
+models share the API's base (camelCase on the wire, unknown fields refused, no
+type coercion), and the rules between fields are written once, as CEL for the
+API server and as Python for everything else (connectors.api.rules), exactly
+like the Connection's.
 
 What a schema can say, and why no more:
 - per column: a type, required or not, a maximum length, and what the type

@@ -34,14 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from connectors.events import kubernetes_api_client
 from connectors.landing.receive import discard_unfinished, landing_area
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender, DefenderSettings
-from connectors.listeners.core.report import (
-    TransferReporter,
-    kubernetes_api_client,
-    reporter_from_environment,
-)
+from connectors.listeners.core.report import TransferReporter, reporter_from_environment
 from connectors.listeners.core.state import StateReporter, state_reporter_from_environment
 from connectors.listeners.core.tls import CertificateReloader
 from connectors.options import env_flag, env_option
@@ -136,7 +133,9 @@ class Common:
 
 
 def build_common(args: argparse.Namespace) -> Common:
-    state = (state_reporter_from_environment(args.protocol, kubernetes_api_client())
+    # One API client for the state and the transfer reports.
+    api_client = kubernetes_api_client() if os.environ.get("CONNECTORS_NAMESPACE") else None
+    state = (state_reporter_from_environment(args.protocol, api_client)
              if os.environ.get("CONNECTORS_STATE_CONFIGMAP") else None)
     accounts = AccountsFile(Path(args.accounts_file), poll_seconds=args.accounts_poll_seconds,
                             on_load=state.loaded if state else None)
@@ -147,7 +146,8 @@ def build_common(args: argparse.Namespace) -> Common:
         ban_seconds=args.ban_seconds,
     ))
     port = args.port if args.port is not None else LISTENER_CONTAINER_PORTS[args.protocol]
-    return Common(accounts, defender, reporter_from_environment(), Path(args.data_root),
+    return Common(accounts, defender, reporter_from_environment(args.protocol, api_client),
+                  Path(args.data_root),
                   args.address, port, state)
 
 

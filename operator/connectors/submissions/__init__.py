@@ -10,12 +10,12 @@ contracts keep kopf, kubernetes, listeners and jobs out).
 - store.py: the SQLite history, with claims for exactly-once processing.
 """
 
+from ..api.file_schema import Column, FileRule, FileSchema
 from .builtin import BUILTIN, schema_for
 from .check import CheckSettings, check_file
 from .outcome import CheckError, CheckResult
 from .reading import ReadLimits
 from .results import render_result, result_file_name
-from ..api.file_schema import Column, FileRule, FileSchema
 from .store import Claim, Submission, SubmissionStore, Summary, store_path
 
 __all__ = [

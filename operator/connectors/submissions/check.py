@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from ..api.file_schema import FileSchema
 from .columns import ColumnCheck, compile_columns, show
 from .groups import ConsecutiveTracker
 from .header import read_header
 from .outcome import CheckError, CheckResult, ErrorSink, FileProblem, Problem
 from .reading import Content, Lines, ReadLimits
-from ..api.file_schema import FileSchema
 
 if TYPE_CHECKING:
     from _csv import Reader as _Reader

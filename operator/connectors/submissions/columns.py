@@ -16,9 +16,9 @@ import datetime
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+from ..api.file_schema import Column
 from .currencies import CURRENCY_CODES
 from .outcome import ErrorType
-from ..api.file_schema import Column
 
 # What a single bad value gets: (type, code, message).
 Finding = tuple[ErrorType, str, str]

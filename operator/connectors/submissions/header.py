@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import csv
 
-from .outcome import FileProblem
 from ..api.file_schema import DELIMITERS, FileSchema
+from .outcome import FileProblem
 
 _NAMES = {",": "a comma", ";": "a semicolon", "\t": "a tab", "|": "a vertical bar"}
 

@@ -211,6 +211,21 @@ class SubmissionStore:
                              (trace_id,)).fetchone()
         return int(row[0])
 
+    def record_many(self, files: list[tuple[str, str, int, str, str, str]]) -> int:
+        """record() for many files in one transaction (connection, name, size,
+        sha256, trace id, received at); returns how many were new. A processor
+        that starts on a volume of many files records them at the cost of one
+        commit, not one each."""
+        if not files:
+            return 0
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO submissions (connection, name, size, sha256, trace_id, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (trace_id) DO NOTHING",
+                [(*f[:5], _utc(f[5])) for f in files])
+            return db.total_changes - before
+
     def claim(self, worker: str, *, limit: int = 1, lease_seconds: float = 300.0,
               connection: str | None = None, max_attempts: int = 5) -> list[Claim]:
         """Takes up to `limit` submissions that nobody holds (waiting, or whose

@@ -238,12 +238,13 @@ def test_plain_ftp_only_for_logins_that_opted_in(workspace: Workspace) -> None:
             replies.append(str(refused.value))
             client.close()
         assert replies[0] == replies[1]
-        assert replies[0].startswith("530") and "AUTH TLS" in replies[0]
+        assert replies[0].startswith("530")
+        assert "AUTH TLS" in replies[0]
 
-        secured = ftplib.FTP_TLS(context=_trusting(cert))
+        secured = ftplib.FTP_TLS(context=_trusting(cert))  # noqa: S321 - explicit FTPS
         secured.connect("127.0.0.1", listener.port, timeout=60)
         secured.login("acme", PASSWORD)  # AUTH TLS, then USER and PASS
-        with pytest.raises(ftplib.error_perm, match="^522.*PROT P"):
+        with pytest.raises(ftplib.error_perm, match=r"^522.*PROT P"):
             secured.nlst()
         secured.prot_p()
         assert "receipt_conversions_plain.csv.txt" not in secured.nlst()

@@ -13,14 +13,12 @@ import logging
 import os
 import queue
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from connectors.api.accounts import Account
-from connectors.api.common import GROUP, VERSION
 from connectors.api.connection import LastTransfer
+from connectors.events import ConnectionEvents
 from connectors.landing.area import Receipt, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -88,26 +86,13 @@ class KubernetesReporter:
     """Reports to the Connection: a transfer replaces `status.lastTransfer` and
     posts a Normal Event; a refusal posts a Warning Event only, so that a
     stranger probing names cannot overwrite the record of the last real
-    transfer.
-
-    Events are aggregated the way kubectl shows them: a repeat of the same
-    reason on the same Connection within AGGREGATE_SECONDS updates the existing
-    Event's count, time and message instead of adding a line, so a flood of
+    transfer. Events are aggregated (connectors/events.py): a flood of
     refusals stays one line with a count."""
 
-    PLURAL = "connections"
-    AGGREGATE_SECONDS = 600.0
-
-    def __init__(self, namespace: str, api_client: Any,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        from kubernetes import client
-
+    def __init__(self, namespace: str, api_client: Any, protocol: str = "") -> None:
         self.namespace = namespace
-        self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
-        self._clock = clock
-        # (connection, reason) -> (event name, count, when it was first posted)
-        self._events: dict[tuple[str, str], tuple[str, int, float]] = {}
+        self.events = ConnectionEvents(namespace, api_client,
+                                       f"connectors-listener-{protocol}".rstrip("-"))
 
     def report(self, record: TransferRecord) -> None:
         connection = None if record.refused else self.patch_status(record)
@@ -116,58 +101,13 @@ class KubernetesReporter:
     def patch_status(self, record: TransferRecord) -> dict[str, Any]:
         # Every field, absent ones as null: a merge patch merges objects, so
         # without the nulls an older transfer's message or counts would stay.
-        body = {"status": {"lastTransfer": record.last_transfer().model_dump(by_alias=True)}}
-        result: Any = self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, self.namespace, self.PLURAL, record.connection, body,
-            _content_type="application/merge-patch+json", _request_timeout=10,
-        )
-        return result if isinstance(result, dict) else {}
+        return self.events.patch_status(
+            record.connection,
+            {"lastTransfer": record.last_transfer().model_dump(by_alias=True)})
 
     def post_event(self, record: TransferRecord, connection: dict[str, Any] | None) -> None:
-        """`connection`: the Connection as last read, if at hand; it is read only
-        when a new event needs its uid."""
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        key = (record.connection, record.reason)
-        now = now_rfc3339()
-        known = self._events.get(key)
-        if known is not None and self._clock() - known[2] < self.AGGREGATE_SECONDS:
-            name, count, first = known
-            try:
-                self.core.patch_namespaced_event(
-                    name, self.namespace,
-                    {"count": count + 1, "lastTimestamp": now, "message": event_message(record)},
-                    _request_timeout=10)
-                self._events[key] = (name, count + 1, first)
-                return
-            except ApiException as err:
-                if err.status != 404:
-                    raise
-        if connection is None:
-            found: Any = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, self.PLURAL, record.connection,
-                _request_timeout=10)
-            connection = found if isinstance(found, dict) else {}
-        metadata = connection.get("metadata", {})
-        event = client.CoreV1Event.from_dict({
-            "metadata": {"generateName": f"{record.connection}.", "namespace": self.namespace},
-            # The uid lets `kubectl describe connection` find the Event.
-            "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "Connection",
-                "name": record.connection, "namespace": self.namespace,
-                "uid": metadata.get("uid"),
-            },
-            "reason": record.reason,
-            "message": event_message(record),
-            "type": "Warning" if record.refused else "Normal",
-            "source": {"component": f"connectors-listener-{record.protocol}"},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        })
-        assert event is not None
-        created: Any = self.core.create_namespaced_event(self.namespace, event,
-                                                         _request_timeout=10)
-        self._events[key] = (created.metadata.name, 1, self._clock())
+        self.events.post(record.connection, "Warning" if record.refused else "Normal",
+                         record.reason, event_message(record), connection)
 
     def close(self) -> None:
         return None
@@ -213,31 +153,13 @@ class BackgroundReporter:
                             record.connection, type(err).__name__)
 
 
-def kubernetes_api_client() -> Any | None:
-    """An ApiClient from the in-cluster service account or KUBECONFIG, or None."""
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        if not os.environ.get("KUBECONFIG") and not os.path.exists(
-            os.path.expanduser("~/.kube/config")
-        ):
-            return None
-        try:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError):
-            return None
-    return client.ApiClient()
-
-
-def reporter_from_environment() -> TransferReporter:
+def reporter_from_environment(protocol: str, api_client: Any | None) -> TransferReporter:
+    """To the Connections of CONNECTORS_NAMESPACE through `api_client`, or to the log."""
     namespace = os.environ.get("CONNECTORS_NAMESPACE")
     inner: TransferReporter = LoggingReporter()
     if namespace:
-        api_client = kubernetes_api_client()
         if api_client is not None:
-            inner = KubernetesReporter(namespace, api_client)
+            inner = KubernetesReporter(namespace, api_client, protocol)
             log.info("reporting transfers to Connections in namespace %s", namespace)
         else:
             log.warning("CONNECTORS_NAMESPACE is set but no Kubernetes config; logging only")

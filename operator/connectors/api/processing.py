@@ -1,0 +1,55 @@
+"""The processing table: how the operator tells a namespace's processor which
+Connections' files to check, and against what.
+
+The operator writes one ConfigMap per namespace, `connectors-processing`, whose
+key `processing.json` holds a ProcessingTable: one entry per Inbound Connection
+(partner-initiated or not: a listener and a transfer job land files alike).
+The processor reads it from the mounted file and reloads it when it changes.
+
+    {"version": 1, "connections": [{"connection": "acme-conversions",
+      "home": "acme-conversions", "dataType": "Conversions", "schema": null}]}
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import Model
+from .connection import ConnectionSpec, DataType
+from .file_schema import FileSchema
+
+CONFIGMAP = "connectors-processing"
+KEY = "processing.json"
+
+
+class Processed(Model):
+    """One Connection whose landed files the processor checks."""
+
+    connection: str
+    home: str
+    """Its landing area, relative to the data root."""
+    data_type: DataType
+    schema_: FileSchema | None = Field(default=None, alias="schema")
+    """The Connection's own schema; None: its data type's built-in one."""
+
+    @classmethod
+    def of(cls, connection: str, spec: ConnectionSpec) -> Processed:
+        own = spec.submissions.schema_ if spec.submissions is not None else None
+        return cls(connection=connection, home=connection, data_type=spec.data_type,
+                   schema=own)
+
+
+class ProcessingTable(Model):
+    version: Literal[1] = 1
+    connections: list[Processed] = Field(default_factory=list)
+
+    def render(self) -> str:
+        # Sorted and stable, so that an unchanged table is not written again.
+        ordered = sorted(self.connections, key=lambda c: c.connection)
+        return ProcessingTable(connections=ordered).model_dump_json(by_alias=True, indent=1)
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> ProcessingTable:
+        return cls.model_validate_json(text)

@@ -1,0 +1,167 @@
+"""`connectors process`: the namespace's processor, as the operator's Deployment runs it.
+
+One pass, every --poll-seconds: reload the processing table if it changed,
+record the receipts that appeared, then claim and check waiting submissions
+until none is left. Several processors may share a volume: claims make each
+file checked by one at a time (submissions/store.py). Old submissions are
+purged once an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from pydantic import ValidationError
+
+from ..api.processing import Processed, ProcessingTable
+from ..events import kubernetes_api_client
+from ..options import env_option
+from ..submissions import CheckSettings, SubmissionStore, schema_for, store_path
+from .discover import Discovery
+from .report import KubernetesReporter, LoggingReporter, SubmissionReporter
+from .work import Checked, process
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_SECONDS = 3600.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    option = functools.partial(env_option, parser)
+    option("--data-root", env="CONNECTORS_DATA_ROOT", default="/data",
+           help="the data volume; a Connection's files are in <data-root>/<connection>")
+    option("--table", env="CONNECTORS_PROCESSING_FILE",
+           default="/etc/connectors/processing/processing.json",
+           help="the processing table (processing.json from the ConfigMap)")
+    option("--poll-seconds", env="CONNECTORS_POLL_SECONDS", type=float, default=1.0,
+           help="how often to look for landed files")
+    option("--retention-days", env="CONNECTORS_RETENTION_DAYS", type=float, default=90.0,
+           help="how long the history keeps a checked submission")
+    option("--lease-seconds", env="CONNECTORS_LEASE_SECONDS", type=float, default=300.0,
+           help="how long a claim holds before another processor may take the file")
+    option("--log-level", env="CONNECTORS_LOG_LEVEL", default="info",
+           choices=["debug", "info", "warning", "error"], help="log level")
+
+
+class TableFile:
+    """The processing table from its mounted file, reloaded when it changes; a
+    table that does not parse leaves the last good one in force."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._raw: bytes | None = None
+        self.connections: dict[str, Processed] = {}
+
+    def reload(self) -> None:
+        try:
+            raw = self.path.read_bytes()
+        except OSError as err:
+            if self._raw is not None:
+                log.warning("processing table %s unreadable: %s", self.path, err.strerror)
+            self._raw = None
+            return
+        if raw == self._raw:
+            return
+        self._raw = raw
+        try:
+            table = ProcessingTable.parse(raw)
+        except ValidationError as err:
+            log.error("processing table %s invalid (%d errors); keeping the last good one",
+                      self.path, err.error_count())
+            return
+        self.connections = {c.connection: c for c in table.connections
+                            if c.home and "/" not in c.home and not c.home.startswith(".")}
+        log.info("processing the files of %d Connections", len(self.connections))
+
+
+class Processor:
+    def __init__(self, root: Path, table: TableFile, store: SubmissionStore,
+                 reporter: SubmissionReporter, lease_seconds: float = 300.0,
+                 settings: CheckSettings | None = None) -> None:
+        self.root = root
+        self.table = table
+        self.store = store
+        self.reporter = reporter
+        self.lease_seconds = lease_seconds
+        self.settings = settings or CheckSettings()
+        self.discovery = Discovery(root, store)
+        self.worker = f"{socket.gethostname()}-{os.getpid()}"
+
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """One pass; returns how many files were checked."""
+        self.table.reload()
+        served = self.table.connections
+        self.discovery.scan({name: c.home for name, c in served.items()})
+        checked = 0
+        for name, entry in served.items():
+            schema = schema_for(entry.data_type, entry.schema_)
+            while stop is None or not stop.is_set():
+                # Per Connection: a file of a Connection this table does not
+                # serve stays for a processor that does.
+                claims = self.store.claim(self.worker, lease_seconds=self.lease_seconds,
+                                          connection=name)
+                if not claims:
+                    break
+                for claim in claims:
+                    path = self.discovery.paths.get(claim.submission.trace_id)
+                    item = process(claim, path, schema, self.root, self.store, self.settings)
+                    if item is not None:
+                        checked += 1
+                        self._report(item)
+        return checked
+
+    def _report(self, item: Checked) -> None:
+        try:
+            self.reporter.checked(item, self.store)
+        except Exception as err:  # the API may be down: the history has it
+            log.warning("could not report the check of %s: %s", item.name, type(err).__name__)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = Path(args.data_root)
+    path = store_path(root)
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    stop = threading.Event()
+
+    def stopping(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+    signal.signal(signal.SIGTERM, stopping)
+    signal.signal(signal.SIGINT, stopping)
+
+    namespace = os.environ.get("CONNECTORS_NAMESPACE")
+    api_client = kubernetes_api_client() if namespace else None
+    reporter: SubmissionReporter = (KubernetesReporter(namespace, api_client)
+                                    if namespace and api_client is not None
+                                    else LoggingReporter())
+    with SubmissionStore(path) as store:
+        processor = Processor(root, TableFile(Path(args.table)), store, reporter,
+                              lease_seconds=args.lease_seconds)
+        last_purge = 0.0
+        log.info("processor %s started on %s", processor.worker, root)
+        while not stop.is_set():
+            try:
+                processor.run_once(stop)
+                if time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
+                    purged = store.purge(args.retention_days)
+                    last_purge = time.monotonic()
+                    if purged:
+                        log.info("purged %d submissions older than %g days", purged,
+                                 args.retention_days)
+            except Exception:
+                # One bad pass (a full disk, a locked store) must not end the
+                # processor: the next pass tries again.
+                log.exception("processing pass failed")
+            stop.wait(args.poll_seconds)
+    return 0

@@ -1,0 +1,96 @@
+"""Checking one claimed submission: read the file, write `result_<name>.csv` beside
+it, record the outcome.
+
+The result file is written the way files land: to a hidden temporary name,
+fsynced, renamed into place. It goes before the outcome is recorded, so a
+processor that dies in between checks the file again on the next claim and
+writes the same result; a recorded outcome always has its result file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..api.file_schema import FileSchema
+from ..landing.area import LandingArea
+from ..landing.durable import fsync_dir
+from ..landing.names import result_name
+from ..submissions import (
+    CheckError,
+    CheckResult,
+    CheckSettings,
+    Claim,
+    SubmissionStore,
+    check_file,
+    render_result,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What became of one claim, for the report."""
+
+    connection: str
+    name: str
+    result: CheckResult
+    result_file: str
+
+
+def file_gone(path: Path) -> CheckResult:
+    """The outcome for a submission whose file is no longer on the volume."""
+    error = CheckError(None, "", "validation", "file_missing",
+                       f"the file {path.name} was removed before it could be checked")
+    return CheckResult(status="Failed", rows_accepted=0, rows_rejected=0, error_count=1,
+                       errors=(error,), failure=error)
+
+
+def process(claim: Claim, path: Path | None, schema: FileSchema, root: Path,
+            store: SubmissionStore, settings: CheckSettings,
+            now: datetime.datetime | None = None) -> Checked | None:
+    """Checks the claimed file at `path` and answers the partner. None when the
+    claim was given back: the file at `path` is not (yet) the one the receipt
+    describes, or another processor took the claim meanwhile."""
+    submission = claim.submission
+    if path is None or not path.is_file():
+        result = file_gone(path or Path(submission.name))
+    else:
+        if path.stat().st_size != submission.size:
+            # A newer upload is being put in its place; the earlier version is
+            # on its way to .connectors/superseded/, where discovery finds it.
+            store.release(claim)
+            return None
+        result = check_file(path, schema, now or datetime.datetime.now(datetime.UTC),
+                            settings)
+    target = write_result(root, submission.connection, submission.name, result,
+                          submission.trace_id)
+    if not store.mark_checked(claim, result):
+        log.info("the claim on %s was lost; another processor records it", submission.name)
+        return None
+    return Checked(submission.connection, submission.name, result, target.name)
+
+
+def write_result(root: Path, connection: str, name: str, result: CheckResult,
+                 trace_id: str) -> Path:
+    """result_<name>.csv in the Connection's landing area, where the partner
+    reads receipts, replacing an older result of the same name."""
+    area = LandingArea(root, connection)
+    content = render_result(result, extra=(("file", name), ("trace_id", trace_id)))
+    temp = area.temp_path(result_name(name))
+    target = area.home / result_name(name)
+    try:
+        with open(temp, "xb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(area.home)
+    return target
