@@ -123,6 +123,8 @@ def examples_reach_ready(cluster: Cluster, namespace: str) -> None:
         connection = wait_configured(cluster, namespace, name)
         statuses = {c["type"]: c["status"] for c in connection["status"]["conditions"]}
         assert connection["status"]["observedGeneration"] == connection["metadata"]["generation"]
+        # FTP Connections say whether they are encrypted; every example is.
+        assert statuses.pop("Encrypted", "True") == "True"
         if connection["status"].get("endpoint") is None:  # the platform starts transfers
             assert statuses == {"Validated": "True", "CredentialReady": "True",
                                 "WorkloadReady": "True", "Ready": "True"}

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
+from connectors.api.processing import Processed, ProcessingTable
 from connectors.planning.credentials import certificate_facts
 from tests.conftest import Cluster
 from tests.integration import operator_scenarios as scenarios
@@ -281,8 +282,12 @@ spec:
     eventually(lambda: [e for e in client.CoreV1Api(crds.api_client()).list_namespaced_event(
         ns, field_selector="involvedObject.name=legacy-clicks").items
         if e.reason == "PlainFtpAllowed" and e.type == "Warning"], 60, "the Warning event")
-    table = eventually(lambda: scenarios.account_table(crds, ns, "ftp"), 60, "the FTP accounts")
-    assert [a.plain_ftp for a in table.accounts] == [True]
+    def plain() -> list[bool]:
+        # The namespace is shared with other tests: this Connection's account only.
+        table = scenarios.account_table(crds, ns, "ftp")
+        return [a.plain_ftp for a in (table.accounts if table else [])
+                if a.connection == "legacy-clicks"]
+    assert eventually(plain, 60, "the FTP account") == [True]
 
     crds.kubectl("patch", "connection", "legacy-clicks", "-n", ns, "--type=json", "-p",
                  json.dumps([{"op": "remove", "path": "/spec/ftp"}]))
@@ -291,8 +296,72 @@ spec:
         obj = scenarios.get(crds, ns, "connections", "legacy-clicks")
         return scenarios.condition(obj, "Encrypted").get("reason") == "FtpsRequired"
     eventually(required, 60, "Encrypted=True once the opt-in is removed")
-    eventually(lambda: (t := scenarios.account_table(crds, ns, "ftp")) is not None
-               and [a.plain_ftp for a in t.accounts] == [False], 60, "the table to follow")
+    eventually(lambda: plain() == [False], 60, "the table to follow")
+
+
+def test_inbound_connections_get_the_namespace_processor(crds: Cluster, ns: str) -> None:
+    """Every Inbound Connection, listener or job, is in the processing table with
+    its schema; the processor Deployment goes with the last one."""
+    scenarios.apply(crds, ns, """
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: proc-login}
+spec: {type: Password, username: proc}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: proc-clicks}
+spec:
+  direction: Inbound
+  dataType: Clicks
+  method: SFTP
+  methodology: Push
+  credentialRef: {name: proc-login}
+  filenamePattern: "clicks_*.csv"
+  submissions:
+    schema:
+      columns:
+        - {name: ClickId, type: String, required: true}
+        - {name: ClickDate, type: Date, format: "%Y-%m-%d"}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: proc-reports}
+spec:
+  direction: Outbound
+  dataType: Reports
+  method: SFTP
+  methodology: Pull
+  credentialRef: {name: proc-login}
+  filenamePattern: "report_*.csv"
+  folder: reports
+""")
+
+    def table() -> dict[str, Processed] | None:
+        # The namespace is shared with other tests: look at this test's Connections.
+        found = scenarios.read(crds, "ConfigMap", ns, "connectors-processing")
+        if not found:
+            return None
+        entries = ProcessingTable.parse(found.data["processing.json"]).connections
+        mine = {e.connection: e for e in entries if e.connection.startswith("proc-")}
+        return mine or None
+    processing = eventually(table, 60, "the processing table")
+    assert list(processing) == ["proc-clicks"]
+    entry = processing["proc-clicks"]
+    assert entry.data_type == "Clicks"
+    assert entry.schema_ is not None
+    assert entry.schema_.names == ("ClickId", "ClickDate")
+    deployment = scenarios.read(crds, "Deployment", ns, "connectors-processor")
+    assert deployment is not None
+    pod = deployment.spec.template.spec
+    assert pod.containers[0].args == ["process"]
+    assert "connectors-data" in [v.persistent_volume_claim.claim_name for v in pod.volumes
+                                 if v.persistent_volume_claim]
+    assert "proc-clicks" in [o.name for o in deployment.metadata.owner_references]
+    assert "proc-reports" not in [o.name for o in deployment.metadata.owner_references]
+
+    crds.kubectl("delete", "connection", "proc-clicks", "-n", ns)
+    eventually(lambda: table() is None, 60, "proc-clicks to leave the processing table")
 
 
 def test_a_namespace_with_only_transfer_jobs_gets_its_data_volume(

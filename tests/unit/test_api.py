@@ -40,7 +40,7 @@ def test_crd_declares_every_status_field_so_nothing_is_pruned() -> None:
     crd = yaml.safe_load(render_all()["connections.yaml"])
     status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert set(status["properties"]) == {"observedGeneration", "conditions", "endpoint",
-                                         "lastTransfer"}
+                                         "lastTransfer", "submissions"}
     conditions = status["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"
     assert set(conditions["items"]["properties"]) >= {

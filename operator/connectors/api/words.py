@@ -22,6 +22,7 @@ from .connection import (
     SCHEDULE_PATTERN,
 )
 from .credential import USERNAME_PATTERN
+from .file_schema import COLUMN_NAME_PATTERN
 
 PATTERN_WORDS: dict[str, str] = {
     NAME_PATTERN: (
@@ -46,6 +47,7 @@ PATTERN_WORDS: dict[str, str] = {
         "must be one folder name of up to 63 letters, digits, '.', '_' and '-', starting "
         "with a letter or digit, such as 'clicks'"
     ),
+    COLUMN_NAME_PATTERN: "must be a column name without control characters, such as 'OrderId'",
 }
 
 # pydantic's wording for the rest, said the way a person fixing a manifest needs to hear it.

@@ -110,6 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="Outbound Email: the relay, HOST:PORT")
     option("--smtp-from", env="CONNECTORS_SMTP_FROM",
            help="Outbound Email: the sender address")
+    option("--submission-retention-days", env="CONNECTORS_SUBMISSION_RETENTION_DAYS",
+           type=float, default=OperatorConfig.submission_retention_days,
+           help="how long the submission history keeps a checked file")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
@@ -143,7 +146,8 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
                               if r.strip()),
                           listener_external_traffic_policy=(
                               args.listener_external_traffic_policy or None),
-                          listener_replicas=args.listener_replicas)
+                          listener_replicas=args.listener_replicas,
+                          submission_retention_days=args.submission_retention_days)
 
 
 def parse_pairs(text: str, flag: str, names: tuple[str, ...],

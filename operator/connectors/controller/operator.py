@@ -29,6 +29,7 @@ from .reconcilers.connection import ConnectionReconciler
 from .reconcilers.credential import reconcile_credential
 from .reconcilers.job_results import JobResults
 from .reconcilers.listener_sync import ListenerSync, Member, SyncResult
+from .reconcilers.processor_sync import ProcessorSync
 from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Operator:
         self.executor = ThreadPoolExecutor(max_workers=workers * 2,
                                            thread_name_prefix="reconcile")
         self.listener_sync = ListenerSync(kube, config, self.caches.secret)
+        self.processor_sync = ProcessorSync(kube, config, self.listener_sync)
         self.namespace_syncs: Coalescer[SyncResult] = Coalescer(self._sync_namespace)
         self.connection_queue = WorkQueue("Connection", self._reconcile_connection, workers)
         self.credential_queue = WorkQueue("Credential", self._reconcile_credential, workers)
@@ -127,12 +129,19 @@ class Operator:
 
     async def _sync_namespace(self, namespace: str) -> SyncResult:
         members = []
+        inbound = []
         for name, body in self.caches.in_namespace(namespace):
             spec, validated = validate_connection(body.get("spec") or {})
-            if spec is not None and validated.ok and not spec.platform_initiated:
-                metadata = body["metadata"]
+            if spec is None or not validated.ok:
+                continue
+            metadata = body["metadata"]
+            if not spec.platform_initiated:
                 members.append(Member(name, metadata["uid"], spec,
                                       metadata.get("creationTimestamp", "")))
+            if spec.direction == "Inbound":
+                inbound.append((name, metadata["uid"], spec))
         credentials = {name: body for (ns, name), body in self.credentials.items()
                        if ns == namespace}
-        return await self.run(self.listener_sync.run, namespace, members, credentials)
+        result = await self.run(self.listener_sync.run, namespace, members, credentials)
+        await self.run(self.processor_sync.run, namespace, inbound)
+        return result

@@ -96,6 +96,8 @@ class OperatorConfig:
     listener_service_account: str = "connectors-listener"
     # Outbound Email Push: the platform's relay.
     smtp_relay: str | None = None
+    # How long the submission history keeps a checked file (the processor purges).
+    submission_retention_days: float = 90.0
     smtp_from: str | None = None
     cpu_request: str = "50m"
     memory_request: str = "64Mi"

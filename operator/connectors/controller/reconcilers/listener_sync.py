@@ -157,11 +157,7 @@ class ListenerSync:
     def _ensure(self, namespace: str, protocol: str, account_plan: accounts.AccountPlan,
                 result: SyncResult) -> None:
         self.ensure_data_claim(namespace)
-        if namespace not in self._prepared:
-            for obj in plan.listener_identity(namespace, self.config):
-                self.kube.apply(obj)
-            self.kube.create(plan.state_configmap(namespace))
-            self._prepared.add(namespace)
+        self.ensure_identity(namespace)
         if protocol == "sftp":
             result.host_key_fingerprint = self._host_key(namespace)
         if protocol in plan.TLS_PROTOCOLS:
@@ -210,6 +206,15 @@ class ListenerSync:
             except ValueError:
                 self._tables[key] = None
         return self._tables[key]
+
+    def ensure_identity(self, namespace: str) -> None:
+        """The ServiceAccount listeners and the processor report with, and the
+        listeners' state ConfigMap: once per namespace and process."""
+        if namespace not in self._prepared:
+            for obj in plan.listener_identity(namespace, self.config):
+                self.kube.apply(obj)
+            self.kube.create(plan.state_configmap(namespace))
+            self._prepared.add(namespace)
 
     def ensure_data_claim(self, namespace: str) -> None:
         """The namespace's data volume claim, for listeners and transfer jobs alike:

@@ -1,0 +1,41 @@
+"""The namespace's processor: its table and Deployment while the namespace has
+an Inbound Connection, nothing otherwise. Run in a thread with the listener
+sync, on the same trigger (any Connection of the namespace changed)."""
+
+from __future__ import annotations
+
+from ...api.connection import ConnectionSpec
+from ...api.processing import CONFIGMAP, Processed
+from ...planning import processor as plan
+from ...planning.config import OperatorConfig
+from ..kube import Kube
+from .listener_sync import ListenerSync
+
+
+class ProcessorSync:
+    def __init__(self, kube: Kube, config: OperatorConfig, listener_sync: ListenerSync) -> None:
+        self.kube = kube
+        self.config = config
+        # The data claim and the reporting identity are the listeners'.
+        self.listener_sync = listener_sync
+        self._active: set[str] = set()
+
+    def run(self, namespace: str, inbound: list[tuple[str, str, ConnectionSpec]]) -> None:
+        """`inbound`: (name, uid, spec) of every valid Inbound Connection."""
+        if not inbound:
+            self._remove(namespace)
+            return
+        owned_by = [(name, uid) for name, uid, _ in inbound]
+        table = plan.processing_table([Processed.of(name, spec) for name, _, spec in inbound])
+        self.listener_sync.ensure_data_claim(namespace)
+        self.listener_sync.ensure_identity(namespace)
+        self.kube.apply(plan.processing_configmap(namespace, table, owned_by))
+        self.kube.apply(plan.processor_deployment(namespace, self.config, owned_by))
+        self._active.add(namespace)
+
+    def _remove(self, namespace: str) -> None:
+        if namespace not in self._active:
+            return
+        self.kube.delete("Deployment", namespace, plan.NAME)
+        self.kube.delete("ConfigMap", namespace, CONFIGMAP)
+        self._active.discard(namespace)

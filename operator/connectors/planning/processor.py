@@ -1,0 +1,105 @@
+"""Pure planning for the namespace's processor: the processing table ConfigMap and
+the Deployment that runs `connectors process` on the data volume.
+
+Every valid Inbound Connection of a namespace is in the table, whoever starts
+its transfers: listeners and transfer jobs land files alike. The objects are
+owned by every such Connection, so they go with the last one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.common import API_VERSION
+from ..api.processing import CONFIGMAP, KEY, Processed, ProcessingTable
+from .config import OperatorConfig
+from .objects import (
+    base_labels,
+    container_security_context,
+    data_volume,
+    image_pull_secrets,
+    pod_security_context,
+    resources,
+    tmp_volume,
+)
+
+NAME = "connectors-processor"
+TABLE_DIR = "/etc/connectors/processing"
+
+
+def processor_labels() -> dict[str, str]:
+    return base_labels("processor")
+
+
+def owners(connections: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """(name, uid) of each Inbound Connection; none is the controller."""
+    return [{"apiVersion": API_VERSION, "kind": "Connection", "name": name, "uid": uid,
+             "controller": False, "blockOwnerDeletion": False}
+            for name, uid in sorted(connections)]
+
+
+def processing_configmap(namespace: str, table: ProcessingTable,
+                         owned_by: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CONFIGMAP, "namespace": namespace, "labels": processor_labels(),
+                     "ownerReferences": owners(owned_by)},
+        "data": {KEY: table.render()},
+    }
+
+
+def processor_deployment(namespace: str, config: OperatorConfig,
+                         owned_by: list[tuple[str, str]]) -> dict[str, Any]:
+    labels = processor_labels()
+    env = [
+        {"name": "CONNECTORS_NAMESPACE",
+         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "CONNECTORS_DATA_ROOT", "value": "/data"},
+        {"name": "CONNECTORS_PROCESSING_FILE", "value": f"{TABLE_DIR}/{KEY}"},
+        {"name": "CONNECTORS_RETENTION_DAYS", "value": str(config.submission_retention_days)},
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": labels,
+                     "ownerReferences": owners(owned_by)},
+        "spec": {
+            # One is enough to keep up with the listeners (README, Benchmarks);
+            # claims in the store would let more share the work.
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    # The listeners' identity: patch connections/status, post events.
+                    "serviceAccountName": config.listener_service_account,
+                    **image_pull_secrets(config),
+                    "securityContext": pod_security_context(),
+                    "volumes": [
+                        {"name": "table", "configMap": {"name": CONFIGMAP, "defaultMode": 0o444}},
+                        data_volume(config),
+                        tmp_volume(),
+                    ],
+                    "containers": [{
+                        "name": "processor",
+                        "image": config.image,
+                        "imagePullPolicy": config.image_pull_policy,
+                        "args": ["process"],
+                        "env": env,
+                        "volumeMounts": [
+                            {"name": "table", "mountPath": TABLE_DIR, "readOnly": True},
+                            {"name": "data", "mountPath": "/data"},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                        ],
+                        "securityContext": container_security_context(),
+                        "resources": resources(config),
+                    }],
+                },
+            },
+        },
+    }
+
+
+def processing_table(connections: list[Processed]) -> ProcessingTable:
+    return ProcessingTable(connections=connections)
