@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "crds": ("connectors.api.crd", "write the CustomResourceDefinitions generated from the models"),
     "listen": ("connectors.listeners.main", "run a listener: sftp, ftp or smtp"),
     "transfer": ("connectors.jobs.main", "run one transfer of a platform-initiated Connection"),
+    "submissions": ("connectors.submissions.main",
+                    "list a Connection's checked files from the submission store"),
 }
 
 # Commands whose process ends as soon as they return. Tearing the interpreter
