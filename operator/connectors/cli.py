@@ -21,6 +21,8 @@ SUBCOMMANDS = {
     "transfer": ("connectors.jobs.main", "run one transfer of a platform-initiated Connection"),
     "process": ("connectors.processor.main",
                 "check the landed files of a namespace's Inbound Connections"),
+    "submissions": ("connectors.submissions.main",
+                    "list a Connection's checked files from the submission store"),
 }
 
 # Commands whose process ends as soon as they return. Tearing the interpreter

@@ -242,3 +242,53 @@ def test_unknown_connection_is_one_line(crds: Cluster, ns: str, plugin_path: str
     result = kubectl_connectors(crds, plugin_path, "handoff", "nope", "-n", ns)
     assert result.returncode == 1
     assert result.stderr == f"kubectl connectors: Connection nope not found in namespace {ns}\n"
+
+
+PROCESSOR_POD = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: connectors-processor-0
+  labels: {app.kubernetes.io/component: processor}
+spec:
+  automountServiceAccountToken: false
+  containers: [{name: processor, image: connectors:test}]
+"""
+
+
+def set_pod_status(crds: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """What a kubelet would report: there is none here to do it."""
+    crds.kubectl("patch", "pod", name, "-n", namespace, "--subresource=status", "--type=merge",
+                 "-p", json.dumps({"status": status}))
+
+
+def test_submissions_without_a_running_processor_is_one_line(crds: Cluster, plugin_path: str,
+                                                             namespace: str) -> None:
+    """The exec itself needs a node (the node tests); here, the plugin's choice of
+    pod, and its one-line errors when there is none to exec in."""
+    advice = f"check it with kubectl get deploy connectors-processor -n {namespace}\n"
+    none = f"kubectl connectors: namespace {namespace} has no running processor to read the " \
+           "submission history from"
+
+    def submissions(*args: str) -> subprocess.CompletedProcess[str]:
+        result = kubectl_connectors(crds, plugin_path, "submissions", "acme-conversions",
+                                    "-n", namespace, *args)
+        assert (result.returncode, result.stdout) == (1, ""), result.stderr
+        return result
+
+    assert submissions("--failed").stderr == f"{none}: {advice}"
+    # The namespace's default ServiceAccount, which a pod needs, comes a moment later.
+    eventually(lambda: crds.kubectl("create", "-n", namespace, "-f", "-",
+                                    input=PROCESSOR_POD, check=False).returncode == 0,
+               60, "the processor pod to be created")
+    pod = "connectors-processor-0"
+    assert submissions().stderr == f"{none} (pod {pod} is Pending): {advice}"
+    set_pod_status(crds, namespace, pod, {"phase": "Running"})
+    assert submissions().stderr == f"{none} (pod {pod} is Running, not Ready): {advice}"
+    # Running and Ready: the plugin picks it and asks for the exec, which the API
+    # server refuses for want of a node, and the refusal is one line too.
+    set_pod_status(crds, namespace, pod, {"phase": "Running",
+                                          "conditions": [{"type": "Ready", "status": "True"}]})
+    assert submissions("--id", "3").stderr == (
+        f"kubectl connectors: cannot run connectors submissions in pod {pod}: HTTP 400: pod "
+        f"{pod} does not have a host assigned\n")

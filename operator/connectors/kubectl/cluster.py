@@ -3,20 +3,27 @@
 Reads only public material by default: the Connection and Credential with their
 status, the listener's public host key and TLS certificate. A secret value is
 read only for `--reveal`, and only after the reveal has been recorded.
+`submissions` runs `connectors submissions` in the processor's pod (the exec API),
+which reads the submission history on the data volume.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from kubernetes.stream import stream
+from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL
 
 from ..clock import now_rfc3339
 from ..controller.kube import Kube
 from ..planning.credentials import certificate_facts, check_authorized_keys
 from ..planning.listeners import HOST_KEY_FILE, HOST_KEY_SECRET, TLS_SECRET, listener_name
+from . import processor
 from .facts import ListenerKeys
 
 PROTOCOL_OF_METHOD = {"SFTP": "sftp", "FTP": "ftp", "Email": "smtp"}
@@ -124,3 +131,65 @@ class Cluster:
                         f"the {what} in Secret {secret_name} was shown to {user} by kubectl "
                         f"connectors handoff --reveal, for Connection {connection}")
         return value
+
+    def processor_pod(self, namespace: str) -> dict[str, Any]:
+        """A Running and Ready pod of the namespace's processor, not being deleted."""
+        pods = self.kube.list_in("Pod", [namespace], selector=processor.SELECTOR)
+        pod = processor.pick(pods)
+        if pod is None:
+            raise PluginError(processor.no_processor(namespace, pods))
+        return pod
+
+    def exec_in(self, pod: dict[str, Any], command: list[str], stdout: BinaryIO,
+                stderr: BinaryIO) -> int:
+        """Runs `command` in the pod, copying its output as it comes; its exit status."""
+        meta = pod["metadata"]
+        core = client.CoreV1Api(self.kube.api)
+        try:
+            # binary: the bytes as the command wrote them, however the frames cut them.
+            session = stream(core.connect_get_namespaced_pod_exec, meta["name"],
+                             meta["namespace"], command=command,
+                             container=processor.container(pod), stdin=False, stdout=True,
+                             stderr=True, tty=False, binary=True, _preload_content=False)
+        except ApiException as error:
+            raise PluginError(f"cannot run {command[0]} {command[1]} in pod {meta['name']}: "
+                              f"{_exec_refusal(error)}") from error
+        try:
+            while session.is_open():
+                session.update(timeout=1)
+                _copy(session, stdout, stderr)
+            _copy(session, stdout, stderr)
+            answer = session.read_channel(ERROR_CHANNEL)
+        finally:
+            session.close()
+        code, why = processor.exit_status(answer.decode(errors="replace"))
+        if code is None:
+            raise PluginError(f"{command[0]} {command[1]} in pod {meta['name']}: {why}")
+        return code
+
+
+def _copy(session: Any, stdout: BinaryIO, stderr: BinaryIO) -> None:
+    for channel, out in ((STDOUT_CHANNEL, stdout), (STDERR_CHANNEL, stderr)):
+        data = session.read_channel(channel)
+        if data:
+            out.write(data)
+            out.flush()
+
+
+def _exec_refusal(error: ApiException) -> str:
+    """What the API server said when it refused the exec. The websocket client
+    words a refusal as its whole handshake; the Status in its body says it in one
+    line."""
+    cause = error.__context__
+    body = getattr(cause, "resp_body", None)
+    status = getattr(cause, "status_code", None)
+    if body:
+        try:
+            message = json.loads(body).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        if message:
+            return f"HTTP {status}: {message}"
+    if status:
+        return f"HTTP {status}"
+    return str(error.reason or error)

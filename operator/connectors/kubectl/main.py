@@ -2,6 +2,7 @@
 
     kubectl connectors handoff NAME [-n NS] [--reveal] [-o json]
     kubectl connectors status [-n NS | -A] [-o json]
+    kubectl connectors submissions CONNECTION [-n NS] [--failed] [--id N] [--limit N] [-o json]
 
 Installed as the executable `kubectl-connectors` with the package, which is all
 kubectl needs to find it on PATH. It reads the cluster of the kubeconfig
@@ -19,8 +20,15 @@ from urllib3.exceptions import HTTPError
 
 from ..controller.kube import Kube, current_namespace, load_api_client
 from . import facts as handoff
-from . import table
+from . import processor, table
 from .cluster import Cluster, PluginError
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
                     "Ready, its reason, and the last transfer.")
     status.add_argument("-A", "--all-namespaces", action="store_true",
                         help="every namespace")
-    for sub in (hand, status):
+    history = commands.add_parser(
+        "submissions", help="the files a Connection received and how their check went",
+        description="The submission history of one Connection: the files it received, "
+                    "newest first, with their check's status and row counts, or one file in "
+                    "full with its errors. Runs `connectors submissions` in the namespace's "
+                    "processor pod, which reads the history on the data volume (the exec API: "
+                    "needs `create` on pods/exec).")
+    history.add_argument("connection", help="the Connection")
+    history.add_argument("--failed", action="store_true",
+                         help="only Failed files and those with rejected rows")
+    history.add_argument("--id", type=int, dest="submission_id", metavar="N",
+                         help="one submission in full, with its stored errors")
+    history.add_argument("--limit", type=_positive, metavar="N",
+                         help="the newest N submissions (default: 20)")
+    for sub in (hand, status, history):
         sub.add_argument("-n", "--namespace", help="default: the kubeconfig context's")
         sub.add_argument("-o", "--output", choices=("text", "json"), default="text")
         sub.add_argument("--kubeconfig", help="default: KUBECONFIG or ~/.kube/config")
@@ -74,11 +96,23 @@ def run_status(cluster: Cluster, namespace: str, args: argparse.Namespace) -> st
     return table.render_text(rows, with_namespace=args.all_namespaces)
 
 
+def run_submissions(cluster: Cluster, namespace: str, args: argparse.Namespace) -> int:
+    """The command's output as it comes, and its exit status."""
+    pod = cluster.processor_pod(namespace)
+    argv = processor.command(args.connection, failed=args.failed,
+                             submission_id=args.submission_id, limit=args.limit,
+                             json_output=args.output == "json")
+    sys.stdout.flush()
+    return cluster.exec_in(pod, argv, sys.stdout.buffer, sys.stderr.buffer)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         namespace = args.namespace or current_namespace(args.kubeconfig, args.context)
         cluster = Cluster(Kube(load_api_client(args.kubeconfig, args.context)))
+        if args.command == "submissions":
+            return run_submissions(cluster, namespace, args)
         runner = run_handoff if args.command == "handoff" else run_status
         print(runner(cluster, namespace, args))
     except PluginError as error:
