@@ -14,12 +14,15 @@ This file sorts before test_teardown.py, which stops the session's node.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +45,7 @@ from tests.integration.transfer.transfer_servers import (  # noqa: F401 - fixtur
 )
 from tests.node.cluster import exec_in, wait_for
 from tests.support import secrets as secret_scan
+from tests.support.conversions import conversions_file
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -289,6 +293,63 @@ def test_sftp_upload_through_the_node_port(product: Product, partners: str,
                   content)
     last = wait_last_transfer(product, partners, "acme-conversions", len(content))
     assert last["time"]
+
+
+def sftp_get(product: Product, namespace: str, name: str,
+             workdir: Path) -> subprocess.CompletedProcess[str]:
+    """OpenSSH sftp as the partner acme: fetch `name` through the node port."""
+    password = product.secret(namespace, "acme-sftp-credential", "password")
+    ip = product.cluster.node_ip
+    return subprocess.run(
+        ["sshpass", "-e", "sftp", "-o", "BatchMode=no", "-o", "PubkeyAuthentication=no",
+         "-o", f"UserKnownHostsFile={workdir / 'known_hosts'}", "-o",
+         "StrictHostKeyChecking=yes", "-P", str(NODE_PORTS["sftp"]), "-b", "-", f"acme@{ip}"],
+        input=f"get {name} {workdir / name}\n", env={**os.environ, "SSHPASS": password},
+        capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_an_upload_is_checked_and_answered_in_the_partner_s_folder(
+        product: Product, partners: str, tmp_path: Path) -> None:
+    """A conversions file with 3 bad rows of 1,000: the partner finds
+    result_<name>.csv naming them in their folder, status.submissions and
+    `kubectl describe` show the counts, and `kubectl connectors submissions`
+    lists the file from the processor's history."""
+    wait_listener_ready(product, partners, "sftp")
+    content = conversions_file(1000, bad_lines=(10, 500, 1001))
+    sent = sftp_put(product, partners, "conversions_checked.csv", content, tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    result_name = "result_conversions_checked.csv.csv"
+    started = time.monotonic()
+    wait_for("the result file in the partner's folder",
+             lambda: sftp_get(product, partners, result_name, tmp_path).returncode == 0,
+             timeout=180)
+    log_line = f"result after {time.monotonic() - started:.1f} s"
+    rows = list(csv.DictReader(io.StringIO((tmp_path / result_name).read_text())))
+    assert [(r["line"], r["column"]) for r in rows if r["error_type"] != "summary"] == [
+        ("10", "Amount"), ("500", "Amount"), ("1001", "Amount")], log_line
+    summary = {r["code"]: r["message"] for r in rows if r["error_type"] == "summary"}
+    assert (summary["rows_accepted"], summary["rows_rejected"]) == ("997", "3")
+
+    def counted() -> dict[str, Any]:
+        body = product.get("connection", partners, "acme-conversions") or {}
+        return dict((body.get("status") or {}).get("submissions") or {})
+    wait_for("status.submissions to count the file",
+             lambda: counted().get("rowsRejected", 0) >= 3, timeout=60)
+    last = counted()["last"][0]
+    assert (last["name"], last["status"], last["rowsAccepted"], last["rowsRejected"]) == (
+        "conversions_checked.csv", "Complete", 997, 3)
+    assert last["firstError"].startswith("line 10: Amount:")
+    described = product.kubectl("describe", "connection", "acme-conversions", "-n",
+                                partners).stdout
+    assert "Rows Rejected" in described
+    assert "RowsRejected" in described  # the Warning event
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "connectors.kubectl", "submissions", "acme-conversions",
+         "-n", partners, "--kubeconfig", product.cluster.kubeconfig, "--failed", "-o", "json"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert "conversions_checked.csv" in listed.stdout
 
 
 def test_ftps_upload_through_the_node_port(product: Product, partners: str,
