@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from .common import Condition, LocalObjectReference, Model
@@ -251,6 +251,71 @@ class FtpListenerSettings(Model):
     Connection of its Credential on the listener allows it."""
 
 
+URL_PATTERN = r"^https?://[^\s/]+(/\S*)?$"
+URL_MESSAGE = ("must be an http:// or https:// URL without spaces, such as "
+               "'https://ingest.example/hook'")
+
+
+def _url(value: str) -> str:
+    if not re.fullmatch(URL_PATTERN, value):
+        raise PydanticCustomError("url", URL_MESSAGE)
+    return value
+
+
+# Checked by CEL at the API server and by _url everywhere else, in the same words.
+Url = Annotated[
+    str,
+    Field(max_length=2048, json_schema_extra={"x-kubernetes-validations": [
+        {"rule": f"self.matches(r'{URL_PATTERN}')", "message": URL_MESSAGE}]}),
+    AfterValidator(_url),
+]
+
+
+class WebhookSink(Model):
+    """A CloudEvents HTTP endpoint that receives each accepted file."""
+
+    url: Url
+    """Where each accepted file is POSTed, as a binary-mode CloudEvent whose body is the
+    file and whose ce-id is the submission's trace id (the receiver's idempotency key)."""
+    secret_ref: LocalObjectReference | None = None
+    """A Secret whose key `hmac-key` signs each request: the header
+    X-Connectors-Signature is sha256=<hex HMAC-SHA256 of the body>."""
+
+
+class ObjectStoreSink(Model):
+    """An S3-compatible bucket that receives each accepted file."""
+
+    bucket: Annotated[str, Field(min_length=3, max_length=63)]
+    endpoint: Url | None = None
+    """The S3 API's URL; unset: AWS S3 of `region`."""
+    region: Annotated[str, Field(max_length=64)] | None = None
+    prefix: Annotated[str, Field(max_length=512)] = ""
+    """Put before each key, <prefix><connection>/<trace id>/<file name>."""
+    credentials_secret_ref: LocalObjectReference
+    """A Secret with the keys `accessKeyId` and `secretAccessKey`."""
+
+
+class Sink(Model):
+    """One downstream destination; exactly one of its fields is set."""
+
+    model_config = ConfigDict(
+        **Model.model_config,
+        json_schema_extra={"x-kubernetes-validations": [{
+            "rule": "has(self.webhook) != has(self.objectStore)",
+            "message": "a sink is either webhook or objectStore: set exactly one"}]},
+    )
+
+    webhook: WebhookSink | None = None
+    object_store: ObjectStoreSink | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Sink:
+        if (self.webhook is None) == (self.object_store is None):
+            raise PydanticCustomError("sink", "a sink is either webhook or objectStore: set "
+                                              "exactly one")
+        return self
+
+
 class SubmissionSettings(Model):
     """Inbound: how the platform checks each landed file and answers the partner."""
 
@@ -258,6 +323,10 @@ class SubmissionSettings(Model):
     """The file's columns and rules, when the data type's built-in schema does not fit
     (for example a partner's own conversions layout). Unset: the built-in schema of
     spec.dataType."""
+    deliver_to: Annotated[list[Sink], Field(max_length=4)] | None = None
+    """Where each accepted file goes once checked (a file with accepted rows; rejected
+    rows are not removed from it): at least once, with the trace id as idempotency key,
+    retried with backoff while a sink fails."""
 
 
 class Remote(Model):
