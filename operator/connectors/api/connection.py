@@ -222,6 +222,27 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.submissions is None or s.direction == "Inbound",
     ),
     Rule(
+        ".pgp.decryptWith",
+        "!has(self.pgp) || !has(self.pgp.decryptWith) || self.direction == 'Inbound'",
+        "pgp.decryptWith applies to Inbound Connections (files the partner encrypts to the "
+        "platform's key); for Outbound use pgp.encryptTo",
+        lambda s: s.pgp is None or s.pgp.decrypt_with is None or s.direction == "Inbound",
+    ),
+    Rule(
+        ".pgp.encryptTo",
+        "!has(self.pgp) || !has(self.pgp.encryptTo) || self.direction == 'Outbound'",
+        "pgp.encryptTo applies to Outbound Connections (files the platform encrypts to the "
+        "partner's key); for Inbound use pgp.decryptWith",
+        lambda s: s.pgp is None or s.pgp.encrypt_to is None or s.direction == "Outbound",
+    ),
+    Rule(
+        ".pgp",
+        "!has(self.pgp) || has(self.pgp.decryptWith) || has(self.pgp.encryptTo)",
+        "pgp needs decryptWith (Inbound) or encryptTo (Outbound): set one, or remove pgp",
+        lambda s: s.pgp is None or s.pgp.decrypt_with is not None
+        or s.pgp.encrypt_to is not None,
+    ),
+    Rule(
         ".folder",
         f"!has(self.folder) || !{_PLATFORM_INITIATED}",
         "folder is where the partner sees the files on the platform's listener, so only "
@@ -238,6 +259,20 @@ RULES: tuple[Rule, ...] = (
         or (s.direction == "Outbound" and s.methodology == "Pull"),
     ),
 )
+
+
+class PgpSettings(Model):
+    """OpenPGP encryption of the files themselves, on top of the transport's."""
+
+    decrypt_with: LocalObjectReference | None = None
+    """Inbound: a Credential of type PGPKey whose key pair the operator generated. The
+    partner encrypts every file to its public key (in the Credential's status); the
+    platform decrypts each landed file before checking it, and refuses one that does
+    not decrypt, with a result file that says so. The landed file stays as received."""
+    encrypt_to: LocalObjectReference | None = None
+    """Outbound: a Credential of type PGPKey holding the partner's public key
+    (spec.publicKey, ASCII-armored). Every file is encrypted to it before it is sent,
+    and sent as <name>.pgp."""
 
 
 class FtpListenerSettings(Model):
@@ -402,6 +437,9 @@ class ConnectionSpec(Model):
     """Inbound only: the schema each landed file is checked against."""
     ftp: FtpListenerSettings | None = None
     """FTP Connections the partner starts only: whether the partner may skip TLS."""
+    pgp: PgpSettings | None = None
+    """Files encrypted with OpenPGP: decrypted on arrival (Inbound), or encrypted before
+    sending (Outbound)."""
     schedule: Annotated[str, Field(max_length=64, pattern=SCHEDULE_PATTERN)] | None = None
     """Cron schedule of the transfer job (platform-initiated only); default every 15
     minutes, "*/15 * * * *"."""
