@@ -8,20 +8,26 @@ import csv
 import gzip
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client
 
 from connectors.api.processing import Processed, ProcessingTable
 from connectors.landing.area import LandingArea
-from connectors.submissions import SubmissionStore, store_path
+from connectors.submissions import Submission, SubmissionStore, store_path
+from tests.conftest import Cluster
 from tests.support.conversions import conversions_file
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -44,13 +50,14 @@ def conversions_entry(name: str = "acme-conversions") -> Processed:
 
 
 class Running:
-    def __init__(self, root: Path, table: Path, log: Path) -> None:
+    def __init__(self, root: Path, table: Path, log: Path,
+                 env: dict[str, str] | None = None, *extra: str) -> None:
         self.log = log
         self.process = subprocess.Popen(
             [sys.executable, "-m", "connectors", "process", "--data-root", str(root),
-             "--table", str(table), "--poll-seconds", "0.2"],
+             "--table", str(table), "--poll-seconds", "0.2", *extra],
             stdout=subprocess.DEVNULL, stderr=log.open("ab"),
-            env={k: v for k, v in os.environ.items() if k != "CONNECTORS_NAMESPACE"})
+            env=env or {k: v for k, v in os.environ.items() if k != "CONNECTORS_NAMESPACE"})
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -71,8 +78,9 @@ def processor(tmp_path: Path) -> Iterator[tuple[Path, Path, list[Running]]]:
             running.process.wait()
 
 
-def start(root: Path, table: Path, started: list[Running]) -> Running:
-    running = Running(root, table, root.parent / "processor.log")
+def start(root: Path, table: Path, started: list[Running],
+          env: dict[str, str] | None = None, *extra: str) -> Running:
+    running = Running(root, table, root.parent / "processor.log", env, *extra)
     started.append(running)
     return running
 
@@ -108,8 +116,12 @@ def test_a_file_with_bad_rows_gets_a_result_naming_them(
     assert summary["rows_accepted"] == "997"
     assert summary["rows_rejected"] == "3"
     assert summary["file"] == "conversions_0601.csv"
-    with SubmissionStore(store_path(root)) as store:
-        [submission] = store.history("acme-conversions")
+    # The result file is written first, then the outcome is recorded.
+    def recorded() -> Submission | None:
+        with SubmissionStore(store_path(root)) as store:
+            [submission] = store.history("acme-conversions")
+        return submission if submission.status != "Checking" else None
+    submission = eventually(recorded, 30, "the outcome in the history")
     assert (submission.status, submission.rows_accepted, submission.rows_rejected) == (
         "Complete", 997, 3)
     assert summary["trace_id"] == submission.trace_id
@@ -156,6 +168,35 @@ def test_a_restart_checks_nothing_twice_and_skips_nothing(
     assert {s.trace_id: s.checked_at for s in after if s.trace_id in before} == before
 
 
+def test_a_file_a_crashed_processor_held_is_checked_once_its_lease_ends(
+        processor: tuple[Path, Path, list[Running]]) -> None:
+    """A processor killed mid-check holds its claim no longer than the lease: the
+    next one checks the file, once."""
+    root, table, started = processor
+    land(root, "acme-conversions", "conversions_held.csv", conversions_file(20))
+    first = start(root, table, started, None, "--lease-seconds", "2")
+    wait_for(root / "acme-conversions" / "result_conversions_held.csv.csv")
+    first.stop()
+    # What a crash mid-check leaves: the file claimed by a processor that is gone.
+    land(root, "acme-conversions", "conversions_crash.csv", conversions_file(20, (4,)))
+    with SubmissionStore(store_path(root)) as store:
+        receipt = (root / "acme-conversions" / "receipt_conversions_crash.csv.txt").read_text()
+        landed = json.loads(receipt)
+        store.record("acme-conversions", landed["name"], landed["size"], landed["sha256"],
+                     landed["trace_id"], landed["received_at"])
+        [held] = store.claim("crashed-processor", lease_seconds=2,
+                             connection="acme-conversions")
+    start(root, table, started, None, "--lease-seconds", "2")
+    result = wait_for(root / "acme-conversions" / "result_conversions_crash.csv.csv")
+    assert result_rows(result)[1]["rows_rejected"] == "1"
+
+    def done() -> Submission | None:
+        with SubmissionStore(store_path(root)) as store:
+            found = store.get(held.submission.id)
+        return found if found is not None and found.status == "Complete" else None
+    assert eventually(done, 30, "the outcome").attempts == 2
+
+
 def test_a_replaced_upload_has_both_versions_checked(
         processor: tuple[Path, Path, list[Running]]) -> None:
     """A second upload under a name replaces the file; the first version, kept in
@@ -197,3 +238,40 @@ def test_only_the_table_s_connections_are_processed(
     result = wait_for(root / "globex-clicks" / "result_clicks_1.csv.csv")
     _, summary = result_rows(result)
     assert summary["file"] == "clicks_1.csv"
+
+
+def test_counts_reach_the_connection_status_and_events(
+        processor: tuple[Path, Path, list[Running]], crds: Cluster) -> None:
+    """Against a real API server: status.submissions counts the checked file and
+    names its first error; a Warning event says rows were rejected."""
+    root, table, started = processor
+    namespace = f"proc-{uuid.uuid4().hex[:8]}"
+    api = crds.api_client()
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    crds.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+        "apiVersion": "connectors.dev/v1alpha1", "kind": "Connection",
+        "metadata": {"name": "acme-conversions"},
+        "spec": {"direction": "Inbound", "dataType": "Conversions", "method": "SFTP",
+                 "methodology": "Push", "credentialRef": {"name": "acme"}}}))
+    start(root, table, started, env={**os.environ, "CONNECTORS_NAMESPACE": namespace,
+                                     "KUBECONFIG": crds.kubeconfig})
+    land(root, "acme-conversions", "conversions_counted.csv",
+         conversions_file(100, bad_lines=(7,)))
+
+    def counted() -> dict[str, Any] | None:
+        body = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "connectors.dev", "v1alpha1", namespace, "connections", "acme-conversions")
+        found = (body.get("status") or {}).get("submissions")
+        return found if found and found.get("rowsRejected") else None
+    submissions = eventually(counted, 60, "status.submissions")
+    assert {k: submissions[k] for k in ("total", "complete", "rowsAccepted", "rowsRejected",
+                                        "withRejections")} == {
+        "total": 1, "complete": 1, "rowsAccepted": 99, "rowsRejected": 1, "withRejections": 1}
+    [last] = submissions["last"]
+    assert last["name"] == "conversions_counted.csv"
+    assert last["firstError"].startswith("line 7: Amount:")
+    events = client.CoreV1Api(api).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=acme-conversions").items
+    assert [(e.type, e.reason) for e in events] == [("Warning", "RowsRejected")]
+    assert "99 rows accepted, 1 rejected" in events[0].message

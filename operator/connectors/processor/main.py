@@ -26,10 +26,10 @@ from pydantic import ValidationError
 from ..api.processing import Processed, ProcessingTable
 from ..events import kubernetes_api_client
 from ..options import env_option
-from ..submissions import CheckSettings, SubmissionStore, schema_for, store_path
+from ..submissions import CheckSettings, Claim, SubmissionStore, schema_for, store_path
 from .discover import Discovery
 from .report import KubernetesReporter, LoggingReporter, SubmissionReporter
-from .work import Checked, process
+from .work import Checked, Heartbeat, process
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="how often to look for landed files")
     option("--retention-days", env="CONNECTORS_RETENTION_DAYS", type=float, default=90.0,
            help="how long the history keeps a checked submission")
-    option("--lease-seconds", env="CONNECTORS_LEASE_SECONDS", type=float, default=300.0,
-           help="how long a claim holds before another processor may take the file")
+    option("--lease-seconds", env="CONNECTORS_LEASE_SECONDS", type=float, default=60.0,
+           help="how long a claim holds unrenewed: a crashed processor's file is taken up "
+                "again after this (a running check renews it)")
     option("--log-level", env="CONNECTORS_LOG_LEVEL", default="info",
            choices=["debug", "info", "warning", "error"], help="log level")
 
@@ -86,8 +87,9 @@ class TableFile:
 
 class Processor:
     def __init__(self, root: Path, table: TableFile, store: SubmissionStore,
-                 reporter: SubmissionReporter, lease_seconds: float = 300.0,
-                 settings: CheckSettings | None = None) -> None:
+                 reporter: SubmissionReporter, lease_seconds: float = 60.0,
+                 settings: CheckSettings | None = None,
+                 heartbeat: Heartbeat | None = None) -> None:
         self.root = root
         self.table = table
         self.store = store
@@ -95,6 +97,7 @@ class Processor:
         self.lease_seconds = lease_seconds
         self.settings = settings or CheckSettings()
         self.discovery = Discovery(root, store)
+        self.heartbeat = heartbeat
         self.worker = f"{socket.gethostname()}-{os.getpid()}"
 
     def run_once(self, stop: threading.Event | None = None) -> int:
@@ -114,11 +117,20 @@ class Processor:
                     break
                 for claim in claims:
                     path = self.discovery.paths.get(claim.submission.trace_id)
-                    item = process(claim, path, schema, self.root, self.store, self.settings)
+                    self._holding(claim)
+                    try:
+                        item = process(claim, path, schema, self.root, self.store,
+                                       self.settings)
+                    finally:
+                        self._holding(None)
                     if item is not None:
                         checked += 1
                         self._report(item)
         return checked
+
+    def _holding(self, claim: Claim | None) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.holding(claim)
 
     def _report(self, item: Checked) -> None:
         try:
@@ -145,9 +157,10 @@ def run(args: argparse.Namespace) -> int:
     reporter: SubmissionReporter = (KubernetesReporter(namespace, api_client)
                                     if namespace and api_client is not None
                                     else LoggingReporter())
+    heartbeat = Heartbeat(path, args.lease_seconds)
     with SubmissionStore(path) as store:
         processor = Processor(root, TableFile(Path(args.table)), store, reporter,
-                              lease_seconds=args.lease_seconds)
+                              lease_seconds=args.lease_seconds, heartbeat=heartbeat)
         last_purge = 0.0
         log.info("processor %s started on %s", processor.worker, root)
         while not stop.is_set():
@@ -164,4 +177,5 @@ def run(args: argparse.Namespace) -> int:
                 # processor: the next pass tries again.
                 log.exception("processing pass failed")
             stop.wait(args.poll_seconds)
+    heartbeat.close()
     return 0

@@ -42,11 +42,12 @@ class KubernetesReporter:
 def submissions_status(summary: Summary | None, last: list[Submission]) -> dict[str, Any]:
     """status.submissions. Every field is written: `last` is a list, which a
     merge patch replaces whole, and counts are never absent."""
-    counts = Submissions() if summary is None else Submissions(
+    records = [record_of(s) for s in last]
+    counts = Submissions(last=records) if summary is None else Submissions(
         total=summary.total, waiting=summary.waiting, complete=summary.complete,
         failed=summary.failed, with_rejections=summary.with_rejections,
-        rows_accepted=summary.rows_accepted, rows_rejected=summary.rows_rejected)
-    counts.last = [record_of(s) for s in last]
+        rows_accepted=summary.rows_accepted, rows_rejected=summary.rows_rejected,
+        last=records)
     return counts.model_dump(by_alias=True, exclude_none=True)
 
 

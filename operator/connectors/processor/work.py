@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,37 @@ def file_gone(path: Path) -> CheckResult:
                        f"the file {path.name} was removed before it could be checked")
     return CheckResult(status="Failed", rows_accepted=0, rows_rejected=0, error_count=1,
                        errors=(error,), failure=error)
+
+
+class Heartbeat:
+    """Renews the claim being checked every third of its lease, from a thread with
+    its own connection to the store: a check of a large file outlasts a lease, and
+    a short lease is what lets a crashed processor's file be taken up again soon."""
+
+    def __init__(self, store_path: Path, lease_seconds: float) -> None:
+        self.store_path = store_path
+        self.lease_seconds = lease_seconds
+        self._claim: Claim | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="claim-heartbeat", daemon=True)
+        self._thread.start()
+
+    def holding(self, claim: Claim | None) -> None:
+        with self._lock:
+            self._claim = claim
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        with SubmissionStore(self.store_path) as store:
+            while not self._stop.wait(self.lease_seconds / 3):
+                with self._lock:
+                    claim = self._claim
+                if claim is not None and store.renew(claim, self.lease_seconds) is None:
+                    log.warning("lost the claim on %s", claim.submission.name)
 
 
 def process(claim: Claim, path: Path | None, schema: FileSchema, root: Path,
