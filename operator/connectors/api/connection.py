@@ -250,6 +250,15 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.folder is None or not _platform(s),
     ),
     Rule(
+        ".remote.resultsTo",
+        "!has(self.remote) || !has(self.remote.resultsTo) || (self.direction == 'Inbound' "
+        "&& self.methodology == 'Pull' && self.method != 'Email')",
+        "remote.resultsTo applies only to Inbound Pull over SFTP or FTP, where the platform "
+        "fetches from the partner's folder: remove it",
+        lambda s: s.remote is None or s.remote.results_to is None
+        or (s.direction == "Inbound" and s.methodology == "Pull" and s.method != "Email"),
+    ),
+    Rule(
         ".deleteAfterDownload",
         "!has(self.deleteAfterDownload) || !self.deleteAfterDownload "
         "|| (self.direction == 'Outbound' && self.methodology == 'Pull')",
@@ -395,6 +404,10 @@ class Remote(Model):
     """Inbound Pull: delete each file on the partner's server after it has landed and
     been recorded. Default false: files stay, and the ledger keeps them from being
     fetched twice."""
+    results_to: Literal["Origin"] | None = None
+    """Inbound Pull (SFTP, FTP): Origin uploads each file's receipt and result file
+    (receipt_<name>.txt, result_<name>.csv) to remote.folder, next to the file, on the
+    transfer runs after they are made. Unset: they stay on the platform's volume."""
 
 
 class ConnectionSpec(Model):

@@ -227,6 +227,10 @@ def one_pass(
             from .pull import pull
 
             pull(client, spec, landing, ledger, summary)
+            if spec.remote.results_to == "Origin":
+                from .answers import send_answers
+
+                send_answers(client, landing, ledger)
 
 
 def backoff_delays(first: float, retries: int) -> Iterator[float]:

@@ -35,6 +35,8 @@ class RemoteSpec:
     insecure_skip_tls_verify: bool = False
     recipients: tuple[str, ...] = ()
     delete_after_transfer: bool = False
+    results_to: str | None = None
+    """Origin: receipts and result files go back to remote.folder too."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ def parse_spec(data: dict[str, Any], path: Path) -> TransferSpec:
             insecure_skip_tls_verify=remote.boolean("insecureSkipTlsVerify"),
             recipients=remote.strings("recipients"),
             delete_after_transfer=remote.boolean("deleteAfterTransfer"),
+            results_to=remote.string("resultsTo", ("Origin",)),
         ),
     )
 

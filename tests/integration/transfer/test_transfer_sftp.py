@@ -518,3 +518,32 @@ def test_the_job_ends_its_ssh_session_with_a_disconnect(
 
 def remote_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_results_go_back_to_the_origin_when_asked(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    """remote.resultsTo Origin: each receipt, and each result the processor writes
+    later, is uploaded next to the partner's file once; neither is fetched back."""
+    put_remote(remote_dir, "a.csv", b"alpha\n")
+    setup(job, sshd, system_user, remote_dir, resultsTo="Origin")
+    first = job.run()
+    assert first.code == 0, first.stderr
+    assert first.summary["files"] == 1
+    receipt = json.loads(remote_files(remote_dir)["receipt_a.csv.txt"])
+    assert receipt["name"] == "a.csv"
+    assert "result_a.csv.csv" not in remote_files(remote_dir)
+
+    # What the namespace's processor writes once it has checked the file.
+    (job.home / "result_a.csv.csv").write_bytes(b"line,column,error_type,code,message\r\n")
+    second = job.run()
+    assert second.code == 0, second.stderr
+    assert second.summary["files"] == 0, "an answer is never fetched as a file"
+    assert remote_files(remote_dir)["result_a.csv.csv"] == (
+        b"line,column,error_type,code,message\r\n")
+    answered = [e for e in ledger(job) if e["kind"] == "answered"]
+    assert sorted(e["name"] for e in answered) == ["receipt_a.csv.txt", "result_a.csv.csv"]
+
+    third = job.run()
+    assert third.code == 0, third.stderr
+    assert len([e for e in ledger(job) if e["kind"] == "answered"]) == 2
