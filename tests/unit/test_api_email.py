@@ -116,7 +116,7 @@ def test_a_table_without_allowed_senders_renders_as_before() -> None:
     rendered = AccountTable(accounts=[account]).render()
     [written] = json.loads(rendered)["accounts"]
     every_other_field = {field.alias or name for name, field in Account.model_fields.items()
-                         if name not in ("allowed_senders", "plain_ftp")}
+                         if name not in ("allowed_senders", "plain_ftp", "reply_with_results")}
     assert set(written) == every_other_field
     with_senders = account.model_copy(update={"allowed_senders": ["acme.example"]})
     assert '"allowedSenders": [' in AccountTable(accounts=[with_senders]).render()

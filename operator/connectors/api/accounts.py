@@ -104,6 +104,8 @@ class Account(Model):
     example.com or @example.com); None: any sender."""
     plain_ftp: bool = False
     """FTP: the Connection lets its partner log in without TLS."""
+    reply_with_results: bool = False
+    """SMTP: note each message's sender, for the processor to answer with the results."""
 
     @model_serializer(mode="wrap")
     def _omit_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -113,9 +115,10 @@ class Account(Model):
         if self.allowed_senders is None:
             data.pop("allowedSenders", None)
             data.pop("allowed_senders", None)
-        if not self.plain_ftp:
-            data.pop("plainFtp", None)
-            data.pop("plain_ftp", None)
+        for name, alias in (("plain_ftp", "plainFtp"), ("reply_with_results", "replyWithResults")):
+            if not getattr(self, name):
+                data.pop(alias, None)
+                data.pop(name, None)
         return data
 
 

@@ -243,6 +243,15 @@ RULES: tuple[Rule, ...] = (
         or s.pgp.encrypt_to is not None,
     ),
     Rule(
+        ".email.replyWithResults",
+        "!has(self.email) || !has(self.email.replyWithResults) || !self.email.replyWithResults "
+        "|| has(self.email.allowedSenders)",
+        "email.replyWithResults needs email.allowedSenders: replies go only to senders the "
+        "Connection knows",
+        lambda s: s.email is None or not s.email.reply_with_results
+        or s.email.allowed_senders is not None,
+    ),
+    Rule(
         ".folder",
         f"!has(self.folder) || !{_PLATFORM_INITIATED}",
         "folder is where the partner sees the files on the platform's listener, so only "

@@ -33,12 +33,19 @@ class Processed(Model):
     data_type: DataType
     schema_: FileSchema | None = Field(default=None, alias="schema")
     """The Connection's own schema; None: its data type's built-in one."""
+    reply_to: list[str] | None = None
+    """Email: answer the sender of each message with the results, when it is one of
+    these (spec.email.allowedSenders, with replyWithResults); None: never."""
+    display_name: str | None = None
 
     @classmethod
     def of(cls, connection: str, spec: ConnectionSpec) -> Processed:
         own = spec.submissions.schema_ if spec.submissions is not None else None
+        email = spec.email
+        reply_to = (list(email.allowed_senders or ()) if email is not None
+                    and email.reply_with_results else None)
         return cls(connection=connection, home=connection, data_type=spec.data_type,
-                   schema=own)
+                   schema=own, reply_to=reply_to, display_name=spec.display_name)
 
 
 class ProcessingTable(Model):

@@ -1,4 +1,5 @@
-"""Connection.spec.email: who may deliver mail to an Inbound Email Push Connection.
+"""Connection.spec.email: who may deliver mail to an Inbound Email Push Connection,
+and whether they get the results back.
 
 One source for the CRD (a CEL rule with the message in words on each entry,
 never the expression) and for the offline validator (the same expression in
@@ -8,6 +9,7 @@ Python), like filenamePattern in connection.py.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -44,6 +46,26 @@ AllowedSender = Annotated[
 ]
 
 
+def sender_allowed(sender: str, allowed: Sequence[str] | None) -> bool:
+    """Whether the envelope sender may deliver to a Connection whose allowed
+    senders are `allowed` (None: anyone). The null sender of a bounce (aiosmtpd
+    hands it over as "<>") has no address, so a list never matches it."""
+    if allowed is None:
+        return True
+    address = sender.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return False
+    for entry in allowed:
+        rule = entry.strip().lower()
+        if rule.startswith("@") or "@" not in rule:
+            if domain == rule.removeprefix("@"):
+                return True
+        elif address == rule:
+            return True
+    return False
+
+
 class EmailSettings(Model):
     """Inbound Email Push: how the listener takes mail for this Connection."""
 
@@ -54,3 +76,8 @@ class EmailSettings(Model):
     sub-domains are not included). Others are refused with 550 before the message is sent.
     Without it, any sender may deliver to the Connection's address. A partner who logs in
     with the Credential on the submission port is not checked against it."""
+    reply_with_results: bool = False
+    """Answer each message whose files were checked with a reply to its envelope sender,
+    the result files attached, through the platform's relay (the operator's
+    --smtp-relay). Only to senders that allowedSenders admits, which is therefore
+    required: a reply never goes to an address the Connection does not know."""

@@ -106,6 +106,8 @@ def plan_accounts(sources: list[AccountSource],
             folder=source.spec.folder,
             allowed_senders=_allowed_senders(source.spec),
             plain_ftp=source.spec.ftp is not None and source.spec.ftp.allow_plain_ftp,
+            reply_with_results=source.spec.email is not None
+            and source.spec.email.reply_with_results,
         ))
     return AccountPlan(AccountTable(accounts=accounts), owners, conflicts)
 

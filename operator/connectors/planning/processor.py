@@ -59,6 +59,11 @@ def processor_deployment(namespace: str, config: OperatorConfig,
         {"name": "CONNECTORS_PROCESSING_FILE", "value": f"{TABLE_DIR}/{KEY}"},
         {"name": "CONNECTORS_RETENTION_DAYS", "value": str(config.submission_retention_days)},
     ]
+    # Replies with results to Email partners go through the platform's relay.
+    if config.smtp_relay:
+        env.append({"name": "CONNECTORS_SMTP_RELAY", "value": config.smtp_relay})
+    if config.smtp_from:
+        env.append({"name": "CONNECTORS_SMTP_FROM", "value": config.smtp_from})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

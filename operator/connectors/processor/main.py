@@ -10,10 +10,12 @@ purged once an hour.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 import os
 import signal
+import smtplib
 import socket
 import sys
 import threading
@@ -28,6 +30,7 @@ from ..events import kubernetes_api_client
 from ..options import env_option
 from ..submissions import CheckSettings, Claim, SubmissionStore, schema_for, store_path
 from .discover import Discovery
+from .replies import Relay, answer
 from .report import KubernetesReporter, LoggingReporter, SubmissionReporter
 from .work import Checked, Heartbeat, process
 
@@ -50,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option("--lease-seconds", env="CONNECTORS_LEASE_SECONDS", type=float, default=60.0,
            help="how long a claim holds unrenewed: a crashed processor's file is taken up "
                 "again after this (a running check renews it)")
+    option("--smtp-relay", env="CONNECTORS_SMTP_RELAY",
+           help="Email replies with results: the platform's relay, HOST:PORT")
+    option("--smtp-from", env="CONNECTORS_SMTP_FROM",
+           help="Email replies with results: the sender address")
     option("--log-level", env="CONNECTORS_LOG_LEVEL", default="info",
            choices=["debug", "info", "warning", "error"], help="log level")
 
@@ -89,7 +96,7 @@ class Processor:
     def __init__(self, root: Path, table: TableFile, store: SubmissionStore,
                  reporter: SubmissionReporter, lease_seconds: float = 60.0,
                  settings: CheckSettings | None = None,
-                 heartbeat: Heartbeat | None = None) -> None:
+                 heartbeat: Heartbeat | None = None, relay: Relay | None = None) -> None:
         self.root = root
         self.table = table
         self.store = store
@@ -98,6 +105,7 @@ class Processor:
         self.settings = settings or CheckSettings()
         self.discovery = Discovery(root, store)
         self.heartbeat = heartbeat
+        self.relay = relay
         self.worker = f"{socket.gethostname()}-{os.getpid()}"
 
     def run_once(self, stop: threading.Event | None = None) -> int:
@@ -125,8 +133,19 @@ class Processor:
                         self._holding(None)
                     if item is not None:
                         checked += 1
-                        self._report(item)
+                        self._report(self._answer(item, entry, claim.submission.trace_id))
         return checked
+
+    def _answer(self, item: Checked, entry: Processed, trace_id: str) -> Checked:
+        """Email: the reply with the results, when the Connection wants one."""
+        try:
+            to = answer(item, self.root / entry.home, trace_id, entry.reply_to, self.relay,
+                        entry.display_name or entry.connection)
+        except (OSError, smtplib.SMTPException) as err:
+            log.warning("could not send the results of %s: %s", item.name,
+                        type(err).__name__)
+            return item
+        return dataclasses.replace(item, answered=to) if to else item
 
     def _holding(self, claim: Claim | None) -> None:
         if self.heartbeat is not None:
@@ -160,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
     heartbeat = Heartbeat(path, args.lease_seconds)
     with SubmissionStore(path) as store:
         processor = Processor(root, TableFile(Path(args.table)), store, reporter,
-                              lease_seconds=args.lease_seconds, heartbeat=heartbeat)
+                              lease_seconds=args.lease_seconds, heartbeat=heartbeat,
+                              relay=Relay.parse(args.smtp_relay, args.smtp_from))
         last_purge = 0.0
         log.info("processor %s started on %s", processor.worker, root)
         while not stop.is_set():

@@ -78,6 +78,8 @@ def event_message(item: Checked) -> str:
     result = item.result
     if result.status == "Failed":
         why = result.failure.message if result.failure is not None else "it could not be read"
-        return f"{item.name} rejected: {why}; {item.result_file} tells the partner"
+        sent = f" (sent to {item.answered})" if item.answered else ""
+        return f"{item.name} rejected: {why}; {item.result_file} tells the partner{sent}"
+    sent = f", and sent to {item.answered}" if item.answered else ""
     return (f"{item.name}: {result.rows_accepted} rows accepted, {result.rows_rejected} "
-            f"rejected; {item.result_file} written")
+            f"rejected; {item.result_file} written{sent}")

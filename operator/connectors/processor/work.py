@@ -41,6 +41,8 @@ class Checked:
     name: str
     result: CheckResult
     result_file: str
+    answered: str | None = None
+    """Email: the sender the results were sent back to."""
 
 
 def file_gone(path: Path) -> CheckResult:

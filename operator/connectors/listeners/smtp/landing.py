@@ -25,6 +25,7 @@ from pathlib import Path
 from connectors.api.accounts import Account
 from connectors.landing.area import LandingArea, Receipt, fsync_dir, receipt_name
 from connectors.landing.attachments import MAX_PARTS, Attachment, select_attachments
+from connectors.landing.mail_origin import MailOrigin, write_origin
 from connectors.landing.receive import LandingFile, landing_area
 from connectors.listeners.core.report import TransferReporter, report_landed, report_refused
 from connectors.listeners.core.rules import upload_refusal
@@ -113,6 +114,28 @@ def land_all(deliveries: Sequence[Delivery]) -> list[list[Receipt]]:
     return receipts
 
 
+def note_origins(deliveries: Sequence[Delivery], receipts: Sequence[Sequence[Receipt]],
+                 message: EmailMessage, sender: str) -> None:
+    """Whom to answer about each landed file; only for Connections that reply.
+    Best effort: the files have landed, and a lost note only costs the reply."""
+    origin = MailOrigin(sender, _header(message, "Message-ID"), _header(message, "Subject"))
+    for delivery, landed in zip(deliveries, receipts, strict=True):
+        if not delivery.account.reply_with_results:
+            continue
+        for receipt in landed:
+            try:
+                write_origin(delivery.area.home, receipt.trace_id, origin)
+            except OSError as err:
+                log.warning("could not note whom to answer for %s: %s", receipt.name,
+                            err.strerror or type(err).__name__)
+
+
+def _header(message: EmailMessage, name: str) -> str | None:
+    value = message.get(name)
+    # One line, bounded: it goes back into a reply's headers.
+    return " ".join(str(value).split())[:998] if value else None
+
+
 class Inbox:
     """Decides about and lands one message (runs in a worker thread)."""
 
@@ -122,16 +145,20 @@ class Inbox:
         self.reporter = reporter
         self.max_parts = max_parts
 
-    def receive(self, recipients: Sequence[Account], content: bytes) -> list[Receipt]:
+    def receive(self, recipients: Sequence[Account], content: bytes,
+                sender: str = "") -> list[Receipt]:
         """Lands the message's attachments for every recipient; raises
         MessageRefused, or OSError when they could not be stored (then none of
-        them is, for any recipient)."""
+        them is, for any recipient). `sender`: the envelope's MAIL FROM, kept
+        for a reply with the results (landing/mail_origin.py)."""
         message = parse_message(content)
         deliveries = [self._delivery(account, message, several=len(recipients) > 1)
                       for account in recipients]
         for delivery in deliveries:
             delivery.area.ensure()
         receipts = land_all(deliveries)
+        if sender:
+            note_origins(deliveries, receipts, message, sender)
         for delivery, landed in zip(deliveries, receipts, strict=True):
             report_landed(self.reporter, delivery.account, "smtp", landed)
         return [receipt for landed in receipts for receipt in landed]

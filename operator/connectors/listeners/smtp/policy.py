@@ -17,9 +17,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from connectors.api.accounts import Account
+from connectors.api.senders import sender_allowed
 from connectors.listeners.core.accounts_file import AccountsFile
 
 # RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its code and CRLF.
@@ -49,26 +50,6 @@ def connection_of(address: str, domain: str) -> str | None:
     if not at or not local or host.lower() != domain.lower():
         return None
     return local
-
-
-def sender_allowed(sender: str, allowed: Sequence[str] | None) -> bool:
-    """Whether the envelope sender may deliver to a Connection whose allowed
-    senders are `allowed` (None: anyone). The null sender of a bounce (aiosmtpd
-    hands it over as "<>") has no address, so a list never matches it."""
-    if allowed is None:
-        return True
-    address = sender.strip().lower()
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain:
-        return False
-    for entry in allowed:
-        rule = entry.strip().lower()
-        if rule.startswith("@") or "@" not in rule:
-            if domain == rule.removeprefix("@"):
-                return True
-        elif address == rule:
-            return True
-    return False
 
 
 def recipient_refusal(accounts: AccountsFile, domain: str, address: str,

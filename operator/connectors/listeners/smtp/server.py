@@ -175,11 +175,11 @@ class _Landing:
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
 
-    async def land(self, recipients: list[Account], content: bytes) -> str:
+    async def land(self, recipients: list[Account], content: bytes, sender: str) -> str:
         loop = asyncio.get_running_loop()
         try:
             receipts = await loop.run_in_executor(None, self.inbox.receive, recipients,
-                                                  content)
+                                                  content, sender)
         except MessageRefused as refused:
             return reply_text(f"550 5.7.1 Message ignored: {refused}")
         except OSError as err:
@@ -247,7 +247,8 @@ class MailExchangeHandler(_Landing):
                 # Suspended, removed or narrowed since RCPT: the retry asks again.
                 return RECIPIENT_CHANGED
             recipients[account.connection] = account
-        return await self.land(list(recipients.values()), envelope.original_content or b"")
+        return await self.land(list(recipients.values()), envelope.original_content or b"",
+                               envelope.mail_from or "")
 
 
 class SubmissionHandler(_Landing):
@@ -298,7 +299,8 @@ class SubmissionHandler(_Landing):
             if account is None:
                 return RECIPIENT_CHANGED  # suspended or removed since RCPT
             recipients[account.connection] = account
-        return await self.land(list(recipients.values()), envelope.original_content or b"")
+        return await self.land(list(recipients.values()), envelope.original_content or b"",
+                               envelope.mail_from or "")
 
 
 class ListenerController(Controller):
