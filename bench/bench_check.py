@@ -9,6 +9,9 @@ days, so every row is accepted) in a temporary folder, then, in turns, times
 - check: connectors.submissions.check_file with the built-in Conversions
   schema: decoding, parsing, every column's type, the 88-day rule and the
   consecutive-order rule;
+- processor: the same file landed with its receipt and taken through the
+  namespace processor's pass (discovery, record, claim, check, result file,
+  outcome), what a partner waits for after an upload;
 
 and prints rows per second, MB per second and the ratio. Optionally the same
 file gzipped (--gzip) for the checker.
@@ -88,6 +91,40 @@ def checked(path: Path, now: datetime.datetime) -> tuple[float, int]:
     return elapsed, result.rows_accepted
 
 
+def processed(path: Path, folder: Path) -> tuple[float, int]:
+    """The processor's whole path for one landed file: the receipt found, the
+    submission recorded and claimed, the file checked, result_<name>.csv
+    written, the outcome recorded. The file is linked into a landing area, as
+    a listener would have landed it, with its receipt."""
+    from connectors.api.processing import Processed, ProcessingTable
+    from connectors.landing.area import LandingArea
+    from connectors.landing.durable import hash_file
+    from connectors.processor.main import Processor, TableFile
+    from connectors.processor.report import LoggingReporter
+    from connectors.submissions import SubmissionStore, store_path
+
+    root = folder / f"data-{time.time_ns()}"
+    area = LandingArea(root, "acme-conversions")
+    area.ensure()
+    (area.home / path.name).hardlink_to(path)
+    area.write_receipt(path.name, path.stat().st_size, hash_file(path))
+    table = folder / "processing.json"
+    table.write_text(ProcessingTable(connections=[Processed(
+        connection="acme-conversions", home="acme-conversions",
+        data_type="Conversions")]).render())
+    store_path(root).parent.mkdir(parents=True)
+    with SubmissionStore(store_path(root)) as store:
+        processor = Processor(root, TableFile(table), store, LoggingReporter())
+        begin = time.perf_counter()
+        checked_files = processor.run_once()
+        elapsed = time.perf_counter() - begin
+        [submission] = store.history("acme-conversions")
+    if checked_files != 1 or submission.status != "Complete":
+        raise SystemExit(f"the processor did not complete the file: {submission}")
+    shutil.rmtree(root, ignore_errors=True)
+    return elapsed, submission.rows_accepted or 0
+
+
 def line(name: str, seconds: float, rows: int, size: int) -> str:
     return (f"{name:<14} {seconds:7.2f} s  {rows / seconds / 1e6:6.2f} M rows/s  "
             f"{size / seconds / 1e6:7.1f} MB/s")
@@ -115,7 +152,8 @@ def main() -> int:
         best: dict[str, float] = {}
         for turn in range(options.rounds):
             for name, run in (("plain csv", lambda: plain(path)),
-                              ("check", lambda: checked(path, now))):
+                              ("check", lambda: checked(path, now)),
+                              ("processor", lambda: processed(path, folder))):
                 seconds, counted = run()
                 if counted != rows:
                     raise SystemExit(f"{name} counted {counted:,} rows, not {rows:,}")
@@ -133,6 +171,7 @@ def main() -> int:
         for name, seconds in best.items():
             print("  " + line(name, seconds, rows, size))
         print(f"  check / plain csv: {best['check'] / best['plain csv']:.2f}x the time")
+        print(f"  processor / plain csv: {best['processor'] / best['plain csv']:.2f}x the time")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"  peak memory of this process: {peak:.0f} MB")
     finally:
