@@ -15,6 +15,7 @@ and the current file under a name may be a newer version than the one claimed.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from ..landing.names import (
     SUPERSEDED_DIR,
 )
 from ..submissions import SubmissionStore
+from ..submissions.store import RETENTION_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,9 @@ def read_receipt(receipt: Path, connection: str) -> Landed | None:
 class Discovery:
     root: Path
     store: SubmissionStore
+    retention_days: float = RETENTION_DAYS
+    """Receipts older than this are not recorded: the history has purged them,
+    and recording them again would check them twice."""
     # (connection, receipt path) -> mtime_ns when read: unchanged receipts are skipped.
     _seen: dict[tuple[str, str], int] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
@@ -74,10 +79,12 @@ class Discovery:
         """Records the new receipts of `connections` (name -> home); returns how
         many files were recorded for the first time."""
         found: list[Landed] = []
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+            days=self.retention_days)
         for connection, home in connections.items():
             for receipt in self._receipts(self.root / home):
                 landed = self._read(connection, receipt)
-                if landed is not None:
+                if landed is not None and not _older(landed.received_at, cutoff):
                     found.append(landed)
         for landed in found:
             self.paths[landed.trace_id] = landed.path
@@ -103,6 +110,16 @@ class Discovery:
             return None
         self._seen[key] = mtime
         return read_receipt(receipt, connection)
+
+
+def _older(received_at: str, cutoff: datetime.datetime) -> bool:
+    try:
+        moment = datetime.datetime.fromisoformat(received_at)
+    except ValueError:
+        return False  # recorded, and the store says what it makes of it
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment < cutoff
 
 
 def _receipts_in(folder: Path) -> list[Path]:

@@ -29,6 +29,7 @@ from ..api.processing import Processed, ProcessingTable
 from ..events import kubernetes_api_client
 from ..options import env_option
 from ..submissions import CheckSettings, Claim, SubmissionStore, schema_for, store_path
+from ..submissions.store import RETENTION_DAYS
 from .discover import Discovery
 from .replies import Relay, answer
 from .report import KubernetesReporter, LoggingReporter, SubmissionReporter
@@ -96,14 +97,15 @@ class Processor:
     def __init__(self, root: Path, table: TableFile, store: SubmissionStore,
                  reporter: SubmissionReporter, lease_seconds: float = 60.0,
                  settings: CheckSettings | None = None,
-                 heartbeat: Heartbeat | None = None, relay: Relay | None = None) -> None:
+                 heartbeat: Heartbeat | None = None, relay: Relay | None = None,
+                 retention_days: float = RETENTION_DAYS) -> None:
         self.root = root
         self.table = table
         self.store = store
         self.reporter = reporter
         self.lease_seconds = lease_seconds
         self.settings = settings or CheckSettings()
-        self.discovery = Discovery(root, store)
+        self.discovery = Discovery(root, store, retention_days)
         self.heartbeat = heartbeat
         self.relay = relay
         self.worker = f"{socket.gethostname()}-{os.getpid()}"
@@ -180,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
     with SubmissionStore(path) as store:
         processor = Processor(root, TableFile(Path(args.table)), store, reporter,
                               lease_seconds=args.lease_seconds, heartbeat=heartbeat,
-                              relay=Relay.parse(args.smtp_relay, args.smtp_from))
+                              relay=Relay.parse(args.smtp_relay, args.smtp_from),
+                              retention_days=args.retention_days)
         last_purge = 0.0
         log.info("processor %s started on %s", processor.worker, root)
         while not stop.is_set():
