@@ -1,7 +1,8 @@
 """Answering an email with its results (spec.email.replyWithResults).
 
 A checked file that came by email is answered with a reply to the envelope
-sender, through the platform's relay, with the result file attached, but only
+sender, through the platform's relay, with the result file and the receipt
+attached, but only
 when the sender is one of the Connection's allowed senders: a forged or
 unknown sender never receives anything. The reply is marked as automatic
 (RFC 3834), so that the partner's auto-responder does not answer it, and
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from ..api.senders import sender_allowed
 from ..landing.mail_origin import MailOrigin, read_origin
+from ..landing.names import receipt_name
 from .work import Checked
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ class Relay:
 
 
 def reply_for(item: Checked, origin: MailOrigin, relay: Relay, attachment: bytes,
-              display_name: str) -> EmailMessage:
+              display_name: str, receipt: bytes | None = None) -> EmailMessage:
     message = EmailMessage()
     message["From"] = relay.sender
     message["To"] = origin.sender
@@ -70,6 +72,10 @@ def reply_for(item: Checked, origin: MailOrigin, relay: Relay, attachment: bytes
     message.set_content("\n".join(lines) + "\n")
     message.add_attachment(attachment, maintype="text", subtype="csv",
                            filename=item.result_file)
+    if receipt is not None:
+        # The receipt too, as partners on SFTP and FTP find it in their folder.
+        message.add_attachment(receipt, maintype="application", subtype="json",
+                               filename=receipt_name(item.name))
     return message
 
 
@@ -87,7 +93,11 @@ def answer(item: Checked, home: Path, trace_id: str, reply_to: list[str] | None,
                     item.name)
         return None
     attachment = (home / item.result_file).read_bytes()
-    message = reply_for(item, origin, relay, attachment, display_name)
+    try:
+        receipt: bytes | None = (home / receipt_name(item.name)).read_bytes()
+    except OSError:
+        receipt = None
+    message = reply_for(item, origin, relay, attachment, display_name, receipt)
     with smtplib.SMTP(relay.host, relay.port, timeout=relay.timeout) as smtp:
         smtp.send_message(message, from_addr=relay.sender, to_addrs=[origin.sender])
     return origin.sender

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import subprocess
 import sys
@@ -117,7 +118,9 @@ def test_the_sender_gets_the_result_as_a_reply(workspace: Workspace,
     body = reply.get_body(("plain",))
     assert body is not None
     assert "Rows accepted: 97" in body.get_content()
-    [attached] = list(reply.iter_attachments())
+    attached, receipt = list(reply.iter_attachments())
     assert attached.get_filename() == "result_conversions_reply-mail.csv.csv"
+    assert receipt.get_filename() == "receipt_conversions_reply-mail.csv.txt"
+    assert json.loads(receipt.get_content())["name"] == "conversions_reply-mail.csv"
     lines = attached.get_content().splitlines()
     assert [line.split(",")[0] for line in lines[1:4]] == ["3", "50", "101"]
