@@ -276,6 +276,10 @@ class SubmissionStore:
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
+    def now(self) -> float:
+        """The store's clock (epoch seconds): next_attempt_at and leases are on it."""
+        return self._clock()
+
     @property
     def version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
