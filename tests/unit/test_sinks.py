@@ -268,3 +268,17 @@ def test_settling_the_last_attempt_or_a_refusal_fails_and_a_lost_claim_is_said(
     assert settle(store, second, Outcome.done("answered 200")) == "Lost"
     errors = [store.deliveries_of(c.submission_id)[0].last_error for c in (first, second)]
     assert errors == ["not delivered in 1 attempts: answered 503", "answered 400"]
+
+
+def test_a_delivery_is_made_of_a_checked_submission(store: SubmissionStore,
+                                                    tmp_path: Path) -> None:
+    submission = store.history("acme")[0]
+    made = Delivery.of(submission, namespace="partners", data_type="Conversions",
+                       path=tmp_path / submission.name)
+    assert (made.submission_id, made.trace_id, made.name, made.size, made.sha256) == (
+        submission.id, submission.trace_id, submission.name, 1, "ab")
+    assert (made.rows_accepted, made.rows_rejected, made.checked_at) == (
+        1, 0, submission.checked_at)
+    assert made.checked_at is not None
+    assert (made.namespace, made.connection, made.data_type) == (
+        "partners", "acme", "Conversions")
