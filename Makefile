@@ -5,7 +5,7 @@ CONTROLPLANE_DIR ?= /tmp/connectors-controlplane
 CLUSTER_DIR ?= /tmp/connectors-cluster
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help install deps controlplane-build controlplane controlplane-down node-build cluster cluster-down image demo demo-down test lint crds
+.PHONY: help install deps controlplane-build controlplane controlplane-down node-build seaweedfs-build cluster cluster-down image demo demo-down test lint crds
 
 # Every target says what it does on its own line, after `##`; `make help` lists them.
 help: ## this list
@@ -31,6 +31,9 @@ controlplane-down: ## stop them and remove their data
 node-build: ## build kubelet, kube-scheduler, kube-proxy, CoreDNS, the provisioner, pause (cached)
 	./hack/node/build.sh
 
+seaweedfs-build: ## build weed (SeaweedFS), the S3-compatible server of the sink tests (cached)
+	./hack/seaweedfs/build.sh
+
 # A real node next to the control plane: needs root; installs containerd, runc,
 # CNI plugins, iptables and conntrack with apt-get when missing.
 cluster: install controlplane-build node-build ## the control plane plus a real node (containerd, kubelet, DNS, volumes); prints KUBECONFIG=...
@@ -52,7 +55,7 @@ lint: install ## ruff, mypy and the import contracts of .importlinter
 	mypy
 	lint-imports
 
-test: deps install controlplane-build node-build image lint ## every test: lint, types, unit, control plane, protocols, chaos, the real node
+test: deps install controlplane-build node-build seaweedfs-build image lint ## every test: lint, types, unit, control plane, protocols, chaos, the real node
 	./hack/run-tests.sh
 
 demo: deps install controlplane-build node-build ## a real local cluster, the image, the chart, the examples, a partner upload

@@ -221,6 +221,179 @@ def test_purge_removes_checked_submissions_past_the_retention(
     assert store.get(unchecked) is not None
 
 
+# ---- deliveries to sinks -------------------------------------------------------------------
+
+
+def checked(store: SubmissionStore, n: int) -> int:
+    sid = record(store, n)
+    [claim] = store.claim("p", connection="acme")
+    store.mark_checked(claim, complete())
+    return sid
+
+
+def test_a_store_at_version_1_migrates_to_deliveries_and_keeps_its_submissions(
+        tmp_path: Path) -> None:
+    path = tmp_path / "submissions.db"
+    db = sqlite3.connect(path)
+    for statement in MIGRATIONS[0]:
+        db.execute(statement)
+    db.execute("INSERT INTO submissions (connection, name, size, sha256, trace_id, received_at) "
+               "VALUES ('acme', 'old.csv', 5, 'ab', 'trace-old', '2025-03-01T09:00:00Z')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with SubmissionStore(path) as store:
+        assert store.version == len(MIGRATIONS) == 2
+        [old] = store.history("acme")
+        assert old.trace_id == "trace-old"
+        assert store.queue_deliveries(old.id, ["webhook:a"]) == 1
+        assert [d.status for d in store.deliveries_of(old.id)] == ["Pending"]
+
+
+def test_queuing_is_idempotent_and_a_delivery_is_due_at_once(
+        store: SubmissionStore, clock: Clock) -> None:
+    sid = checked(store, 1)
+    assert store.queue_deliveries(sid, ["webhook:a", "s3:b", "webhook:a"]) == 2
+    assert store.queue_deliveries(sid, ["webhook:a", "s3:b"]) == 0
+    assert store.queue_deliveries(sid, []) == 0
+    records = store.deliveries_of(sid)
+    assert [(d.sink_id, d.status, d.attempts, d.next_attempt_at) for d in records] == [
+        ("s3:b", "Pending", 0, START), ("webhook:a", "Pending", 0, START)]
+    claims = store.due_deliveries("p")
+    assert {type(c.delivery.next_attempt_at) for c in claims} == {float}
+    assert sorted(c.sink_id for c in claims) == ["s3:b", "webhook:a"]
+    assert {c.attempts for c in claims} == {1}
+
+
+def test_a_claimed_delivery_is_held_and_marked_once(store: SubmissionStore,
+                                                    clock: Clock) -> None:
+    sid = checked(store, 1)
+    store.queue_deliveries(sid, ["webhook:a"])
+    [claim] = store.due_deliveries("p", lease_seconds=60)
+    assert store.due_deliveries("q") == []  # held
+    clock.now += 10
+    assert store.mark_delivered(claim)
+    assert not store.mark_delivered(claim)
+    assert not store.mark_failed(claim, "late")
+    [done] = store.deliveries_of(sid)
+    assert (done.status, done.attempts, done.next_attempt_at, done.delivered_at) == (
+        "Delivered", 1, None, "2025-03-01T12:00:10Z")
+    clock.now += 3600
+    assert store.due_deliveries("q") == []
+
+
+def test_a_retry_waits_until_its_time_and_keeps_the_error(store: SubmissionStore,
+                                                          clock: Clock) -> None:
+    sid = checked(store, 1)
+    store.queue_deliveries(sid, ["webhook:a"])
+    [claim] = store.due_deliveries("p")
+    assert store.mark_retry(claim, START + 30, "the webhook answered 503")
+    assert store.due_deliveries("p", now=START + 29) == []
+    [again] = store.due_deliveries("p", now=START + 30)
+    assert again.attempts == 2
+    assert again.delivery.last_error == "the webhook answered 503"
+    assert store.mark_delivered(again)
+    [done] = store.deliveries_of(sid)
+    assert (done.status, done.last_error) == ("Delivered", "the webhook answered 503")
+
+
+def test_a_permanent_failure_is_never_tried_again(store: SubmissionStore, clock: Clock) -> None:
+    sid = checked(store, 1)
+    store.queue_deliveries(sid, ["s3:b"])
+    [claim] = store.due_deliveries("p")
+    assert store.mark_failed(claim, "x" * 5000)
+    [failed_one] = store.deliveries_of(sid)
+    assert failed_one.status == "Failed"
+    assert failed_one.last_error is not None
+    assert len(failed_one.last_error) == 1000
+    assert store.due_deliveries("p", now=START + 10**6) == []
+
+
+def test_an_expired_delivery_lease_is_taken_again_and_the_old_holder_cannot_mark(
+        store: SubmissionStore, clock: Clock) -> None:
+    sid = checked(store, 1)
+    store.queue_deliveries(sid, ["webhook:a"])
+    [old] = store.due_deliveries("crashed", lease_seconds=10)
+    clock.now += 11
+    [new] = store.due_deliveries("other")
+    assert new.attempts == 2
+    assert new.token != old.token
+    assert not store.mark_delivered(old)
+    assert store.mark_retry(new, clock.now + 5, "503")
+
+
+def test_a_delivery_is_failed_after_its_last_attempt(store: SubmissionStore,
+                                                     clock: Clock) -> None:
+    crashed, retried = checked(store, 1), checked(store, 2)
+    store.queue_deliveries(crashed, ["webhook:a"])
+    store.queue_deliveries(retried, ["s3:b"])
+    for _ in range(3):
+        claims = {c.submission_id: c for c in store.due_deliveries("p", lease_seconds=1,
+                                                                   max_attempts=3)}
+        assert set(claims) == {crashed, retried}
+        store.mark_retry(claims[retried], clock.now + 1, "the bucket answered 500")
+        clock.now += 2
+    assert store.due_deliveries("p", max_attempts=3) == []
+    [gone] = store.deliveries_of(crashed)
+    [tired] = store.deliveries_of(retried)
+    assert (gone.status, gone.last_error) == (
+        "Failed", "not delivered in 3 attempts: the processor stopped during each")
+    assert (tired.status, tired.last_error) == (
+        "Failed", "not delivered in 3 attempts: the bucket answered 500")
+
+
+def test_claims_take_the_longest_due_first_up_to_the_limit(store: SubmissionStore,
+                                                           clock: Clock) -> None:
+    first = checked(store, 1)
+    clock.now += 1
+    second = checked(store, 2)
+    store.queue_deliveries(second, ["webhook:a"])
+    clock.now += 1
+    store.queue_deliveries(first, ["webhook:a"])
+    [claim] = store.due_deliveries("p", limit=1)
+    assert claim.submission_id == second
+    [claim] = store.due_deliveries("p", limit=5)
+    assert claim.submission_id == first
+
+
+def test_a_released_delivery_is_due_again_without_an_attempt(store: SubmissionStore) -> None:
+    sid = checked(store, 1)
+    store.queue_deliveries(sid, ["webhook:a"])
+    [claim] = store.due_deliveries("stopping")
+    assert store.release_delivery(claim)
+    [again] = store.due_deliveries("next")
+    assert again.attempts == 1
+
+
+def test_a_sink_that_is_down_is_postponed_for_all_its_waiting_files(
+        store: SubmissionStore, clock: Clock) -> None:
+    ids = [checked(store, n) for n in range(3)]
+    for sid in ids:
+        store.queue_deliveries(sid, ["webhook:down", "s3:up"])
+    # ids[0] to s3:up: held, and so left alone.
+    [held] = store.due_deliveries("p", limit=1, lease_seconds=1000)
+    assert (held.submission_id, held.sink_id) == (ids[0], "s3:up")
+    assert store.postpone_sink("webhook:down", START + 600) == 3
+    assert store.postpone_sink("s3:up", START + 600) == 2
+    assert store.due_deliveries("p", now=START + 599) == []
+    assert len(store.due_deliveries("p", now=START + 600, limit=10)) == 5
+    assert {d.attempts for sid in ids for d in store.deliveries_of(sid)} == {1}
+
+
+def test_purge_keeps_a_submission_whose_delivery_is_pending_and_drops_delivered_ones(
+        store: SubmissionStore, clock: Clock) -> None:
+    pending, delivered = checked(store, 1), checked(store, 2)
+    store.queue_deliveries(pending, ["webhook:a"])
+    store.queue_deliveries(delivered, ["webhook:b"])
+    [claim] = [c for c in store.due_deliveries("p") if c.submission_id == delivered]
+    store.mark_delivered(claim)
+    clock.now += 100 * 86400
+    assert store.purge() == 1
+    assert store.get(delivered) is None
+    assert store.deliveries_of(delivered) == []
+    assert [d.status for d in store.deliveries_of(pending)] == ["Pending"]
+
+
 # ---- several processes at once -------------------------------------------------------------
 
 

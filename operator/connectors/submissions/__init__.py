@@ -7,7 +7,8 @@ contracts keep kopf, kubernetes, listeners and jobs out).
 - schema.py, builtin.py: the declarative schema, and one per data type;
 - check.py (with reading.py, header.py, columns.py, groups.py): the checker;
 - outcome.py: what a check finds; results.py: the result file;
-- store.py: the SQLite history, with claims for exactly-once processing.
+- store.py: the SQLite history, with claims for exactly-once processing, and the
+  deliveries of accepted files to sinks (connectors.sinks delivers them).
 """
 
 from ..api.file_schema import Column, FileRule, FileSchema
@@ -16,7 +17,15 @@ from .check import CheckSettings, check_file
 from .outcome import CheckError, CheckResult
 from .reading import ReadLimits
 from .results import render_result, result_file_name
-from .store import Claim, Submission, SubmissionStore, Summary, store_path
+from .store import (
+    Claim,
+    DeliveryClaim,
+    DeliveryRecord,
+    Submission,
+    SubmissionStore,
+    Summary,
+    store_path,
+)
 
 __all__ = [
     "BUILTIN",
@@ -25,6 +34,8 @@ __all__ = [
     "CheckSettings",
     "Claim",
     "Column",
+    "DeliveryClaim",
+    "DeliveryRecord",
     "FileRule",
     "FileSchema",
     "ReadLimits",

@@ -22,6 +22,17 @@ is checked twice at once to any effect. A submission claimed `max_attempts`
 times without an outcome (a file that crashes the processor) is marked Failed
 instead of being taken again forever.
 
+Deliveries: a checked file with accepted rows goes to each sink of its
+Connection (spec.submissions.deliverTo). queue_deliveries() records one row
+per (submission, sink), Pending and due at once; due_deliveries() claims the
+due ones with a lease, as claim() does submissions, so two processors never
+deliver the same file to the same sink at once; the holder marks it Delivered,
+Pending again at a later time (mark_retry: the sink failed for now) or Failed
+(permanently, or after its last attempt). A delivery whose holder died is
+claimed again once its lease expires, and is Failed once it was claimed
+`max_attempts` times. The sinks package does the delivering; the store only
+keeps the account.
+
 Migrations: PRAGMA user_version is the number of MIGRATIONS applied; each runs
 in the same write transaction as the version bump, so concurrent first starts
 apply it once.
@@ -69,12 +80,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX submissions_by_connection ON submissions (connection, received_at, id)",
         "CREATE INDEX submissions_by_status ON submissions (status, lease_until)",
     ),
+    (
+        """CREATE TABLE deliveries (
+            submission_id INTEGER NOT NULL,
+            sink_id TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'Pending'
+                CHECK (status IN ('Pending', 'Delivered', 'Failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,
+            delivered_at TEXT,
+            last_error TEXT,
+            claimed_by TEXT,
+            claim_token TEXT,
+            lease_until REAL,
+            PRIMARY KEY (submission_id, sink_id)
+        )""",
+        "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at)",
+        "CREATE INDEX deliveries_by_sink ON deliveries (sink_id, status)",
+    ),
 )
 
 # SQL text is built only from constants like this one; every value is a bound
 # parameter (hence the noqa: S608 below).
 _COLUMNS = ("id, connection, name, size, sha256, trace_id, received_at, status, attempts, "
             "checked_at, rows_accepted, rows_rejected, error_count, errors")
+
+_DELIVERY_COLUMNS = ("submission_id, sink_id, status, attempts, next_attempt_at, delivered_at, "
+                     "last_error")
+# Pending, due by :now, and held by nobody (never claimed, settled, or the lease expired).
+_DUE = ("status = 'Pending' AND next_attempt_at <= :now "
+        "AND (lease_until IS NULL OR lease_until < :now)")
+# An error is a sentence or two; a receiver's whole answer is not kept.
+MAX_ERROR_LENGTH = 1000
 
 
 def store_path(root: Path) -> Path:
@@ -137,6 +174,53 @@ class Summary:
     last_checked_at: str | None
 
 
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """Where one submission stands with one sink."""
+
+    submission_id: int
+    sink_id: str
+    status: str
+    """Pending (due at next_attempt_at, or held by a processor), Delivered or Failed."""
+    attempts: int
+    """How often it was claimed: each claim is one attempt."""
+    next_attempt_at: float | None
+    """Epoch seconds; None once Delivered or Failed."""
+    delivered_at: str | None
+    last_error: str | None
+    """The latest failure's words; kept after a later success, for the record."""
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> DeliveryRecord:
+        """From a row of _DELIVERY_COLUMNS, in that order. RETURNING gives a
+        whole REAL as an integer: made float again."""
+        values = list(row)
+        values[4] = None if values[4] is None else float(values[4])
+        return cls(*values)
+
+
+@dataclass(frozen=True)
+class DeliveryClaim:
+    """A delivery held by one processor until `lease_until` (epoch seconds)."""
+
+    delivery: DeliveryRecord
+    token: str
+    lease_until: float
+
+    @property
+    def submission_id(self) -> int:
+        return self.delivery.submission_id
+
+    @property
+    def sink_id(self) -> str:
+        return self.delivery.sink_id
+
+    @property
+    def attempts(self) -> int:
+        """Including this one."""
+        return self.delivery.attempts
+
+
 class SubmissionStore:
     """One connection to the database; one per process or thread."""
 
@@ -191,6 +275,10 @@ class SubmissionStore:
                 for statement in statements:
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    def now(self) -> float:
+        """The store's clock (epoch seconds): next_attempt_at and leases are on it."""
+        return self._clock()
 
     @property
     def version(self) -> int:
@@ -318,13 +406,115 @@ class SubmissionStore:
         return {row[0]: _summary(row) for row in rows}
 
     def purge(self, retention_days: float = RETENTION_DAYS) -> int:
-        """Deletes checked submissions received more than `retention_days` ago;
-        returns how many. Unchecked ones stay, however old."""
+        """Deletes checked submissions received more than `retention_days` ago,
+        with their deliveries; returns how many. Unchecked ones stay, however
+        old, and so do those with a delivery still Pending."""
         cutoff = _now_text(self._clock() - retention_days * 86400)
         with self._write() as db:
-            return db.execute(
+            purged = db.execute(
                 "DELETE FROM submissions WHERE received_at < ? "
-                "AND status IN ('Complete', 'Failed')", (cutoff,)).rowcount
+                "AND status IN ('Complete', 'Failed') AND id NOT IN "
+                "(SELECT submission_id FROM deliveries WHERE status = 'Pending')",
+                (cutoff,)).rowcount
+            db.execute("DELETE FROM deliveries WHERE submission_id NOT IN "
+                       "(SELECT id FROM submissions)")
+            return purged
+
+    # ---- deliveries to sinks -----------------------------------------------------------
+
+    def queue_deliveries(self, submission_id: int, sink_ids: list[str]) -> int:
+        """One Pending delivery per sink, due now; returns how many were new.
+        Idempotent: a sink the submission already has (in any status) is left
+        as it is, so queuing again after a crash delivers nothing twice."""
+        if not sink_ids:
+            return 0
+        now = self._clock()
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO deliveries (submission_id, sink_id, next_attempt_at) "
+                "VALUES (?, ?, ?) ON CONFLICT (submission_id, sink_id) DO NOTHING",
+                [(submission_id, sink_id, now) for sink_id in dict.fromkeys(sink_ids)])
+            return db.total_changes - before
+
+    def due_deliveries(self, worker: str, *, limit: int = 10, lease_seconds: float = 300.0,
+                       max_attempts: int = 100, now: float | None = None
+                       ) -> list[DeliveryClaim]:
+        """Claims up to `limit` Pending deliveries that are due (next_attempt_at
+        <= now) and that nobody holds, the longest due first, until now +
+        lease_seconds. Each claim counts as an attempt: a due delivery already
+        claimed `max_attempts` times (its holder died each time, or asked for a
+        retry after the last attempt) is Failed instead of being taken again."""
+        now = self._clock() if now is None else now
+        token = uuid.uuid4().hex
+        until = now + lease_seconds
+        with self._write() as db:
+            # Due, free, and claimed max_attempts times already: no further claim.
+            db.execute(
+                "UPDATE deliveries SET status = 'Failed', claim_token = NULL, "  # noqa: S608
+                "lease_until = NULL, next_attempt_at = NULL, last_error = :prefix || "
+                "coalesce(last_error, 'the processor stopped during each') "
+                f"WHERE {_DUE} AND attempts >= :max",
+                {"prefix": f"not delivered in {max_attempts} attempts: ", "now": now,
+                 "max": max_attempts})
+            rows = db.execute(
+                f"UPDATE deliveries SET claimed_by = :worker, claim_token = :token, "  # noqa: S608
+                f"lease_until = :until, attempts = attempts + 1 "
+                f"WHERE rowid IN (SELECT rowid FROM deliveries WHERE {_DUE} "
+                f"ORDER BY next_attempt_at, submission_id, sink_id LIMIT :limit) "
+                f"RETURNING {_DELIVERY_COLUMNS}",
+                {"worker": worker, "token": token, "until": until, "now": now,
+                 "limit": limit}).fetchall()
+        claims = [DeliveryClaim(DeliveryRecord.from_row(row), token, until) for row in rows]
+        return sorted(claims, key=lambda c: (c.delivery.next_attempt_at or 0.0,
+                                             c.submission_id, c.sink_id))
+
+    def mark_delivered(self, claim: DeliveryClaim) -> bool:
+        """The sink has the file; False when the claim was lost meanwhile."""
+        return self._settle(claim, "status = 'Delivered', delivered_at = ?, "
+                                   "next_attempt_at = NULL", (_now_text(self._clock()),))
+
+    def mark_retry(self, claim: DeliveryClaim, next_attempt_at: float, error: str) -> bool:
+        """The sink failed for now: Pending again, due at `next_attempt_at`."""
+        return self._settle(claim, "next_attempt_at = ?, last_error = ?",
+                            (next_attempt_at, _error_text(error)))
+
+    def mark_failed(self, claim: DeliveryClaim, error: str) -> bool:
+        """The sink refused for good, or the last attempt failed: no more tries."""
+        return self._settle(claim, "status = 'Failed', next_attempt_at = NULL, last_error = ?",
+                            (_error_text(error),))
+
+    def release_delivery(self, claim: DeliveryClaim) -> bool:
+        """Gives a claim back untried (a processor shutting down)."""
+        return self._settle(claim, "attempts = max(attempts - 1, 0)", ())
+
+    def _settle(self, claim: DeliveryClaim, assignments: str, values: tuple[Any, ...]) -> bool:
+        with self._write() as db:
+            return bool(db.execute(
+                f"UPDATE deliveries SET {assignments}, claim_token = NULL, "  # noqa: S608
+                "lease_until = NULL WHERE submission_id = ? AND sink_id = ? "
+                "AND claim_token = ? AND status = 'Pending'",
+                (*values, claim.submission_id, claim.sink_id, claim.token)).rowcount)
+
+    def postpone_sink(self, sink_id: str, until: float) -> int:
+        """Moves every Pending delivery to `sink_id` that nobody holds to no
+        earlier than `until`, without counting an attempt; returns how many
+        moved. For a sink that is down: its other files wait with the one that
+        failed instead of each spending a timeout on it."""
+        now = self._clock()
+        with self._write() as db:
+            return db.execute(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE sink_id = ? "
+                "AND status = 'Pending' AND next_attempt_at < ? "
+                "AND (lease_until IS NULL OR lease_until < ?)",
+                (until, sink_id, until, now)).rowcount
+
+    def deliveries_of(self, submission_id: int) -> list[DeliveryRecord]:
+        """A submission's deliveries, one per sink, by sink id."""
+        rows = self._db.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE submission_id = ? "  # noqa: S608
+            "ORDER BY sink_id", (submission_id,)).fetchall()
+        return [DeliveryRecord.from_row(row) for row in rows]
 
 
 def _summary(row: tuple[Any, ...]) -> Summary:
@@ -332,6 +522,10 @@ def _summary(row: tuple[Any, ...]) -> Summary:
     counts = [int(n) for n in row[1:8]]
     return Summary(row[0], counts[0], counts[1], counts[2], counts[3], counts[4], counts[5],
                    counts[6], last_received_at=row[8], last_checked_at=row[9])
+
+
+def _error_text(error: str) -> str:
+    return error if len(error) <= MAX_ERROR_LENGTH else error[:MAX_ERROR_LENGTH - 1] + "…"
 
 
 def _pragma_word(word: str) -> str:
