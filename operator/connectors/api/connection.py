@@ -532,6 +532,16 @@ class LastTransfer(Model):
     """Who reported it: the transfer Job's name, or the listener's protocol."""
 
 
+class DeliveryState(Model):
+    """Where one accepted file stands with one sink of spec.submissions.deliverTo."""
+
+    sink: str
+    """The sink: webhook:<host>:<hash> or s3:<bucket>:<hash>."""
+    status: Literal["Pending", "Delivered", "Failed"]
+    attempts: int = 0
+    last_error: Annotated[str, Field(max_length=512)] | None = None
+
+
 class SubmissionRecord(Model):
     """One landed file, as the processor checked it."""
 
@@ -545,6 +555,8 @@ class SubmissionRecord(Model):
     rows_rejected: int | None = None
     first_error: Annotated[str, Field(max_length=512)] | None = None
     """The first problem found, as the result file words it."""
+    deliveries: Annotated[list[DeliveryState], Field(max_length=4)] | None = None
+    """Accepted files: where each sink stands."""
 
 
 class Submissions(Model):

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field
 
 from .common import Model
-from .connection import ConnectionSpec, DataType
+from .connection import ConnectionSpec, DataType, Sink
 from .file_schema import FileSchema
 
 CONFIGMAP = "connectors-processing"
@@ -37,6 +37,8 @@ class Processed(Model):
     """Email: answer the sender of each message with the results, when it is one of
     these (spec.email.allowedSenders, with replyWithResults); None: never."""
     display_name: str | None = None
+    deliver_to: list[Sink] | None = None
+    """Where each accepted file goes (spec.submissions.deliverTo)."""
 
     @classmethod
     def of(cls, connection: str, spec: ConnectionSpec) -> Processed:
@@ -44,8 +46,20 @@ class Processed(Model):
         email = spec.email
         reply_to = (list(email.allowed_senders or ()) if email is not None
                     and email.reply_with_results else None)
+        sinks = spec.submissions.deliver_to if spec.submissions is not None else None
         return cls(connection=connection, home=connection, data_type=spec.data_type,
-                   schema=own, reply_to=reply_to, display_name=spec.display_name)
+                   schema=own, reply_to=reply_to, display_name=spec.display_name,
+                   deliver_to=list(sinks) if sinks else None)
+
+    def secret_names(self) -> set[str]:
+        """The Secrets its sinks read (the processor pod mounts them)."""
+        names: set[str] = set()
+        for sink in self.deliver_to or ():
+            if sink.webhook is not None and sink.webhook.secret_ref is not None:
+                names.add(sink.webhook.secret_ref.name)
+            if sink.object_store is not None:
+                names.add(sink.object_store.credentials_secret_ref.name)
+        return names
 
 
 class ProcessingTable(Model):

@@ -25,6 +25,7 @@ from .objects import (
 
 NAME = "connectors-processor"
 TABLE_DIR = "/etc/connectors/processing"
+SINKS_DIR = "/etc/connectors/sinks"
 
 
 def processor_labels() -> dict[str, str]:
@@ -50,8 +51,18 @@ def processing_configmap(namespace: str, table: ProcessingTable,
 
 
 def processor_deployment(namespace: str, config: OperatorConfig,
-                         owned_by: list[tuple[str, str]]) -> dict[str, Any]:
+                         owned_by: list[tuple[str, str]],
+                         sink_secrets: list[str] | None = None) -> dict[str, Any]:
+    """`sink_secrets`: the Secrets the sinks of spec.submissions.deliverTo name,
+    each mounted at SINKS_DIR/<name>/. Optional: a Secret that does not exist
+    yet holds up its deliveries (retried), never the pod."""
     labels = processor_labels()
+    secrets = sorted(set(sink_secrets or ()))
+    secret_volumes = [{"name": f"sink-{index}", "secret": {"secretName": name, "optional": True,
+                                                            "defaultMode": 0o440}}
+                      for index, name in enumerate(secrets)]
+    secret_mounts = [{"name": f"sink-{index}", "mountPath": f"{SINKS_DIR}/{name}",
+                      "readOnly": True} for index, name in enumerate(secrets)]
     env = [
         {"name": "CONNECTORS_NAMESPACE",
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -85,6 +96,7 @@ def processor_deployment(namespace: str, config: OperatorConfig,
                         {"name": "table", "configMap": {"name": CONFIGMAP, "defaultMode": 0o444}},
                         data_volume(config),
                         tmp_volume(),
+                        *secret_volumes,
                     ],
                     "containers": [{
                         "name": "processor",
@@ -96,6 +108,7 @@ def processor_deployment(namespace: str, config: OperatorConfig,
                             {"name": "table", "mountPath": TABLE_DIR, "readOnly": True},
                             {"name": "data", "mountPath": "/data"},
                             {"name": "tmp", "mountPath": "/tmp"},
+                            *secret_mounts,
                         ],
                         "securityContext": container_security_context(),
                         "resources": resources(config),

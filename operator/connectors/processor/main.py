@@ -28,8 +28,10 @@ from pydantic import ValidationError
 from ..api.processing import Processed, ProcessingTable
 from ..events import kubernetes_api_client
 from ..options import env_option
+from ..sinks import SECRETS_ROOT, SecretFiles, sink_id
 from ..submissions import CheckSettings, Claim, SubmissionStore, schema_for, store_path
 from ..submissions.store import RETENTION_DAYS
+from .deliveries import Deliverer
 from .discover import Discovery
 from .replies import Relay, answer
 from .report import KubernetesReporter, LoggingReporter, SubmissionReporter
@@ -58,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="Email replies with results: the platform's relay, HOST:PORT")
     option("--smtp-from", env="CONNECTORS_SMTP_FROM",
            help="Email replies with results: the sender address")
+    option("--sinks-secrets", env="CONNECTORS_SINKS_SECRETS", default=str(SECRETS_ROOT),
+           help="where the Secrets of spec.submissions.deliverTo are mounted, one folder each")
     option("--log-level", env="CONNECTORS_LOG_LEVEL", default="info",
            choices=["debug", "info", "warning", "error"], help="log level")
 
@@ -130,7 +134,8 @@ class Processor:
                     self._holding(claim)
                     try:
                         item = process(claim, path, schema, self.root, self.store,
-                                       self.settings)
+                                       self.settings,
+                                       deliver_to=[sink_id(s) for s in entry.deliver_to or ()])
                     finally:
                         self._holding(None)
                     if item is not None:
@@ -174,16 +179,20 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stopping)
 
     namespace = os.environ.get("CONNECTORS_NAMESPACE")
-    api_client = kubernetes_api_client() if namespace else None
-    reporter: SubmissionReporter = (KubernetesReporter(namespace, api_client)
-                                    if namespace and api_client is not None
-                                    else LoggingReporter())
+    reporter = _reporter(namespace)
     heartbeat = Heartbeat(path, args.lease_seconds)
     with SubmissionStore(path) as store:
         processor = Processor(root, TableFile(Path(args.table)), store, reporter,
                               lease_seconds=args.lease_seconds, heartbeat=heartbeat,
                               relay=Relay.parse(args.smtp_relay, args.smtp_from),
                               retention_days=args.retention_days)
+        # Its own reporter: each thread talks to the API through its own client.
+        deliverer = Deliverer(
+            path, root, namespace or "", processor.worker,
+            lambda: processor.table.connections, processor.discovery.paths,
+            _reporter(namespace), SecretFiles(Path(args.sinks_secrets)),
+            poll_seconds=args.poll_seconds)
+        deliverer.start()
         last_purge = 0.0
         log.info("processor %s started on %s", processor.worker, root)
         while not stop.is_set():
@@ -200,5 +209,13 @@ def run(args: argparse.Namespace) -> int:
                 # processor: the next pass tries again.
                 log.exception("processing pass failed")
             stop.wait(args.poll_seconds)
+        deliverer.close()
     heartbeat.close()
     return 0
+
+
+def _reporter(namespace: str | None) -> SubmissionReporter:
+    api_client = kubernetes_api_client() if namespace else None
+    if namespace and api_client is not None:
+        return KubernetesReporter(namespace, api_client)
+    return LoggingReporter()

@@ -86,10 +86,12 @@ class Heartbeat:
 
 def process(claim: Claim, path: Path | None, schema: FileSchema, root: Path,
             store: SubmissionStore, settings: CheckSettings,
-            now: datetime.datetime | None = None) -> Checked | None:
+            now: datetime.datetime | None = None,
+            deliver_to: list[str] | None = None) -> Checked | None:
     """Checks the claimed file at `path` and answers the partner. None when the
     claim was given back: the file at `path` is not (yet) the one the receipt
-    describes, or another processor took the claim meanwhile."""
+    describes, or another processor took the claim meanwhile. A file with
+    accepted rows gets a delivery to each sink of `deliver_to` (sink ids)."""
     submission = claim.submission
     if path is None or not path.is_file():
         result = file_gone(path or Path(submission.name))
@@ -103,7 +105,8 @@ def process(claim: Claim, path: Path | None, schema: FileSchema, root: Path,
                             settings)
     target = write_result(root, submission.connection, submission.name, result,
                           submission.trace_id)
-    if not store.mark_checked(claim, result):
+    accepted = result.status == "Complete" and result.rows_accepted > 0
+    if not store.mark_checked(claim, result, deliver_to if accepted else None):
         log.info("the claim on %s was lost; another processor records it", submission.name)
         return None
     return Checked(submission.connection, submission.name, result, target.name)

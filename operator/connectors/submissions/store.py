@@ -363,18 +363,29 @@ class SubmissionStore:
                 "WHERE id = ? AND claim_token = ? AND status = 'Checking'",
                 (claim.submission.id, claim.token)).rowcount)
 
-    def mark_checked(self, claim: Claim, result: CheckResult) -> bool:
+    def mark_checked(self, claim: Claim, result: CheckResult,
+                     deliver_to: list[str] | None = None) -> bool:
         """Records the outcome of a check; False when the claim was lost, in
-        which case the outcome is dropped (another processor has the file)."""
+        which case the outcome is dropped (another processor has the file).
+        `deliver_to`: sink ids that get a Pending delivery, in the same
+        transaction as the outcome, so that no crash can leave an accepted file
+        checked but never handed on."""
         errors = [error.as_dict() for error in result.errors[:self.max_stored_errors]]
+        now = self._clock()
         with self._write() as db:
-            return bool(db.execute(
+            marked = bool(db.execute(
                 "UPDATE submissions SET status = ?, claim_token = NULL, lease_until = NULL, "
                 "checked_at = ?, rows_accepted = ?, rows_rejected = ?, error_count = ?, "
                 "errors = ? WHERE id = ? AND claim_token = ? AND status = 'Checking'",
-                (result.status, _now_text(self._clock()), result.rows_accepted,
+                (result.status, _now_text(now), result.rows_accepted,
                  result.rows_rejected, result.error_count, json.dumps(errors),
                  claim.submission.id, claim.token)).rowcount)
+            if marked and deliver_to:
+                db.executemany(
+                    "INSERT INTO deliveries (submission_id, sink_id, next_attempt_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT (submission_id, sink_id) DO NOTHING",
+                    [(claim.submission.id, sink, now) for sink in dict.fromkeys(deliver_to)])
+            return marked
 
     # ---- reading and purging -----------------------------------------------------------
 

@@ -26,11 +26,13 @@ class ProcessorSync:
             self._remove(namespace)
             return
         owned_by = [(name, uid) for name, uid, _ in inbound]
-        table = plan.processing_table([Processed.of(name, spec) for name, _, spec in inbound])
+        entries = [Processed.of(name, spec) for name, _, spec in inbound]
+        table = plan.processing_table(entries)
+        secrets = sorted({name for entry in entries for name in entry.secret_names()})
         self.listener_sync.ensure_data_claim(namespace)
         self.listener_sync.ensure_identity(namespace)
         self.kube.apply(plan.processing_configmap(namespace, table, owned_by))
-        self.kube.apply(plan.processor_deployment(namespace, self.config, owned_by))
+        self.kube.apply(plan.processor_deployment(namespace, self.config, owned_by, secrets))
         self._active.add(namespace)
 
     def _remove(self, namespace: str) -> None:
