@@ -54,8 +54,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # without pip keeps the install apart from the base's Python; pip runs from its
 # own wheel (as ensurepip does), so the image holds no pip. pip compiles every
 # installed module to .pyc here, so imports never try to write on a read-only root.
+#
+# GnuPG (gpg and gpg-agent) for OpenPGP (operator/connectors/pgp.py): a base without it
+# (python:3.11-slim) gets Debian's gnupg here; hack/image/build.sh, which builds with no
+# network, makes its base with gnupg already in it, so this apt-get is skipped there.
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     set -eu; \
+    if ! command -v gpg >/dev/null || ! command -v gpg-agent >/dev/null; then \
+        apt-get update; \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gnupg; \
+        rm -rf /var/lib/apt/lists/* /var/cache/apt/*; \
+    fi; \
+    gpg --version >/dev/null; \
     python3 -m venv --without-pip /opt/connectors; \
     pip_wheel=$(ls /wheels/pip-*.whl | head -n 1); \
     PYTHONPATH="$pip_wheel" /opt/connectors/bin/python -m pip install \

@@ -3,8 +3,8 @@
 # sshd and sftp-server), lftp and curl (FTP clients), vsftpd (FTP server), swaks
 # and msmtp (SMTP clients; swaks with Net::SSLeay and IO::Socket::SSL for
 # `swaks --tls`), dovecot
-# (IMAP server), and Lua 5.1 with dkjson (to run the Argo CD health check in
-# deploy/argocd/ as Argo CD's gopher-lua does). Needs root (as on CI) or sudo; skips
+# (IMAP server), Lua 5.1 with dkjson (to run the Argo CD health check in
+# deploy/argocd/ as Argo CD's gopher-lua does) and GnuPG. Needs root (as on CI) or sudo; skips
 # what is present.
 #
 # proftpd (FTP, FTPS and its own SFTP, mod_sftp, in proftpd-mod-crypto) and
@@ -16,6 +16,9 @@ set -euo pipefail
 SERVERS=${CONNECTORS_TEST_SERVERS:-/opt/connectors-test-servers}
 packages=(openssh-client openssh-server openssh-sftp-server lftp curl swaks msmtp
   libnet-ssleay-perl libio-socket-ssl-perl vsftpd dovecot-imapd sshpass lua5.1 lua-dkjson
+  # gpg and gpg-agent: the product's OpenPGP (operator/connectors/pgp.py) and the
+  # partner's own gpg in the tests
+  gnupg
   # libraries proftpd and pure-ftpd need, installed as usual
   libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libsodium23 libidn2-0)
 unpacked=(proftpd-core proftpd-mod-crypto pure-ftpd)

@@ -80,12 +80,13 @@ fi
   || die "no apt sources file found; fix: set CONNECTORS_APT_SOURCES to a sources.list or .sources file"
 
 # minbase + python3 (ca-certificates: partners' TLS servers are verified against
-# the system store, as in python:3.11-slim). No compilers and no pip: the wheels
+# the system store, as in python:3.11-slim; gnupg: gpg and gpg-agent for OpenPGP,
+# operator/connectors/pgp.py). No compilers and no pip: the wheels
 # come prebuilt and pip runs from its own wheel. The merged-usr hook sets up
 # merged /usr itself, instead of installing usrmerge and with it the whole of perl
 # (about 65 MB). Documentation, man pages and translations are not unpacked
 # (copyright files are kept); apt's lists and caches are removed.
-BASE_PACKAGES=python3,ca-certificates
+BASE_PACKAGES=python3,ca-certificates,gnupg
 mmdebstrap_opts=(
   --variant=minbase
   --include="$BASE_PACKAGES"
@@ -192,6 +193,11 @@ for args in "--help" "listen sftp --help"; do
     "$TAG" $args >/dev/null \
     || die "the image does not run \`connectors $args\` as uid 10001 on a read-only root"
 done
+# OpenPGP as the pods run it: gpg and its gpg-agent as uid 10001, homes under /tmp.
+podman run --rm --network none --read-only --tmpfs /tmp --user 10001:10001 \
+  --entrypoint /opt/connectors/bin/python "$TAG" \
+  -c 'from connectors import pgp; pgp.fingerprint_of(pgp.generate_key_pair("connectors <image@check>")[1])' \
+  >/dev/null || die "the image cannot make an OpenPGP key pair with gpg as uid 10001"
 
 podman save -q --format oci-archive -o "$work/image.tar" "$TAG" >&2
 mv "$work/image.tar" "$ARCHIVE"

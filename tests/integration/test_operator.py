@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
+from connectors import pgp
 from connectors.api.processing import Processed, ProcessingTable
 from connectors.planning.credentials import certificate_facts
 from tests.conftest import Cluster
 from tests.integration import operator_scenarios as scenarios
+from tests.support import secrets as secret_scan
+from tests.support.openpgp import GpgCli
 from tests.support.operator import OperatorProcess, wait_until_watching
 from tests.support.secrets import assert_absent
 from tests.support.wait import eventually
@@ -398,3 +403,74 @@ spec:
         eventually(claim_exists, 60, "the data volume claim")
     finally:
         core.delete_namespace(namespace)
+
+
+def test_a_pgpkey_gets_a_key_pair_that_decrypts_what_the_partner_encrypts(
+    crds: Cluster, ns: str, tmp_path: Path
+) -> None:
+    """The operator generates the platform's OpenPGP key pair into the Secret; the
+    partner encrypts to status.publicKey with their own gpg; the Secret's private
+    key decrypts it."""
+    scenarios.apply(crds, ns, """
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: acme-pgp}
+spec: {type: PGPKey, description: "Acme encrypts its files to this key"}
+""")
+    body = scenarios.wait_condition(crds, ns, "acme-pgp", "True", "KeyPairGenerated",
+                                    plural="credentials")
+    status = body["status"]
+    public = status["publicKey"]
+    assert public.startswith(pgp.PUBLIC_BEGIN)
+    assert public.rstrip().endswith(pgp.PUBLIC_END)
+    assert re.fullmatch(r"[0-9A-F]{40}", status["fingerprints"][0])
+    assert pgp.fingerprint_of(public) == status["fingerprints"][0]
+    assert "username" not in status or status["username"] is None
+    secret = scenarios.read(crds, "Secret", ns, status["secretName"])
+    assert secret.type == "Opaque"
+    assert secret.metadata.owner_references[0].kind == "Credential"
+    assert sorted(secret.data) == ["pgp-private-key.asc", "pgp-public-key.asc"]
+    private = scenarios.secret_value(crds, ns, status["secretName"], "pgp-private-key.asc")
+    secret_scan.remember(private)
+    assert scenarios.secret_value(crds, ns, status["secretName"], "pgp-public-key.asc") == public
+
+    partner = GpgCli(tmp_path / "partner")
+    (tmp_path / "platform.asc").write_text(public)
+    (tmp_path / "conversions.csv").write_bytes(b"id,amount\n" + b"1,2\n" * 100_000)
+    partner.run("--encrypt", "--recipient-file", str(tmp_path / "platform.asc"), "--output",
+                str(tmp_path / "conversions.csv.pgp"), str(tmp_path / "conversions.csv"))
+    pgp.decrypt_file(tmp_path / "conversions.csv.pgp", tmp_path / "decrypted.csv", private)
+    assert (tmp_path / "decrypted.csv").read_bytes() == (tmp_path / "conversions.csv").read_bytes()
+
+    # Reconciles later (an edit, the resync) keep the pair.
+    crds.kubectl("patch", "credential", "acme-pgp", "-n", ns, "--type=merge",
+                 "-p", json.dumps({"spec": {"description": "edited"}}))
+    eventually(lambda: (scenarios.get(crds, ns, "credentials", "acme-pgp") or {})
+               .get("status", {}).get("observedGeneration") == 2, 60, "the edit to be seen")
+    assert scenarios.secret_value(crds, ns, status["secretName"], "pgp-private-key.asc") == private
+    events = client.CoreV1Api(crds.api_client()).list_namespaced_event(
+        ns, field_selector="involvedObject.name=acme-pgp").items
+    for event in events:
+        for line in private.splitlines()[2:-2]:
+            assert_absent(line, event.message or "", "an event of the PGPKey Credential")
+
+
+def test_a_partner_pgp_key_is_accepted_with_its_fingerprint_or_refused_in_words(
+    crds: Cluster, ns: str, tmp_path: Path
+) -> None:
+    partner = GpgCli(tmp_path / "partner")
+    good = partner.new_key("Acme files <files@acme.example>")
+    signer = partner.new_key("Acme signer <sign@acme.example>", encryption=None)
+    for name, fingerprint in (("acme-partner-pgp", good), ("acme-signing-only", signer)):
+        manifest = {"apiVersion": "connectors.dev/v1alpha1", "kind": "Credential",
+                    "metadata": {"name": name},
+                    "spec": {"type": "PGPKey", "publicKey": partner.export(fingerprint)}}
+        scenarios.apply(crds, ns, json.dumps(manifest))
+    accepted = scenarios.wait_condition(crds, ns, "acme-partner-pgp", "True", "KeyAccepted",
+                                        plural="credentials")
+    assert accepted["status"]["fingerprints"] == [good]
+    assert not accepted["status"].get("secretName")
+    refused = scenarios.wait_condition(crds, ns, "acme-signing-only", "False",
+                                       "InvalidPublicKey", plural="credentials")
+    assert "no key that can encrypt" in scenarios.condition(refused, "Ready")["message"]
+    partner.stop()

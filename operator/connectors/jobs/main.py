@@ -1,7 +1,9 @@
 """`connectors transfer`: one run of a platform-initiated Connection.
 
 Inbound+Pull fetches new files from the partner into the landing area;
-Outbound+Push delivers the files waiting in <data-root>/<connection>/outbox/.
+Outbound+Push delivers the files waiting in <data-root>/<connection>/outbox/
+(with spec.pgp.encryptTo, each encrypted to the partner's OpenPGP key and sent
+as <name>.pgp; a file that cannot be encrypted is not sent at all).
 A run can be killed at any moment: every file is landed by rename after its
 size is checked, and recorded in an fsync'd ledger, so the next run picks up
 where this one stopped and never fetches or sends a file twice.
@@ -63,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     env_option(parser, "--credential-dir", env="CONNECTORS_CREDENTIAL_DIR", type=Path,
                default=Path("/etc/connectors/credential"),
                help="the Credential's Secret as files: username, and password or ssh-privatekey")
+    env_option(parser, "--pgp-public-key", env="CONNECTORS_PGP_PUBLIC_KEY", type=Path,
+               default=Path("/etc/connectors/connection/pgp-public-key.asc"),
+               help="the partner's ASCII-armored OpenPGP public key, for a Connection with "
+               "spec.pgp.encryptTo: every file is encrypted to it and sent as <name>.pgp")
     env_option(parser, "--username", env="CONNECTORS_USERNAME",
                help="login name on the partner's server; default: the credential folder's "
                "`username` file (a Secret a third party issued may not hold one)")
@@ -204,6 +210,34 @@ def open_client(connection: Connection, secret: Secret, args: argparse.Namespace
             client.close()
 
 
+def load_encryption_key(connection: Connection, path: Path) -> str | None:
+    """The partner's OpenPGP public key when spec.pgp.encryptTo asks for encryption,
+    read and checked before anything is sent: without a usable key nothing is sent,
+    never a file in clear."""
+    credential = connection.spec.encrypt_to
+    if credential is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PermanentError(
+            f"spec.pgp.encryptTo names Credential {credential}, but the partner's OpenPGP "
+            f"public key cannot be read from {path} ({describe(exc)}): the operator puts it "
+            "in the job's ConfigMap once that Credential holds a usable publicKey; nothing "
+            "was sent"
+        ) from None
+    from .. import pgp
+
+    try:
+        pgp.fingerprint_of(text)
+    except (ValueError, pgp.PgpError) as exc:
+        raise PermanentError(
+            f"the partner's OpenPGP public key (Credential {credential}) cannot be used: "
+            f"{exc}; nothing was sent"
+        ) from None
+    return text
+
+
 def one_pass(
     connection: Connection,
     secret: Secret,
@@ -211,6 +245,7 @@ def one_pass(
     landing: LandingArea,
     ledger: Ledger,
     summary: Summary,
+    encrypt_to: str | None = None,
 ) -> None:
     spec = connection.spec
     with open_client(connection, secret, args) as client:
@@ -218,7 +253,7 @@ def one_pass(
         if spec.direction == "Outbound":
             from .push import push
 
-            push(client, spec, landing, ledger, summary)
+            push(client, spec, landing, ledger, summary, encrypt_to)
         elif spec.method == "Email":
             from .mail_pull import pull_mail
 
@@ -248,6 +283,8 @@ def execute(args: argparse.Namespace, summary: Summary, redact: Redactor) -> Non
         username=args.username,
     )
     redact.secrets = secret.values
+    encrypt_to = (load_encryption_key(connection, args.pgp_public_key)
+                  if spec.direction == "Outbound" else None)
     landing = LandingArea(args.data_root, connection.name)
     landing.ensure()
     landing.remove_stale_temporaries()
@@ -255,7 +292,7 @@ def execute(args: argparse.Namespace, summary: Summary, redact: Redactor) -> Non
     delays = backoff_delays(args.backoff, max(0, args.retries))
     while True:
         try:
-            one_pass(connection, secret, args, landing, ledger, summary)
+            one_pass(connection, secret, args, landing, ledger, summary, encrypt_to)
             return
         except TransientError as exc:
             delay = next(delays, None)

@@ -1,16 +1,28 @@
 """Outbound Push (SFTP, FTP, Email): deliver the files waiting in the outbox,
-each once, then move them to sent/."""
+each once, then move them to sent/.
+
+With spec.pgp.encryptTo each file is first encrypted to the partner's OpenPGP
+public key into <landing>/.connectors/encrypted/ and that copy is sent as
+<name>.pgp; a file that cannot be encrypted fails alone and is never sent in
+clear. The copy is kept until the file is recorded as sent, so a run cut off
+during an upload checks the partner's <name>.pgp against the very bytes it was
+sending (encryption is not deterministic: a new copy would never match)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import logging
 import os
+from collections.abc import Iterable
+from pathlib import Path
 
+from ..errors import describe
 from ..landing.area import LandingArea
 from ..landing.durable import hash_file
 from ..landing.names import is_hidden
-from .clients.base import PushClient
+from .clients.base import FileError, PushClient
 from .ledger import SENDING, SENT, Entry, Ledger
 from .plan import OutboxFile, plan_push
 from .pull import per_file
@@ -18,6 +30,8 @@ from .spec import TransferSpec
 from .summary import Summary
 
 log = logging.getLogger("connectors.transfer")
+
+ENCRYPTED_SUFFIX = ".pgp"
 
 
 def outbox_files(landing: LandingArea) -> list[OutboxFile]:
@@ -36,38 +50,122 @@ def move_to_sent(landing: LandingArea, file: OutboxFile) -> None:
     os.replace(landing.outbox / file.name, landing.sent / file.name)
 
 
+class Encryption:
+    """The encrypted copies of outbox files, one per version (name, size, mtime)."""
+
+    def __init__(self, landing: LandingArea, public_key: str) -> None:
+        self.landing = landing
+        self.public_key = public_key
+        self.folder = landing.internal / "encrypted"
+
+    @staticmethod
+    def remote_name(file: OutboxFile) -> str:
+        return file.name + ENCRYPTED_SUFFIX
+
+    def path(self, file: OutboxFile) -> Path:
+        version = f"{file.name}\0{file.size}\0{file.mtime}".encode("utf-8", "surrogateescape")
+        return self.folder / f"{hashlib.sha256(version).hexdigest()[:32]}{ENCRYPTED_SUFFIX}"
+
+    def size_of(self, file: OutboxFile) -> int | None:
+        """The size of the copy an earlier run made and may have sent, if any."""
+        try:
+            return self.path(file).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def encrypted(self, file: OutboxFile) -> Path:
+        """The encrypted copy of `file`, made now unless an earlier attempt made it."""
+        from .. import pgp
+
+        target = self.path(file)
+        if target.is_file():
+            return target
+        self.folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+        try:
+            pgp.encrypt_file(self.landing.outbox / file.name, target, self.public_key)
+        except pgp.PgpError as exc:
+            raise FileError(f"{file.name}: not sent: encrypting it to the partner's OpenPGP "
+                            f"key failed: {exc}") from None
+        except OSError as exc:
+            raise FileError(f"{file.name}: not sent: it could not be read to encrypt it: "
+                            f"{describe(exc)}") from None
+        return target
+
+    def discard(self, file: OutboxFile) -> None:
+        self.path(file).unlink(missing_ok=True)
+
+    def keep_only(self, files: Iterable[OutboxFile]) -> None:
+        """Removes copies that no file still needs (sent, changed or gone, and
+        temporaries of a run that was killed)."""
+        if not self.folder.is_dir():
+            return
+        wanted = {self.path(f).name for f in files}
+        for entry in self.folder.iterdir():
+            if entry.name not in wanted:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+
+
 def push(
     client: PushClient,
     spec: TransferSpec,
     landing: LandingArea,
     ledger: Ledger,
     summary: Summary,
+    encrypt_to: str | None = None,
 ) -> None:
+    """`encrypt_to`: the partner's armored OpenPGP public key (spec.pgp.encryptTo)."""
+    encryption = Encryption(landing, encrypt_to) if encrypt_to else None
     plan = plan_push(outbox_files(landing), ledger.has, spec.filename_pattern)
     summary.skip(plan.skipped)
+    if encryption is not None:
+        encryption.keep_only(plan.uncertain)
     for file in plan.finish:
         move_to_sent(landing, file)
+    send = functools.partial(send_one, client, landing=landing, ledger=ledger,
+                             summary=summary, encryption=encryption)
     for file in plan.uncertain:
         key = (file.name, file.size, file.mtime)
-        if client.remote_size(file.name) == file.size:
-            # The upload completed before the previous run died.
-            ledger.record(Entry(SENT, *key, note="found on the remote"))
-            move_to_sent(landing, file)
+        expected: int | None
+        if encryption is None:
+            remote_name, expected = file.name, file.size
         else:
-            per_file(summary, functools.partial(send_one, client, file, landing, ledger, summary))
+            remote_name, expected = Encryption.remote_name(file), encryption.size_of(file)
+        if expected is not None and client.remote_size(remote_name) == expected:
+            # The upload completed before the previous run died.
+            ledger.record(Entry(SENT, *key, note="found on the remote"
+                                if encryption is None else f"found on the remote as {remote_name}"))
+            move_to_sent(landing, file)
+            if encryption is not None:
+                encryption.discard(file)
+        else:
+            per_file(summary, functools.partial(send, file))
     for file in plan.send:
-        per_file(summary, functools.partial(send_one, client, file, landing, ledger, summary))
+        per_file(summary, functools.partial(send, file))
 
 
 def send_one(
-    client: PushClient, file: OutboxFile, landing: LandingArea, ledger: Ledger, summary: Summary
+    client: PushClient, file: OutboxFile, *, landing: LandingArea, ledger: Ledger,
+    summary: Summary, encryption: Encryption | None = None,
 ) -> None:
     key = (file.name, file.size, file.mtime)
     path = landing.outbox / file.name
+    if encryption is None:
+        upload, remote_name, note = path, file.name, ""
+    else:
+        # Before SENDING is recorded: a file that cannot be encrypted was never sending.
+        upload, remote_name = encryption.encrypted(file), Encryption.remote_name(file)
+        note = f"sent as {remote_name}, encrypted to the partner's OpenPGP key"
     if not ledger.has(SENDING, *key):
-        ledger.record(Entry(SENDING, *key))
-    client.upload(file.name, path)
-    ledger.record(Entry(SENT, *key, sha256=hash_file(path)))
+        ledger.record(Entry(SENDING, *key, note=note))
+    client.upload(remote_name, upload)
+    sent_bytes = file.size if encryption is None else upload.stat().st_size
+    ledger.record(Entry(SENT, *key, sha256=hash_file(path), note=note))
     move_to_sent(landing, file)
-    summary.transferred(file.size)
-    log.info("sent %s (%d bytes)", file.name, file.size)
+    if encryption is not None:
+        encryption.discard(file)
+        log.info("sent %s as %s (%d bytes encrypted from %d)", file.name, remote_name,
+                 sent_bytes, file.size)
+    else:
+        log.info("sent %s (%d bytes)", file.name, file.size)
+    summary.transferred(sent_bytes)

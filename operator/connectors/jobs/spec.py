@@ -47,6 +47,9 @@ class TransferSpec:
     remote: RemoteSpec = field(default_factory=RemoteSpec)
     filename_pattern: str | None = None
     display_name: str | None = None
+    encrypt_to: str | None = None
+    """spec.pgp.encryptTo: the PGPKey Credential whose public key every file is
+    encrypted to before it is sent (as <name>.pgp)."""
 
     @property
     def platform_initiated(self) -> bool:
@@ -136,6 +139,7 @@ def parse_spec(data: dict[str, Any], path: Path) -> TransferSpec:
         methodology=spec.required("methodology", METHODOLOGIES),
         filename_pattern=spec.string("filenamePattern"),
         display_name=spec.string("displayName"),
+        encrypt_to=spec.child("pgp").child("encryptTo").string("name"),
         remote=RemoteSpec(
             host=remote.string("host"),
             port=remote.integer("port"),

@@ -12,6 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ed25519, rsa
 
+from .. import pgp
 from ..api.credential import CredentialSpec
 from .config import (
     ANNOTATION_ROTATED_FOR,
@@ -22,6 +23,10 @@ from .config import (
 )
 
 MIN_RSA_BITS = 2048
+PGP_PRIVATE_KEY = "pgp-private-key.asc"
+"""The key of a PGPKey's Secret that holds the platform's private key, ASCII-armored."""
+PGP_PUBLIC_KEY = "pgp-public-key.asc"
+"""The key of a PGPKey's Secret that holds the public key, ASCII-armored."""
 
 
 def username_for(name: str, spec: CredentialSpec) -> str:
@@ -171,14 +176,27 @@ def public_key_of(private_pem: str) -> str:
     ).decode()
 
 
+def pgp_user_id(name: str, namespace: str) -> str:
+    """The user id of a PGPKey's generated key pair: what the partner's gpg shows."""
+    return f"connectors <{name}@{namespace}>"
+
+
 def generated_secret(
     name: str, spec: CredentialSpec, namespace: str, rotated_for: str, owner: dict[str, Any]
 ) -> dict[str, Any]:
-    """The Secret the operator owns for a generated password or key pair, with fresh values."""
+    """The Secret the operator owns for a generated password or key pair, with fresh values.
+
+    PGPKey: an OpenPGP key pair made by gpg (pgp.generate_key_pair), which raises
+    pgp.PgpError when gpg cannot make it."""
     username = username_for(name, spec)
+    data: dict[str, str]
     if spec.type == "Password":
         secret_type = "kubernetes.io/basic-auth"
         data = {"username": username, "password": new_password()}
+    elif spec.type == "PGPKey":
+        secret_type = "Opaque"
+        private, public, _ = pgp.generate_key_pair(pgp_user_id(name, namespace))
+        data = {PGP_PRIVATE_KEY: private, PGP_PUBLIC_KEY: public}
     else:
         secret_type = "kubernetes.io/ssh-auth"
         private, public = new_key_pair(f"{username}@{namespace}")

@@ -1,8 +1,9 @@
 """Pure planning for transfer jobs: one CronJob per platform-initiated Connection.
 
-The job reads everything from files: the Connection (no secrets) and the trusted
-host keys from a ConfigMap, the Credential from its Secret. Nothing secret ever
-travels in an environment variable, where `kubectl describe pod` would show it.
+The job reads everything from files: the Connection (no secrets), the trusted
+host keys and, for spec.pgp.encryptTo, the partner's OpenPGP public key from a
+ConfigMap, the Credential from its Secret. Nothing secret ever travels in an
+environment variable, where `kubectl describe pod` would show it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from .objects import (
 )
 
 CONFIG_DIR = "/etc/connectors/connection"
+PGP_PUBLIC_KEY_FILE = "pgp-public-key.asc"
+"""The ConfigMap key (and so the file in CONFIG_DIR) with the partner's OpenPGP public
+key, for a Connection with spec.pgp.encryptTo."""
 CREDENTIAL_DIR = "/etc/connectors/credential"
 CRONJOB_NAME_LIMIT = 52
 
@@ -50,22 +54,34 @@ def known_hosts(spec: ConnectionSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def encrypts(spec: ConnectionSpec) -> bool:
+    """Files are encrypted to the partner's OpenPGP key before they are sent."""
+    return spec.pgp is not None and spec.pgp.encrypt_to is not None
+
+
 def transfer_config_map(namespace: str, connection: str, spec: ConnectionSpec,
-                        owner: dict[str, Any]) -> dict[str, Any]:
+                        owner: dict[str, Any],
+                        pgp_public_key: str | None = None) -> dict[str, Any]:
+    """The job's ConfigMap. `pgp_public_key`: the partner's armored OpenPGP public key,
+    the spec.publicKey of the PGPKey Credential that spec.pgp.encryptTo names. Without
+    it such a job sends nothing: it never sends a file unencrypted."""
     document = {
         "name": connection,
         "namespace": namespace,
         "spec": spec.model_dump(by_alias=True, exclude_none=True),
     }
+    data = {
+        "connection.json": json.dumps(document, indent=2, sort_keys=True),
+        "known_hosts": known_hosts(spec),
+    }
+    if encrypts(spec) and pgp_public_key:
+        data[PGP_PUBLIC_KEY_FILE] = pgp_public_key
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": transfer_name(connection), "namespace": namespace,
                      "labels": transfer_labels(connection), "ownerReferences": [owner]},
-        "data": {
-            "connection.json": json.dumps(document, indent=2, sort_keys=True),
-            "known_hosts": known_hosts(spec),
-        },
+        "data": data,
     }
 
 
@@ -83,6 +99,9 @@ def transfer_env(connection: str, spec: ConnectionSpec, username: str,
         {"name": "CONNECTORS_USERNAME", "value": username},
         {"name": "CONNECTORS_DATA_ROOT", "value": "/data"},
     ]
+    if encrypts(spec):
+        env.append({"name": "CONNECTORS_PGP_PUBLIC_KEY",
+                    "value": f"{CONFIG_DIR}/{PGP_PUBLIC_KEY_FILE}"})
     if spec.method == "Email" and spec.direction == "Outbound":
         if config.smtp_relay:
             env.append({"name": "CONNECTORS_SMTP_RELAY", "value": config.smtp_relay})

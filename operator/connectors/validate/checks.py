@@ -113,5 +113,26 @@ def _operator_checks(parsed: Parsed, spec: ConnectionSpec | CredentialSpec) -> l
         return [parsed.problem(["spec", "schedule"], f"schedule {schedule}")] if schedule else []
     if spec.public_key is None:
         return []
+    if spec.type == "PGPKey":
+        return [parsed.problem(["spec", "publicKey"], problem)
+                for problem in _pgp_key_problems(spec.public_key)]
     return [parsed.problem(["spec", "publicKey"], problem)
             for problem in check_authorized_keys(spec.public_key).problems]
+
+
+def _pgp_key_problems(public_key: str) -> list[str]:
+    """The operator's check of a partner's OpenPGP key (pgp.fingerprint_of), where gpg
+    is installed; without gpg only the schema's check of the armor is made."""
+    import shutil
+
+    from .. import pgp
+
+    if shutil.which("gpg") is None:
+        return []
+    try:
+        pgp.fingerprint_of(public_key)
+    except ValueError as exc:
+        return [f"publicKey: {exc}"]
+    except pgp.PgpError:
+        return []
+    return []

@@ -1,8 +1,8 @@
 """The checks between objects: each Connection's Credential exists and fits it, and
 no two Connections of one listener claim one username.
 
-The operator makes these decisions with credential_misfit and plan_accounts;
-the validator calls the same two functions on what the files (and, with
+The operator makes these decisions with credential_misfit, pgp_misfit and
+plan_accounts; the validator calls the same functions on what the files (and, with
 --cluster, the live namespace) hold, so it refuses what the operator would.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..api.compat import credential_misfit
+from ..api.compat import credential_misfit, pgp_credential_name, pgp_misfit
 from ..api.connection import ConnectionSpec
 from ..api.credential import CredentialSpec
 from ..planning.accounts import AccountSource, plan_accounts
@@ -64,7 +64,19 @@ def _reference_problems(p: Parsed, credentials: dict[Key, CredentialSpec | None]
                           "up there)", WARNING)]
     credential = credentials[(p.namespace, ref)]
     misfit = credential_misfit(p.spec, credential, ref) if credential is not None else None
-    return [p.problem(CREDENTIAL_REF, misfit)] if misfit else []
+    return ([p.problem(CREDENTIAL_REF, misfit)] if misfit else []) + _pgp_problems(p, credentials)
+
+
+def _pgp_problems(p: Parsed, credentials: dict[Key, CredentialSpec | None]) -> list[Problem]:
+    """spec.pgp's Credential, when the files (or the cluster) hold it: whether it fits."""
+    assert isinstance(p.spec, ConnectionSpec)
+    name = pgp_credential_name(p.spec)
+    credential = credentials.get((p.namespace, name)) if name else None
+    if name is None or credential is None or p.spec.pgp is None:
+        return []
+    misfit = pgp_misfit(p.spec, credential, name)
+    role = "decryptWith" if p.spec.pgp.decrypt_with is not None else "encryptTo"
+    return [p.problem(["spec", "pgp", role, "name"], misfit)] if misfit else []
 
 
 # Sorts after every RFC 3339 time: objects not created yet are the newest.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from ... import pgp
 from ...api.credential import CredentialSpec
 from ...clock import now_rfc3339
 from ...planning import credentials as plan
@@ -35,6 +37,13 @@ log = logging.getLogger(__name__)
 def decode(secret: dict[str, Any], key: str) -> str | None:
     value = (secret.get("data") or {}).get(key)
     return base64.b64decode(value).decode() if value is not None else None
+
+
+@functools.lru_cache(maxsize=512)
+def pgp_fingerprint(public_armored: str) -> str:
+    """pgp.fingerprint_of, remembered: every resync reads the same keys again, and
+    each reading runs gpg. Only answers are remembered, never a refusal."""
+    return pgp.fingerprint_of(public_armored)
 
 
 @dataclass
@@ -67,6 +76,13 @@ def _generated(kube: Kube, body: dict[str, Any], spec: CredentialSpec) -> Creden
         secret = kube.create(plan.generated_secret(name, spec, namespace, rotate, owner))
         if secret is None:  # created meanwhile by another reconcile: use that one
             secret = kube.get("Secret", namespace, secret_name)
+        elif previous.get("secretName") and spec.type == "PGPKey":
+            outcome.events.append((
+                "Warning", "SecretRecreated",
+                f"Secret {secret_name} was deleted; a new OpenPGP key pair was generated: the "
+                "partner must encrypt to the new public key in status.publicKey, and files "
+                "encrypted to the old key can no longer be decrypted",
+            ))
         elif previous.get("secretName"):
             what = "password" if spec.type == "Password" else "key pair"
             outcome.events.append((
@@ -86,7 +102,9 @@ def _generated(kube: Kube, body: dict[str, Any], spec: CredentialSpec) -> Creden
                                f"rotated the generated credentials in Secret {secret_name}"))
     assert secret is not None
     outcome.status["secretName"] = secret_name
-    if spec.type == "PublicKey":
+    if spec.type == "PGPKey":
+        _generated_pgp(secret, secret_name, outcome)
+    elif spec.type == "PublicKey":
         public = decode(secret, "ssh-publickey") or ""
         outcome.status["publicKey"] = public
         outcome.status["fingerprints"] = plan.check_authorized_keys(public).fingerprints
@@ -97,6 +115,29 @@ def _generated(kube: Kube, body: dict[str, Any], spec: CredentialSpec) -> Creden
         outcome.verdict = Verdict("Ready", TRUE, "PasswordGenerated",
                                   f"password generated into Secret {secret_name}")
     return outcome
+
+
+def _generated_pgp(secret: dict[str, Any], secret_name: str, outcome: CredentialOutcome) -> None:
+    """status.publicKey and the fingerprint of a generated OpenPGP key pair."""
+    public = decode(secret, plan.PGP_PUBLIC_KEY) or ""
+    if not public or not decode(secret, plan.PGP_PRIVATE_KEY):
+        outcome.verdict = Verdict(
+            "Ready", FALSE, "SecretKeyMissing",
+            f"Secret {secret_name} lacks {plan.PGP_PRIVATE_KEY} or {plan.PGP_PUBLIC_KEY}: "
+            "delete the Secret to have a new key pair generated (the partner must then "
+            "encrypt to the new public key)")
+        return
+    try:
+        fingerprint = pgp_fingerprint(public)
+    except (ValueError, pgp.PgpError) as exc:
+        outcome.verdict = Verdict("Ready", FALSE, "InvalidKeyPair",
+                                  f"Secret {secret_name} key {plan.PGP_PUBLIC_KEY}: {exc}")
+        return
+    outcome.status["publicKey"] = public
+    outcome.status["fingerprints"] = [fingerprint]
+    outcome.verdict = Verdict("Ready", TRUE, "KeyPairGenerated",
+                              f"OpenPGP key pair generated (fingerprint {fingerprint}): give "
+                              "status.publicKey to the partner, who encrypts files to it")
 
 
 def _referenced(kube: Kube, body: dict[str, Any], spec: CredentialSpec) -> CredentialOutcome:
@@ -132,8 +173,27 @@ def _referenced(kube: Kube, body: dict[str, Any], spec: CredentialSpec) -> Crede
     return outcome
 
 
+def _partner_pgp_key(spec: CredentialSpec) -> CredentialOutcome:
+    """The partner's OpenPGP public key (pgp.encryptTo): read by gpg, as the job will."""
+    assert spec.public_key is not None
+    try:
+        fingerprint = pgp_fingerprint(spec.public_key)
+    except ValueError as exc:
+        return CredentialOutcome(Verdict("Ready", FALSE, "InvalidPublicKey", f"publicKey: {exc}"))
+    except pgp.PgpError as exc:
+        return CredentialOutcome(Verdict("Ready", FALSE, "KeyCheckFailed",
+                                         f"the partner's OpenPGP key could not be read: {exc}"))
+    return CredentialOutcome(
+        Verdict("Ready", TRUE, "KeyAccepted",
+                f"the partner's OpenPGP public key {fingerprint}: files sent to the partner "
+                "are encrypted to it"),
+        {"fingerprints": [fingerprint]})
+
+
 def _partner_keys(spec: CredentialSpec) -> CredentialOutcome:
     assert spec.public_key is not None
+    if spec.type == "PGPKey":
+        return _partner_pgp_key(spec)
     check = plan.check_authorized_keys(spec.public_key)
     outcome = CredentialOutcome(Verdict("Ready", TRUE, "KeysAccepted", ""),
                                 {"fingerprints": check.fingerprints})
@@ -155,13 +215,20 @@ def reconcile_credential(kube: Kube, body: dict[str, Any]) -> CredentialOutcome:
         outcome = CredentialOutcome(Verdict("Ready", FALSE, "InvalidSpec",
                                             f"spec is invalid at: {fields}"))
     else:
-        if spec.public_key is not None:
-            outcome = _partner_keys(spec)
-        elif spec.secret_ref is not None:
-            outcome = _referenced(kube, body, spec)
-        else:
-            outcome = _generated(kube, body, spec)
-        outcome.status["username"] = plan.username_for(meta["name"], spec)
+        try:
+            if spec.public_key is not None:
+                outcome = _partner_keys(spec)
+            elif spec.secret_ref is not None:
+                outcome = _referenced(kube, body, spec)
+            else:
+                outcome = _generated(kube, body, spec)
+        except pgp.PgpError as exc:
+            # gpg could not make the key pair (not installed, stuck): nothing was written.
+            outcome = CredentialOutcome(Verdict(
+                "Ready", FALSE, "KeyGenerationFailed",
+                f"could not generate the OpenPGP key pair: {exc}"))
+        if spec.type != "PGPKey":  # an OpenPGP key logs nobody in
+            outcome.status["username"] = plan.username_for(meta["name"], spec)
     write_status(kube, body, outcome)
     return outcome
 
