@@ -401,8 +401,71 @@ spec:
             claims = core.list_namespaced_persistent_volume_claim(namespace).items
             return [c.metadata.name for c in claims] == ["connectors-data"]
         eventually(claim_exists, 60, "the data volume claim")
+        # What the job lands is checked too: the namespace gets its processor at once.
+        eventually(lambda: scenarios.read(crds, "Deployment", namespace,
+                                          "connectors-processor") is not None,
+                   30, "the processor of a namespace with only a transfer job")
     finally:
         core.delete_namespace(namespace)
+
+
+def test_pgp_decrypt_with_reaches_the_processor_and_a_misfit_is_said(
+        crds: Cluster, ns: str) -> None:
+    scenarios.apply(crds, ns, """
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: sealed-pgp}
+spec: {type: PGPKey}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Credential
+metadata: {name: sealed-login}
+spec: {type: Password, username: sealed}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: sealed-conversions}
+spec:
+  direction: Inbound
+  dataType: Conversions
+  method: SFTP
+  methodology: Push
+  credentialRef: {name: sealed-login}
+  filenamePattern: "conversions_*.csv.pgp"
+  pgp: {decryptWith: {name: sealed-pgp}}
+---
+apiVersion: connectors.dev/v1alpha1
+kind: Connection
+metadata: {name: sealed-wrong}
+spec:
+  direction: Inbound
+  dataType: Clicks
+  method: SFTP
+  methodology: Push
+  credentialRef: {name: sealed-login}
+  filenamePattern: "clicks_*.csv.pgp"
+  folder: clicks
+  pgp: {decryptWith: {name: sealed-login}}
+""")
+    scenarios.wait_configured(crds, ns, "sealed-conversions")
+
+    def entry() -> Processed | None:
+        found = scenarios.read(crds, "ConfigMap", ns, "connectors-processing")
+        if not found:
+            return None
+        entries = ProcessingTable.parse(found.data["processing.json"]).connections
+        mine = [e for e in entries if e.connection == "sealed-conversions" and e.decrypt_with]
+        return mine[0] if mine else None
+    assert eventually(entry, 60, "the decryption key in the table").decrypt_with == (
+        "sealed-pgp-credential")
+    deployment = scenarios.read(crds, "Deployment", ns, "connectors-processor")
+    mounted = [v.secret.secret_name for v in deployment.spec.template.spec.volumes if v.secret]
+    assert "sealed-pgp-credential" in mounted
+
+    wrong = scenarios.wait_condition(crds, ns, "sealed-wrong", "False")
+    credential = scenarios.condition(wrong, "CredentialReady")
+    assert (credential["status"], credential["reason"]) == ("False", "PgpCredentialMismatch")
+    assert "PGPKey" in credential["message"]
 
 
 def test_a_pgpkey_gets_a_key_pair_that_decrypts_what_the_partner_encrypts(

@@ -39,6 +39,9 @@ class Processed(Model):
     display_name: str | None = None
     deliver_to: list[Sink] | None = None
     """Where each accepted file goes (spec.submissions.deliverTo)."""
+    decrypt_with: str | None = None
+    """spec.pgp.decryptWith: the Secret holding the platform's OpenPGP key pair
+    (pgp-private-key.asc); every file is decrypted before it is checked."""
 
     @classmethod
     def of(cls, connection: str, spec: ConnectionSpec) -> Processed:
@@ -54,6 +57,8 @@ class Processed(Model):
     def secret_names(self) -> set[str]:
         """The Secrets its sinks read (the processor pod mounts them)."""
         names: set[str] = set()
+        if self.decrypt_with:
+            names.add(self.decrypt_with)
         for sink in self.deliver_to or ():
             if sink.webhook is not None and sink.webhook.secret_ref is not None:
                 names.add(sink.webhook.secret_ref.name)

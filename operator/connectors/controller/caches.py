@@ -51,10 +51,15 @@ class Caches:
         return cached if cached is not None else self.kube.get("Secret", namespace, name)
 
     def dependents(self, namespace: str, credential: str) -> list[Key]:
-        """The Connections that reference a Credential."""
-        return [key for key, body in self.connections.items()
-                if key[0] == namespace
-                and (body.get("spec") or {}).get("credentialRef", {}).get("name") == credential]
+        """The Connections that reference a Credential: as their credentialRef, or
+        in spec.pgp (decryptWith, encryptTo)."""
+        def names(spec: dict[str, Any]) -> set[str | None]:
+            pgp = spec.get("pgp") or {}
+            return {(spec.get("credentialRef") or {}).get("name"),
+                    (pgp.get("decryptWith") or {}).get("name"),
+                    (pgp.get("encryptTo") or {}).get("name")}
+        return [key for key, body in list(self.connections.items())
+                if key[0] == namespace and credential in names(body.get("spec") or {})]
 
     def in_namespace(self, namespace: str) -> list[tuple[str, dict[str, Any]]]:
         return [(name, body) for (ns, name), body in list(self.connections.items())

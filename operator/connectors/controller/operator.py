@@ -143,5 +143,5 @@ class Operator:
         credentials = {name: body for (ns, name), body in self.credentials.items()
                        if ns == namespace}
         result = await self.run(self.listener_sync.run, namespace, members, credentials)
-        await self.run(self.processor_sync.run, namespace, inbound)
+        await self.run(self.processor_sync.run, namespace, inbound, credentials)
         return result

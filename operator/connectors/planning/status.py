@@ -7,7 +7,7 @@ from typing import Any
 from croniter import croniter
 from pydantic import ValidationError
 
-from ..api.compat import credential_misfit
+from ..api.compat import credential_misfit, pgp_credential_name, pgp_misfit
 from ..api.connection import ConnectionSpec
 from ..api.credential import CredentialSpec
 from ..api.rules import broken_rules
@@ -90,3 +90,28 @@ def encryption_verdict(spec: ConnectionSpec | None) -> Verdict | None:
                        "cross the network readable; set remote.tls to Explicit or Implicit "
                        "if the partner's server offers FTPS")
     return Verdict("Encrypted", TRUE, "Ftps", f"the transfer uses {tls} FTPS")
+
+
+def pgp_verdict(spec: ConnectionSpec, credential: dict[str, Any] | None) -> Verdict | None:
+    """Whether the Credential spec.pgp names can do what it asks; None when there is
+    no spec.pgp or it can. Checked like the Connection's own Credential."""
+    name = pgp_credential_name(spec)
+    if name is None:
+        return None
+    if credential is None:
+        return Verdict("CredentialReady", FALSE, "PgpCredentialNotFound",
+                       f"Credential {name}, which spec.pgp names, does not exist in this "
+                       "namespace: create it (type PGPKey)")
+    try:
+        credential_spec = CredentialSpec.model_validate(credential.get("spec") or {})
+    except ValidationError:
+        return Verdict("CredentialReady", FALSE, "PgpCredentialInvalid",
+                       f"Credential {name}, which spec.pgp names, is invalid: see its status")
+    misfit = pgp_misfit(spec, credential_spec, name)
+    if misfit:
+        return Verdict("CredentialReady", FALSE, "PgpCredentialMismatch", misfit)
+    ready = find((credential.get("status") or {}).get("conditions"), "Ready")
+    if ready is None or ready.get("status") != TRUE:
+        return Verdict("CredentialReady", UNKNOWN, "PgpCredentialPending",
+                       f"waiting for Credential {name}, which spec.pgp names, to be Ready")
+    return None

@@ -11,6 +11,7 @@ idempotency key.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -18,10 +19,12 @@ from pathlib import Path
 
 from ..api.connection import Sink
 from ..api.processing import Processed
+from ..landing.durable import hash_file
 from ..sinks import Delivery, SecretFiles, deliver, settle, sink_id
 from ..submissions import SubmissionStore
 from ..submissions.store import DeliveryClaim
 from .report import SubmissionReporter
+from .work import decrypted_path
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +94,15 @@ class Deliverer:
             return
         delivery = Delivery.of(submission, namespace=self.namespace,
                                data_type=entry.data_type, path=path)
+        plain = decrypted_path(self.root, submission.connection, submission.trace_id)
+        if plain.is_file():
+            # spec.pgp.decryptWith: what was checked, and goes on, is the plain text.
+            delivery = dataclasses.replace(delivery, path=plain, size=plain.stat().st_size,
+                                           sha256=hash_file(plain))
         outcome = deliver(sink, delivery, self.secrets)
         status = settle(store, claim, outcome)
+        if all(d.status != "Pending" for d in store.deliveries_of(submission.id)):
+            plain.unlink(missing_ok=True)  # every sink has it, or never will
         log.info("delivery of %s to %s: %s", submission.name, claim.sink_id, status)
         if status in ("Delivered", "Failed"):
             try:

@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 from ..api.processing import Processed, ProcessingTable
 from ..events import kubernetes_api_client
 from ..options import env_option
+from ..planning.credentials import PGP_PRIVATE_KEY
 from ..sinks import SECRETS_ROOT, SecretFiles, sink_id
 from ..submissions import CheckSettings, Claim, SubmissionStore, schema_for, store_path
 from ..submissions.store import RETENTION_DAYS
@@ -61,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option("--smtp-from", env="CONNECTORS_SMTP_FROM",
            help="Email replies with results: the sender address")
     option("--sinks-secrets", env="CONNECTORS_SINKS_SECRETS", default=str(SECRETS_ROOT),
-           help="where the Secrets of spec.submissions.deliverTo are mounted, one folder each")
+           help="where the Secrets the processor reads are mounted, one folder each: "
+                "those of spec.submissions.deliverTo and spec.pgp.decryptWith's key pair")
     option("--log-level", env="CONNECTORS_LOG_LEVEL", default="info",
            choices=["debug", "info", "warning", "error"], help="log level")
 
@@ -102,7 +105,8 @@ class Processor:
                  reporter: SubmissionReporter, lease_seconds: float = 60.0,
                  settings: CheckSettings | None = None,
                  heartbeat: Heartbeat | None = None, relay: Relay | None = None,
-                 retention_days: float = RETENTION_DAYS) -> None:
+                 retention_days: float = RETENTION_DAYS,
+                 secrets: SecretFiles | None = None) -> None:
         self.root = root
         self.table = table
         self.store = store
@@ -112,6 +116,7 @@ class Processor:
         self.discovery = Discovery(root, store, retention_days)
         self.heartbeat = heartbeat
         self.relay = relay
+        self.secrets = secrets or SecretFiles()
         self.worker = f"{socket.gethostname()}-{os.getpid()}"
 
     def run_once(self, stop: threading.Event | None = None) -> int:
@@ -135,12 +140,14 @@ class Processor:
                     try:
                         item = process(claim, path, schema, self.root, self.store,
                                        self.settings,
-                                       deliver_to=[sink_id(s) for s in entry.deliver_to or ()])
+                                       deliver_to=[sink_id(s) for s in entry.deliver_to or ()],
+                                       private_key=self._key(entry))
                     finally:
                         self._holding(None)
-                    if item is not None:
-                        checked += 1
-                        self._report(self._answer(item, entry, claim.submission.trace_id))
+                    if item is None:
+                        break  # given back: the next pass tries again, not this loop
+                    checked += 1
+                    self._report(self._answer(item, entry, claim.submission.trace_id))
         return checked
 
     def _answer(self, item: Checked, entry: Processed, trace_id: str) -> Checked:
@@ -153,6 +160,13 @@ class Processor:
                         type(err).__name__)
             return item
         return dataclasses.replace(item, answered=to) if to else item
+
+    def _key(self, entry: Processed) -> Callable[[], str] | None:
+        """spec.pgp.decryptWith: the private key, read when a file needs it."""
+        secret = entry.decrypt_with
+        if secret is None:
+            return None
+        return lambda: self.secrets.text(secret, PGP_PRIVATE_KEY)
 
     def _holding(self, claim: Claim | None) -> None:
         if self.heartbeat is not None:
@@ -185,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
         processor = Processor(root, TableFile(Path(args.table)), store, reporter,
                               lease_seconds=args.lease_seconds, heartbeat=heartbeat,
                               relay=Relay.parse(args.smtp_relay, args.smtp_from),
-                              retention_days=args.retention_days)
+                              retention_days=args.retention_days,
+                              secrets=SecretFiles(Path(args.sinks_secrets)))
         # Its own reporter: each thread talks to the API through its own client.
         deliverer = Deliverer(
             path, root, namespace or "", processor.worker,

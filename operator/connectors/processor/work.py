@@ -13,13 +13,17 @@ import datetime
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import pgp
 from ..api.file_schema import FileSchema
 from ..landing.area import LandingArea
 from ..landing.durable import fsync_dir
-from ..landing.names import result_name
+from ..landing.names import INTERNAL_DIR, result_name
+from ..pgp import PgpError
+from ..sinks import SecretMissing
 from ..submissions import (
     CheckError,
     CheckResult,
@@ -31,6 +35,8 @@ from ..submissions import (
 )
 
 log = logging.getLogger(__name__)
+
+DECRYPTED_DIR = "decrypted"
 
 
 @dataclass(frozen=True)
@@ -87,29 +93,63 @@ class Heartbeat:
 def process(claim: Claim, path: Path | None, schema: FileSchema, root: Path,
             store: SubmissionStore, settings: CheckSettings,
             now: datetime.datetime | None = None,
-            deliver_to: list[str] | None = None) -> Checked | None:
+            deliver_to: list[str] | None = None,
+            private_key: Callable[[], str] | None = None) -> Checked | None:
     """Checks the claimed file at `path` and answers the partner. None when the
     claim was given back: the file at `path` is not (yet) the one the receipt
-    describes, or another processor took the claim meanwhile. A file with
-    accepted rows gets a delivery to each sink of `deliver_to` (sink ids)."""
+    describes, the decryption key is not there yet, or another processor took
+    the claim meanwhile. A file with accepted rows gets a delivery to each sink
+    of `deliver_to` (sink ids). `private_key`: spec.pgp.decryptWith, the file is
+    decrypted (beside the landing area, never in the partner's view) and the
+    plain text is checked and handed on."""
     submission = claim.submission
+    plain = decrypted_path(root, submission.connection, submission.trace_id)
     if path is None or not path.is_file():
         result = file_gone(path or Path(submission.name))
+    elif path.stat().st_size != submission.size:
+        # A newer upload is being put in its place; the earlier version is
+        # on its way to .connectors/superseded/, where discovery finds it.
+        store.release(claim)
+        return None
     else:
-        if path.stat().st_size != submission.size:
-            # A newer upload is being put in its place; the earlier version is
-            # on its way to .connectors/superseded/, where discovery finds it.
+        try:
+            source = path if private_key is None else decrypt(path, plain, private_key())
+        except SecretMissing as missing:
+            log.warning("cannot decrypt %s yet: %s", submission.name, missing)
             store.release(claim)
             return None
-        result = check_file(path, schema, now or datetime.datetime.now(datetime.UTC),
-                            settings)
+        except PgpError as refused:
+            result = not_decrypted(str(refused))
+        else:
+            result = check_file(source, schema, now or datetime.datetime.now(datetime.UTC),
+                                settings)
     target = write_result(root, submission.connection, submission.name, result,
                           submission.trace_id)
     accepted = result.status == "Complete" and result.rows_accepted > 0
+    if not (accepted and deliver_to):
+        plain.unlink(missing_ok=True)  # nothing will hand it on
     if not store.mark_checked(claim, result, deliver_to if accepted else None):
         log.info("the claim on %s was lost; another processor records it", submission.name)
         return None
     return Checked(submission.connection, submission.name, result, target.name)
+
+
+def decrypted_path(root: Path, connection: str, trace_id: str) -> Path:
+    """Where the plain text of an encrypted file is kept until it is handed on:
+    in the landing area's internal folder, which no partner sees."""
+    return root / connection / INTERNAL_DIR / DECRYPTED_DIR / trace_id
+
+
+def decrypt(source: Path, target: Path, private_key: str) -> Path:
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pgp.decrypt_file(source, target, private_key)
+    return target
+
+
+def not_decrypted(why: str) -> CheckResult:
+    error = CheckError(None, "", "validation", "not_decrypted", why)
+    return CheckResult(status="Failed", rows_accepted=0, rows_rejected=0, error_count=1,
+                       errors=(error,), failure=error)
 
 
 def write_result(root: Path, connection: str, name: str, result: CheckResult,

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ...api.compat import pgp_credential_name
 from ...api.connection import DEFAULT_SCHEDULE, ConnectionSpec
 from ...clock import now_rfc3339
 from ...planning import jobs as job_plan
@@ -29,7 +30,12 @@ from ...planning.conditions import (
 from ...planning.config import OperatorConfig
 from ...planning.objects import owner_reference
 from ...planning.readiness import listener_verdict, transfer_prerequisite
-from ...planning.status import credential_verdict, encryption_verdict, validate_connection
+from ...planning.status import (
+    credential_verdict,
+    encryption_verdict,
+    pgp_verdict,
+    validate_connection,
+)
 from ..announcements import Announcer
 from ..caches import Caches
 from ..coalescer import Coalescer
@@ -66,6 +72,9 @@ class ConnectionReconciler:
         credential = (credential_verdict(spec, credential_body) if spec is not None
                       else Verdict("CredentialReady", UNKNOWN, "SpecInvalid",
                                    "checked once the spec is valid"))
+        pgp_body = self._pgp_credential(namespace, spec)
+        if spec is not None and credential.ok:
+            credential = pgp_verdict(spec, pgp_body) or credential
         endpoint = None
         if spec is None or not validated.ok:
             workload = Verdict("WorkloadReady", FALSE, "SpecInvalid",
@@ -79,7 +88,10 @@ class ConnectionReconciler:
                 self.request_namespace(namespace)  # drop an account it may still have
         elif spec.platform_initiated:
             assert credential_body is not None
-            workload = await self.run(self._apply_transfer_job, body, spec, credential_body)
+            # The namespace's processor checks what its job lands (processor_sync).
+            self.request_namespace(namespace)
+            workload = await self.run(self._apply_transfer_job, body, spec, credential_body,
+                                      pgp_body)
         else:
             workload, endpoint = await self._listener_workload(body, spec, credential_body)
         verdicts = [validated, credential, workload]
@@ -123,15 +135,25 @@ class ConnectionReconciler:
         claim = self.kube.get("PersistentVolumeClaim", namespace, self.config.data_claim)
         return ((claim or {}).get("status") or {}).get("phase")
 
+    def _pgp_credential(self, namespace: str,
+                        spec: ConnectionSpec | None) -> dict[str, Any] | None:
+        name = pgp_credential_name(spec) if spec is not None else None
+        return self.caches.credentials.get((namespace, name)) if name else None
+
     def _apply_transfer_job(self, body: dict[str, Any], spec: ConnectionSpec,
-                            credential_body: dict[str, Any]) -> Verdict:
+                            credential_body: dict[str, Any],
+                            pgp_body: dict[str, Any] | None = None) -> Verdict:
         meta = body["metadata"]
         owner = owner_reference("Connection", body)
         credential_status = credential_body.get("status") or {}
         # The job lands files on the namespace's data volume: without the claim
         # its pod would stay Pending.
         self.listener_sync.ensure_data_claim(meta["namespace"])
-        self.kube.apply(job_plan.transfer_config_map(meta["namespace"], meta["name"], spec, owner))
+        # spec.pgp.encryptTo: the partner's public key goes to the job with the spec.
+        partner_key = ((pgp_body or {}).get("spec") or {}).get("publicKey") \
+            if spec.pgp is not None and spec.pgp.encrypt_to is not None else None
+        self.kube.apply(job_plan.transfer_config_map(meta["namespace"], meta["name"], spec, owner,
+                                                     pgp_public_key=partner_key))
         cronjob = self.kube.apply(job_plan.transfer_cronjob(
             meta["namespace"], meta["name"], spec, credential_status.get("secretName", ""),
             credential_status.get("username", ""), self.config, owner,

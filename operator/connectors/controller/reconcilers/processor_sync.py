@@ -4,8 +4,15 @@ sync, on the same trigger (any Connection of the namespace changed)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import ValidationError
+
+from ...api.compat import pgp_misfit
 from ...api.connection import ConnectionSpec
+from ...api.credential import CredentialSpec
 from ...api.processing import CONFIGMAP, Processed
+from ...planning import credentials as credential_plan
 from ...planning import processor as plan
 from ...planning.config import OperatorConfig
 from ..kube import Kube
@@ -20,13 +27,16 @@ class ProcessorSync:
         self.listener_sync = listener_sync
         self._active: set[str] = set()
 
-    def run(self, namespace: str, inbound: list[tuple[str, str, ConnectionSpec]]) -> None:
-        """`inbound`: (name, uid, spec) of every valid Inbound Connection."""
+    def run(self, namespace: str, inbound: list[tuple[str, str, ConnectionSpec]],
+            credentials: dict[str, dict[str, Any]] | None = None) -> None:
+        """`inbound`: (name, uid, spec) of every valid Inbound Connection;
+        `credentials`: the namespace's Credentials by name, for spec.pgp."""
         if not inbound:
             self._remove(namespace)
             return
         owned_by = [(name, uid) for name, uid, _ in inbound]
-        entries = [Processed.of(name, spec) for name, _, spec in inbound]
+        entries = [_with_key(Processed.of(name, spec), spec, credentials or {})
+                   for name, _, spec in inbound]
         table = plan.processing_table(entries)
         secrets = sorted({name for entry in entries for name in entry.secret_names()})
         self.listener_sync.ensure_data_claim(namespace)
@@ -41,3 +51,21 @@ class ProcessorSync:
         self.kube.delete("Deployment", namespace, plan.NAME)
         self.kube.delete("ConfigMap", namespace, CONFIGMAP)
         self._active.discard(namespace)
+
+
+def _with_key(entry: Processed, spec: ConnectionSpec,
+              credentials: dict[str, dict[str, Any]]) -> Processed:
+    """spec.pgp.decryptWith: the Secret of the named PGPKey Credential's key pair,
+    once the Credential fits (the Connection's conditions say when it does not)."""
+    reference = spec.pgp.decrypt_with if spec.pgp is not None else None
+    body = credentials.get(reference.name) if reference is not None else None
+    if reference is None or body is None:
+        return entry
+    try:
+        credential = CredentialSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return entry
+    if pgp_misfit(spec, credential, reference.name):
+        return entry
+    secret = credential_plan.secret_name_for(reference.name, credential)
+    return entry.model_copy(update={"decrypt_with": secret})
