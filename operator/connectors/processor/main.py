@@ -23,10 +23,14 @@ from types import FrameType
 
 from pydantic import ValidationError
 
+from .. import logs
 from ..api.processing import Processed, ProcessingTable
 from ..events import kubernetes_api_client
+from ..metrics import processor as processor_metrics
+from ..metrics.server import PROCESSOR_METRICS_PORT, add_metrics_options, serve_metrics
 from ..options import env_option
 from ..submissions import CheckSettings, SubmissionStore, schema_for, store_path
+from . import observe
 from .discover import Discovery
 from .report import KubernetesReporter, LoggingReporter, SubmissionReporter
 from .work import Checked, process
@@ -51,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="how long a claim holds before another processor may take the file")
     option("--log-level", env="CONNECTORS_LOG_LEVEL", default="info",
            choices=["debug", "info", "warning", "error"], help="log level")
+    logs.add_log_format_option(parser)
+    add_metrics_options(parser, PROCESSOR_METRICS_PORT)
 
 
 class TableFile:
@@ -114,9 +120,11 @@ class Processor:
                     break
                 for claim in claims:
                     path = self.discovery.paths.get(claim.submission.trace_id)
+                    started = time.monotonic()
                     item = process(claim, path, schema, self.root, self.store, self.settings)
                     if item is not None:
                         checked += 1
+                        observe.checked(item, claim.submission, time.monotonic() - started)
                         self._report(item)
         return checked
 
@@ -128,8 +136,7 @@ class Processor:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format, sys.stderr)
     root = Path(args.data_root)
     path = store_path(root)
     path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -141,6 +148,14 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stopping)
 
     namespace = os.environ.get("CONNECTORS_NAMESPACE")
+    processor_metrics.configure(namespace)
+    logs.set_audit_defaults(namespace=namespace)
+    try:
+        metrics_server = serve_metrics(args)
+    except OSError as err:
+        log.error("cannot serve metrics on %s:%d: %s", args.metrics_address, args.metrics_port,
+                  err.strerror or type(err).__name__)
+        return 2
     api_client = kubernetes_api_client() if namespace else None
     reporter: SubmissionReporter = (KubernetesReporter(namespace, api_client)
                                     if namespace and api_client is not None
@@ -164,4 +179,6 @@ def run(args: argparse.Namespace) -> int:
                 # processor: the next pass tries again.
                 log.exception("processing pass failed")
             stop.wait(args.poll_seconds)
+    if metrics_server is not None:
+        metrics_server.close()
     return 0
