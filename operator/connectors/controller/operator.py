@@ -114,6 +114,7 @@ class Operator:
 
     def forget_connection(self, key: Key) -> None:
         self.connections.pop(key, None)
+        self.transfer_successes.pop(key, None)
         self.connection_reconciler.announcer.forget(key)
 
     def dependents(self, namespace: str, credential: str) -> list[Key]:
@@ -134,10 +135,18 @@ class Operator:
         complete = any(c.get("type") == "Complete" and c.get("status") == "True"
                        for c in status.get("conditions") or [])
         finished = parse_time(status.get("completionTime")) if complete else None
-        if finished is None:
-            return
-        key = (job["metadata"]["namespace"], connection)
-        self.transfer_successes[key] = max(self.transfer_successes.get(key, 0.0), finished)
+        self._remember_success((job["metadata"]["namespace"], connection), finished)
+
+    def note_connection(self, key: Key, body: dict[str, Any]) -> None:
+        """A Connection as watched: a successful status.lastTransfer is remembered,
+        so that the next one, failed, does not hide when transfers last worked."""
+        last = (body.get("status") or {}).get("lastTransfer") or {}
+        if last.get("outcome") == "Succeeded":
+            self._remember_success(key, parse_time(last.get("time")))
+
+    def _remember_success(self, key: Key, finished: float | None) -> None:
+        if finished is not None:
+            self.transfer_successes[key] = max(self.transfer_successes.get(key, 0.0), finished)
 
     # --- the queues' work -------------------------------------------------------------
 
