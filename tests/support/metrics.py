@@ -35,3 +35,20 @@ def label_values(samples: Samples, prefix: str) -> set[str]:
     """Every label value of the series whose names start with `prefix`."""
     return {value for (name, labels) in samples if name.startswith(prefix)
             for _, value in labels}
+
+
+def defined_names() -> set[str]:
+    """Every sample name the three kinds of process can expose (a counter's
+    `_total`, a histogram's `_bucket`, `_sum` and `_count`), from their
+    definitions: what a dashboard or an alert may query."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from connectors.metrics import listener, operator, processor
+
+    families = [family for module in (listener, operator, processor)
+                for value in vars(module).values() if isinstance(value, MetricWrapperBase)
+                for family in value.describe()]
+    families += list(operator.ConnectionsCollector(list).describe())
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                "gauge": ("",)}
+    return {family.name + suffix for family in families for suffix in suffixes[family.type]}
