@@ -9,6 +9,7 @@ import ftplib
 import hashlib
 import io
 import json
+import smtplib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from tests.integration.listeners.listener_harness import (
     listener_fixture,
     wait_until,
 )
+from tests.integration.listeners.smtp_support import ADDRESS, DOMAIN, SENDER, message
+from tests.integration.listeners.smtp_support import close as smtp_close
+from tests.integration.listeners.smtp_support import connect as smtp_connect
 from tests.integration.listeners.test_listener_sftp import paramiko_client
 from tests.support import secrets as secret_scan
 from tests.support.metrics import Samples, label_values, scrape, total
@@ -215,3 +219,54 @@ def test_json_audit_log_of_logins_and_an_upload(workspace: Workspace) -> None:
             if len(part) >= 8:
                 secret_scan.assert_absent(part, text, "the listener's JSON log")
         assert hash_password(PASSWORD) != account_hash  # salted: the test above is meaningful
+
+
+def test_smtp_metrics_count_messages_per_connection(workspace: Workspace) -> None:
+    """Port 25, as a partner's mail server delivers: one message accepted with two
+    attachments, one refused for an attachment outside filenamePattern."""
+    generator, port = metrics_listener(workspace, "smtp", "--domain", DOMAIN)
+    for listener in generator:
+        client = smtp_connect(listener.port)
+        try:
+            client.send_message(message(("report_1.csv", b"a,b\n"), ("report_2.csv", b"c\n")),
+                                from_addr=SENDER, to_addrs=[ADDRESS])
+            with pytest.raises(smtplib.SMTPDataError):
+                client.send_message(message(("other.txt", b"x\n")), from_addr=SENDER,
+                                    to_addrs=[ADDRESS])
+        finally:
+            smtp_close(client)
+        samples = listener_metrics(port)
+        where = {"namespace": NAMESPACE, "connection": "acme-mail", "protocol": "smtp"}
+        assert total(samples, "connectors_listener_emails_total", result="accepted",
+                     **where) == 1
+        assert total(samples, "connectors_listener_emails_total", result="refused",
+                     reason="pattern_mismatch", **where) == 1
+        assert total(samples, "connectors_listener_emails_total") == 2
+        assert total(samples, "connectors_listener_files_landed_total", **where) == 2
+        assert total(samples, "connectors_listener_received_bytes_total", **where) == 6
+        assert total(samples, "connectors_listener_landing_seconds_count", protocol="smtp") == 2
+        assert total(samples, "connectors_listener_uploads_total") == 0
+        assert total(samples, "connectors_listener_logins_total") == 0  # no login on port 25
+        assert_bounded_labels(samples, "report_1.csv", "other.txt", "127.0.0.1", SENDER)
+
+
+def test_sftp_downloads_are_counted_with_their_bytes(workspace: Workspace) -> None:
+    home = workspace.home("globex-reports")
+    home.mkdir(parents=True)
+    (home / "report_1.csv").write_bytes(b"r1\n" * 1000)
+    generator, port = metrics_listener(workspace, "sftp")
+    where = {"namespace": NAMESPACE, "connection": "globex-reports", "protocol": "sftp"}
+    for listener in generator:
+        client = paramiko_client(listener, "globex", PASSWORD)
+        try:
+            got = io.BytesIO()
+            client.open_sftp().getfo("report_1.csv", got)
+        finally:
+            client.close()
+        assert got.getvalue() == b"r1\n" * 1000
+        wait_until(lambda: total(listener_metrics(port), "connectors_listener_downloads_total",
+                                 **where) == 1, message="the download to be counted")
+        samples = listener_metrics(port)
+        assert total(samples, "connectors_listener_sent_bytes_total", **where) == 3000
+        assert total(samples, "connectors_listener_uploads_total") == 0
+        assert_bounded_labels(samples, "report_1.csv", "127.0.0.1")
