@@ -5,7 +5,8 @@
 # `swaks --tls`), dovecot
 # (IMAP server), Lua 5.1 with dkjson (to run the Argo CD health check in
 # deploy/argocd/ as Argo CD's gopher-lua does) and GnuPG. Needs root (as on CI) or sudo; skips
-# what is present.
+# what is present. Prometheus is unpacked too, for its promtool: the chart's
+# alert rules are checked and unit-tested with it (no Prometheus server runs).
 #
 # proftpd (FTP, FTPS and its own SFTP, mod_sftp, in proftpd-mod-crypto) and
 # pure-ftpd conflict with vsftpd as Debian packages (each provides ftp-server),
@@ -21,7 +22,7 @@ packages=(openssh-client openssh-server openssh-sftp-server lftp curl swaks msmt
   gnupg
   # libraries proftpd and pure-ftpd need, installed as usual
   libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libsodium23 libidn2-0)
-unpacked=(proftpd-core proftpd-mod-crypto pure-ftpd)
+unpacked=(proftpd-core proftpd-mod-crypto pure-ftpd prometheus)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()
@@ -46,7 +47,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >/dev/null
   [ -z "$added_policy" ] || $sudo rm -f "$policy"
 fi
-if [ ! -x "$SERVERS/usr/sbin/proftpd" ] || [ ! -x "$SERVERS/usr/sbin/pure-ftpd" ]; then
+if [ ! -x "$SERVERS/usr/sbin/proftpd" ] || [ ! -x "$SERVERS/usr/sbin/pure-ftpd" ] \
+    || [ ! -x "$SERVERS/usr/bin/promtool" ]; then
   echo "install-deps: unpacking ${unpacked[*]} into $SERVERS" >&2
   [ -n "$updated" ] || $sudo apt-get update -qq
   work=$(mktemp -d)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -21,9 +22,15 @@ import pytest
 import yaml
 from kubernetes import client
 
+from connectors.api.accounts import AccountTable
 from connectors.controller.main import add_arguments, operator_config
+from connectors.planning import listeners as listener_plan
+from connectors.planning import processor as processor_plan
+from connectors.planning.accounts import AccountPlan
+from connectors.planning.config import OperatorConfig
 from tests.conftest import Cluster
 from tests.integration import operator_scenarios as scenarios
+from tests.support.metrics import defined_names
 from tests.support.operator import OperatorProcess, wait_until_watching
 from tests.support.wait import eventually
 
@@ -185,3 +192,131 @@ def test_exposure_values_reach_the_operators_settings(helm: str) -> None:
     assert config.listener_external_traffic_policy == "Local"
     assert config.listener_replicas == 2
     assert config.data_access_mode == "ReadWriteOnce"
+
+
+METRIC_NAME = re.compile(r"\bconnectors_[a-z_]+\b")
+MONITORING = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def test_metrics_by_default_share_the_liveness_port_and_nothing_else_renders(helm: str) -> None:
+    docs = render(helm)
+    assert not [d for d in docs if d["kind"] in MONITORING]
+    assert not [d for d in docs if d["kind"] == "ConfigMap"
+                and "grafana_dashboard" in d["metadata"].get("labels", {})]
+    container = operator_container(docs)
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["CONNECTORS_METRICS_PORT"], env["CONNECTORS_WORKLOAD_METRICS"],
+            env["CONNECTORS_LOG_FORMAT"]) == ("8080", "true", "text")
+    [service] = [d for d in docs if d["kind"] == "Service"]
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+
+
+def test_metrics_off_keeps_the_health_port_only(helm: str) -> None:
+    docs = render(helm, "metrics.enabled=false", "metrics.serviceMonitor.enabled=true")
+    assert not [d for d in docs if d["kind"] in MONITORING or d["kind"] == "Service"]
+    container = operator_container(docs)
+    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["CONNECTORS_METRICS_PORT"], env["CONNECTORS_WORKLOAD_METRICS"]) == ("0", "false")
+
+
+def test_monitoring_objects_render_when_enabled_and_fit_what_they_select(helm: str) -> None:
+    docs = render(helm, "metrics.serviceMonitor.enabled=true",
+                  "metrics.serviceMonitor.labels.release=prometheus",
+                  "metrics.podMonitor.enabled=true", "metrics.dashboard.enabled=true",
+                  "metrics.prometheusRule.enabled=true",
+                  "metrics.prometheusRule.transferOverdueMinSeconds=3600")
+    by_kind = {d["kind"]: d for d in docs if d["kind"] in MONITORING}
+    assert set(by_kind) == MONITORING
+    [service] = [d for d in docs if d["kind"] == "Service"]
+    monitor = by_kind["ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+    # The Service reaches the operator's pod and its port named metrics.
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert service["spec"]["selector"].items() <= \
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+
+    # The PodMonitor selects the pods the operator plans, by their port named metrics.
+    pods = by_kind["PodMonitor"]["spec"]
+    assert pods["namespaceSelector"] == {"any": True}
+    config = OperatorConfig()
+    for planned in (listener_plan.listener_deployment(
+                        "ns", "sftp", config, AccountPlan(AccountTable(), [], {})),
+                    processor_plan.processor_deployment("ns", config, [])):
+        template = planned["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        assert pods["selector"]["matchLabels"].items() <= labels.items()
+        [expression] = pods["selector"]["matchExpressions"]
+        assert labels[expression["key"]] in expression["values"]
+        ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        assert pods["podMetricsEndpoints"][0]["port"] in ports
+
+    [dashboard] = [d for d in docs if d["kind"] == "ConfigMap"
+                   and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    shipped = json.loads((CHART / "dashboards" / "connectors.json").read_text())
+    assert json.loads(dashboard["data"]["connectors.json"]) == shipped
+    queries = [t["expr"] for p in shipped["panels"] for t in p.get("targets", [])]
+    assert len(queries) >= 20
+    rules = by_kind["PrometheusRule"]["spec"]["groups"][0]["rules"]
+    assert [r["alert"] for r in rules] == ["ConnectorsConnectionNotReady",
+                                           "ConnectorsTransferOverdue", "ConnectorsBanStorm"]
+    assert rules[0]["for"] == "15m"
+    assert "3600" in rules[1]["expr"]
+    # Every metric a panel or an alert reads is one the processes define.
+    used = {name for text in [*queries, *(r["expr"] for r in rules)]
+            for name in METRIC_NAME.findall(text)}
+    assert used - defined_names() == set()
+    assert {n.split("_")[1] for n in used} == {"operator", "listener", "processor"}
+
+
+@pytest.mark.parametrize(("value", "path"), [
+    ("metrics.port=9090", "/metrics/port"),
+    ("metrics.prometheusRule.notReadyFor=soon", "/metrics/prometheusRule/notReadyFor"),
+    ("metrics.serviceMonitor.scrape=true", "/metrics/serviceMonitor"),
+    ("operator.logFormat=xml", "/operator/logFormat"),
+])
+def test_values_schema_refuses_bad_metrics_values(helm: str, value: str, path: str) -> None:
+    result = subprocess.run([helm, "template", "x", str(CHART), "--kube-version", "v1.36.3",
+                             "--set", value], text=True, capture_output=True, check=False)
+    assert result.returncode != 0
+    assert path in result.stderr
+
+
+def test_log_format_and_metrics_values_reach_the_operators_settings(helm: str) -> None:
+    env = operator_env(render(helm, "operator.logFormat=json", "metrics.enabled=false"))
+    args = parsed_operator_args(env)
+    assert (args.log_format, args.metrics_port) == ("json", 0)
+    config = operator_config(args)
+    assert (config.log_format, config.workload_metrics) == ("json", False)
+    args = parsed_operator_args(operator_env(render(helm, "metrics.port=9100")))
+    assert (args.metrics_port, operator_config(args).workload_metrics) == (9100, True)
+
+
+def operator_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in operator_container(docs)["env"] if "value" in e}
+
+
+def parsed_operator_args(env: dict[str, str]) -> argparse.Namespace:
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)  # the defaults come from the environment
+        return parser.parse_args([])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -55,7 +55,7 @@ class Running:
         self.log = log
         self.process = subprocess.Popen(
             [sys.executable, "-m", "connectors", "process", "--data-root", str(root),
-             "--table", str(table), "--poll-seconds", "0.2", *extra],
+             "--table", str(table), "--poll-seconds", "0.2", "--metrics-port", "0", *extra],
             stdout=subprocess.DEVNULL, stderr=log.open("ab"),
             env=env or {k: v for k, v in os.environ.items() if k != "CONNECTORS_NAMESPACE"})
 

@@ -80,7 +80,8 @@ def test_encrypted_files_are_decrypted_checked_and_refused_when_not_for_us(
         decrypt_with="acme-pgp-credential")]).render())
     process = subprocess.Popen(
         [sys.executable, "-m", "connectors", "process", "--data-root", str(root), "--table",
-         str(table), "--poll-seconds", "0.2", "--sinks-secrets", str(tmp_path / "secrets")],
+         str(table), "--poll-seconds", "0.2", "--sinks-secrets", str(tmp_path / "secrets"),
+         "--metrics-port", "0"],
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "processor.log").open("ab"),
         env={k: v for k, v in os.environ.items() if k != "CONNECTORS_NAMESPACE"})
     home = root / CONNECTION

@@ -27,6 +27,8 @@ class OperatorProcess:
         # nothing sends through it on a control plane without a node.
         argv = [sys.executable, "-m", "connectors.cli", "run", "--standalone",
                 "--resync-seconds", "30", "--smtp-relay", "relay.platform.example:25",
+                # No metrics unless a test asks (a later --metrics-port wins).
+                "--metrics-port", "0",
                 *self.extra]
         for namespace in self.namespaces:
             argv += ["--namespace", namespace]

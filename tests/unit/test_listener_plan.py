@@ -170,7 +170,7 @@ def test_smtp_service_maps_25_and_587_onto_the_listeners_high_ports() -> None:
     assert ports == {"smtp": (25, 2525), "submission": (587, 2587)}
     deployment = plan.listener_deployment("ns", "smtp", OperatorConfig(), EMPTY)
     served = {p["name"]: p["containerPort"] for p in container(deployment)["ports"]}  # type: ignore[index, union-attr]
-    assert served == {"smtp": 2525, "submission": 2587}
+    assert served == {"smtp": 2525, "submission": 2587, "metrics": 9090}
     env = env_of(deployment)
     assert env["CONNECTORS_LISTEN_PORT"] == "2525"
     assert env["CONNECTORS_SUBMISSION_PORT"] == "2587"
@@ -181,13 +181,29 @@ def test_smtp_service_maps_25_and_587_onto_the_listeners_high_ports() -> None:
     assert "CONNECTORS_SUBMISSION_PORT" not in env_of(ftp)
 
 
+def test_listeners_serve_metrics_unless_turned_off() -> None:
+    on = plan.listener_deployment("ns", "sftp", OperatorConfig(log_format="json"), EMPTY)
+    template = on["spec"]["template"]  # type: ignore[index]
+    assert template["metadata"]["annotations"] == {  # type: ignore[index]
+        "prometheus.io/scrape": "true", "prometheus.io/port": "9090",
+        "prometheus.io/path": "/metrics"}
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container(on)["ports"]  # type: ignore[index, union-attr, operator]
+    assert env_of(on)["CONNECTORS_METRICS_PORT"] == "9090"
+    assert env_of(on)["CONNECTORS_LOG_FORMAT"] == "json"
+    off = plan.listener_deployment("ns", "sftp", OperatorConfig(workload_metrics=False), EMPTY)
+    assert "annotations" not in off["spec"]["template"]["metadata"]  # type: ignore[index, operator]
+    assert [p["name"] for p in container(off)["ports"]] == ["sftp"]  # type: ignore[index, union-attr]
+    assert env_of(off)["CONNECTORS_METRICS_PORT"] == "0"
+    assert env_of(off)["CONNECTORS_LOG_FORMAT"] == "text"
+
+
 def test_submission_can_be_turned_off() -> None:
     config = OperatorConfig(smtp_submission=False)
     service = plan.listener_service("ns", "smtp", config, EMPTY)
     assert [p["name"] for p in service["spec"]["ports"]] == ["smtp"]
     deployment = plan.listener_deployment("ns", "smtp", config, EMPTY)
     assert env_of(deployment)["CONNECTORS_SUBMISSION_PORT"] == "0"
-    assert [p["name"] for p in container(deployment)["ports"]] == ["smtp"]  # type: ignore[index, union-attr]
+    assert [p["name"] for p in container(deployment)["ports"]] == ["smtp", "metrics"]  # type: ignore[index, union-attr]
     shown = plan.endpoint("ns", "mail", email_spec(), "user", config, None)
     assert "submissionPort" not in shown
 

@@ -12,9 +12,13 @@ from typing import Any
 
 import kopf
 
+from .. import logs
 from ..api.common import GROUP, VERSION
+from ..metrics.operator import ConnectionsCollector, register_connections
+from ..metrics.server import OPERATOR_METRICS_PORT, add_metrics_options
 from ..options import env_option, env_value
 from ..planning.config import OperatorConfig
+from .endpoints import Endpoints, shared_liveness_path
 from .kube import Kube, load_api_client
 from .operator import Operator
 from .peering import Peering
@@ -114,6 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            type=float, default=OperatorConfig.submission_retention_days,
            help="how long the submission history keeps a checked file")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    logs.add_log_format_option(parser)
+    add_metrics_options(parser, OPERATOR_METRICS_PORT)
+    option("--workload-metrics", env="CONNECTORS_WORKLOAD_METRICS", choices=["true", "false"],
+           default="true", help="listeners and processors serve metrics (ports "
+                                "9090 and 9091, named `metrics`)")
 
 
 def operator_config(args: argparse.Namespace) -> OperatorConfig:
@@ -147,7 +156,9 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
                           listener_external_traffic_policy=(
                               args.listener_external_traffic_policy or None),
                           listener_replicas=args.listener_replicas,
-                          submission_retention_days=args.submission_retention_days)
+                          submission_retention_days=args.submission_retention_days,
+                          workload_metrics=args.workload_metrics == "true",
+                          log_format=args.log_format)
 
 
 def parse_pairs(text: str, flag: str, names: tuple[str, ...],
@@ -206,6 +217,9 @@ def build(args: argparse.Namespace) -> tuple[kopf.OperatorRegistry, Operator]:
                         resync_seconds=args.resync_seconds)
     registry = kopf.OperatorRegistry()
     register(registry, operator)
+    # The Connections' gauges, read from the cache at each scrape.
+    register_connections(ConnectionsCollector(lambda: list(operator.connections.values()),
+                                              operator.transfer_successes))
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -253,8 +267,7 @@ def connection_info(kube: Kube) -> kopf.ConnectionInfo:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
     # kopf reports every handler call at INFO; the reconcilers log what matters.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.kubeconfig:
@@ -275,11 +288,30 @@ def run(args: argparse.Namespace) -> int:
     log.info("watching %s for %s/%s, %s", ", ".join(watched) if watched else "all namespaces",
              GROUP, VERSION,
              "standalone" if peering.standalone else f"peering as {args.peering}")
-    asyncio.run(kopf.operator(
-        registry=registry,
-        settings=settings,
-        clusterwide=not watched,
-        namespaces=watched,
-        liveness_endpoint=args.liveness,
-    ))
+    # With metrics on the liveness endpoint's port, both are served here.
+    shared = shared_liveness_path(args.liveness, args.metrics_port)
+    endpoints = (Endpoints(args.metrics_address, args.metrics_port, shared)
+                 if args.metrics_port else None)
+
+    async def main() -> None:
+        if endpoints is not None:
+            try:
+                await endpoints.start()
+            except OSError as err:
+                log.error("cannot serve metrics on %s:%d: %s", args.metrics_address,
+                          args.metrics_port, err.strerror or type(err).__name__)
+                raise SystemExit(2) from None
+        try:
+            await kopf.operator(
+                registry=registry,
+                settings=settings,
+                clusterwide=not watched,
+                namespaces=watched,
+                liveness_endpoint=None if shared else args.liveness,
+            )
+        finally:
+            if endpoints is not None:
+                await endpoints.stop()
+
+    asyncio.run(main())
     return 0

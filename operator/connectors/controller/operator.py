@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
+from ..metrics import operator as metrics
+from ..metrics.operator import parse_time
 from ..planning.config import OperatorConfig
 from ..planning.status import validate_connection
 from .caches import Caches, Key
@@ -51,11 +54,17 @@ class Operator:
         self.namespace_syncs: Coalescer[SyncResult] = Coalescer(self._sync_namespace)
         self.connection_queue = WorkQueue("Connection", self._reconcile_connection, workers)
         self.credential_queue = WorkQueue("Credential", self._reconcile_credential, workers)
-        self.namespace_queue = WorkQueue("listeners of namespace", self._namespace_work, 2)
+        self.namespace_queue = WorkQueue("listeners of namespace", self._namespace_work, 2,
+                                         kind="Namespace")
         self.connection_reconciler = ConnectionReconciler(
             kube, config, self.caches, self.listener_sync, self.namespace_syncs,
             self.namespace_queue.add, self.run)
         self.job_results = JobResults(kube, self.caches)
+        # When the latest successful transfer Job of each Connection completed
+        # (epoch seconds), for the metrics: a failed run replaces
+        # status.lastTransfer, not this. Finished Jobs are listed again at a
+        # restart (the CronJob keeps the last three successful ones).
+        self.transfer_successes: dict[Key, float] = {}
         self._resync: asyncio.Task[None] | None = None
 
     # The caches, as the watch handlers name them.
@@ -105,13 +114,39 @@ class Operator:
 
     def forget_connection(self, key: Key) -> None:
         self.connections.pop(key, None)
+        self.transfer_successes.pop(key, None)
         self.connection_reconciler.announcer.forget(key)
 
     def dependents(self, namespace: str, credential: str) -> list[Key]:
         return self.caches.dependents(namespace, credential)
 
     def record_job(self, job: dict[str, Any], connection: str) -> None:
-        self.job_results.record_job(job, connection)
+        self._note_success(job, connection)
+        started = time.monotonic()
+        try:
+            self.job_results.record_job(job, connection)
+        except Exception:
+            metrics.reconciled("Job", time.monotonic() - started, ok=False)
+            raise
+        metrics.reconciled("Job", time.monotonic() - started, ok=True)
+
+    def _note_success(self, job: dict[str, Any], connection: str) -> None:
+        status = job.get("status") or {}
+        complete = any(c.get("type") == "Complete" and c.get("status") == "True"
+                       for c in status.get("conditions") or [])
+        finished = parse_time(status.get("completionTime")) if complete else None
+        self._remember_success((job["metadata"]["namespace"], connection), finished)
+
+    def note_connection(self, key: Key, body: dict[str, Any]) -> None:
+        """A Connection as watched: a successful status.lastTransfer is remembered,
+        so that the next one, failed, does not hide when transfers last worked."""
+        last = (body.get("status") or {}).get("lastTransfer") or {}
+        if last.get("outcome") == "Succeeded":
+            self._remember_success(key, parse_time(last.get("time")))
+
+    def _remember_success(self, key: Key, finished: float | None) -> None:
+        if finished is not None:
+            self.transfer_successes[key] = max(self.transfer_successes.get(key, 0.0), finished)
 
     # --- the queues' work -------------------------------------------------------------
 

@@ -88,6 +88,7 @@ class Watches:
             return
         before = op.connections.get(key)
         op.connections[key] = body
+        op.note_connection(key, body)
         if spec_changed(event_type, before, body):
             op.connection_queue.add(key)
 

@@ -4,6 +4,9 @@ kopf's event handlers only say "this key may need work"; the queue coalesces
 repeated keys, never runs one key twice at once, retries failures with
 exponential backoff, and the periodic resync re-adds every key, so drift
 (a child deleted by hand, a missed event) is repaired whatever caused it.
+
+Each queue is measured under its `kind` (connectors/metrics/operator.py): its
+depth, its retries, and each reconcile's result and duration.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
+
+from ..metrics import operator as metrics
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +27,10 @@ K = TypeVar("K", bound=Hashable)
 
 class WorkQueue(Generic[K]):
     def __init__(self, name: str, work: Callable[[K], Awaitable[None]], workers: int = 8,
-                 base_delay: float = 0.5, max_delay: float = 300.0) -> None:
+                 base_delay: float = 0.5, max_delay: float = 300.0,
+                 kind: str | None = None) -> None:
         self.name = name
+        self.kind = kind or name
         self._work = work
         self._workers = workers
         self._base_delay = base_delay
@@ -35,7 +43,13 @@ class WorkQueue(Generic[K]):
         self._tasks: list[asyncio.Task[None]] = []
         self.processed = 0
 
+    @property
+    def depth(self) -> int:
+        """Keys waiting: queued, or to run again once their running reconcile ends."""
+        return len(self._queued) + len(self._dirty)
+
     def start(self) -> None:
+        metrics.queue_depth(self.kind, lambda: self.depth)
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self._workers)]
 
     async def stop(self) -> None:
@@ -58,11 +72,14 @@ class WorkQueue(Generic[K]):
             key = await self._queue.get()
             self._queued.discard(key)
             self._running.add(key)
+            started = time.monotonic()
             try:
                 await self._work(key)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                metrics.reconciled(self.kind, time.monotonic() - started, ok=False)
+                metrics.retried(self.kind)
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(self._max_delay, self._base_delay * 2 ** (failures - 1))
@@ -71,6 +88,7 @@ class WorkQueue(Generic[K]):
                             self.name, key, failures, delay, _describe(error))
                 self.add_after(key, delay)
             else:
+                metrics.reconciled(self.kind, time.monotonic() - started, ok=True)
                 self._failures.pop(key, None)
                 self.processed += 1
             finally:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import logs
 from ..errors import describe
 from ..landing.area import LandingArea
 from ..options import env_flag, env_option
@@ -95,6 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                "that limits open files")
     env_option(parser, "--backoff", env="CONNECTORS_BACKOFF", type=float, default=2.0,
                help="seconds before the first retry, doubled each time")
+    logs.add_log_format_option(parser)
 
 
 @dataclass(frozen=True)
@@ -308,11 +310,7 @@ def run(args: argparse.Namespace) -> int:
     # 4 and later require it) that import cost about 0.1 s of every run.
     if "invoke" not in sys.modules:
         sys.modules["invoke"] = None  # type: ignore[assignment]
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(logging.INFO, args.log_format, sys.stderr)
     if not args.connection:
         print(
             "connectors transfer: --connection (or CONNECTORS_CONNECTION) is required",
@@ -336,10 +334,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for message in summary.errors:
             log.error("%s", redact(message))
-        line = render(summary.to_dict())
+        outcome = summary.to_dict()
+        line = render(outcome)
         print(line, flush=True)
         write_termination_log(args.termination_log, line)
+        audit_run(args, outcome)
     return EXIT_OK if summary.succeeded else EXIT_FAILED
+
+
+def audit_run(args: argparse.Namespace, outcome: dict[str, Any]) -> None:
+    """The run as one audit event; its message is the summary's, secrets redacted."""
+    succeeded = outcome["outcome"] == "Succeeded"
+    logs.audit("transfer", logging.INFO if succeeded else logging.WARNING,
+               result=outcome["outcome"], namespace=args.namespace,
+               connection=outcome["connection"], files=outcome["files"],
+               bytes=outcome["bytes"], skipped=outcome["skipped"], failed=outcome["failed"],
+               duration_seconds=outcome["durationSeconds"],
+               reason=str(outcome.get("message") or "")[:256])
 
 
 __all__ = ["add_arguments", "run"]

@@ -46,6 +46,9 @@ class Verdict:
     rejected: tuple[str, ...] = field(default=())
     """The attachments that made the message ignored: sanitised names that did
     not match the pattern, and refused names as ASCII literals (ascii())."""
+    code: str = ""
+    """The reason as one bounded word, for metrics: too_many_parts, bad_name,
+    pattern_mismatch, no_attachment or duplicate_name."""
 
     @property
     def is_accepted(self) -> bool:
@@ -112,7 +115,8 @@ def select_attachments(message: Message | EmailMessage, pattern: str | None,
                        max_parts: int = MAX_PARTS) -> Verdict:
     """Applies the product's attachment rules to one parsed message."""
     if count_parts(message) > max_parts:
-        return Verdict(reason=f"too many MIME parts: the message has more than {max_parts}")
+        return Verdict(reason=f"too many MIME parts: the message has more than {max_parts}",
+                       code="too_many_parts")
     accepted: list[Attachment] = []
     ignored: list[str] = []
     refused: list[tuple[str, str]] = []  # (name as an ASCII literal, why)
@@ -146,6 +150,7 @@ def select_attachments(message: Message | EmailMessage, pattern: str | None,
             rejected=tuple(label for label, _ in refused) + tuple(unmatched),
             reason="attachment name refused: "
             + "; ".join(f"{why}: {_shown(label)}" for label, why in refused[:3]),
+            code="bad_name",
         )
     if unmatched:
         listed = ", ".join(unmatched[:5])
@@ -153,10 +158,13 @@ def select_attachments(message: Message | EmailMessage, pattern: str | None,
             ignored=tuple(ignored),
             rejected=tuple(unmatched),
             reason=f"attachments not matching filenamePattern {pattern!r}: {listed}",
+            code="pattern_mismatch",
         )
     if not accepted:
-        return Verdict(ignored=tuple(ignored), reason="the message has no attachment to accept")
+        return Verdict(ignored=tuple(ignored), reason="the message has no attachment to accept",
+                       code="no_attachment")
     names = [a.name for a in accepted]
     if len(set(names)) != len(names):
-        return Verdict(reason="the message has two attachments with the same name")
+        return Verdict(reason="the message has two attachments with the same name",
+                       code="duplicate_name")
     return Verdict(accepted=tuple(accepted), ignored=tuple(ignored))

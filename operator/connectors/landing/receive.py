@@ -27,6 +27,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,11 @@ _FLUSHER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="landing-flush")
 # that would abort a dropped upload are daemons that die with the process.
 _RECEIVING: set[LandingFile] = set()
 _RECEIVING_LOCK = threading.Lock()
+
+# Told, for each file landed alone (commit: the listeners), the seconds from
+# the end of its data (its first sync) to its landing: the listener's landing
+# latency metric (listeners/main.py sets it; None: nobody asks).
+landing_observer: Callable[[float], None] | None = None
 
 
 def landing_area(data_root: Path, account: Account) -> LandingArea:
@@ -119,6 +125,8 @@ class LandingFile:
         self._flushing: Future[None] | None = None
         self._gather_bytes = gather_bytes
         self._gathered = bytearray()
+        # When the data ended: the first sync (monotonic seconds).
+        self._data_ended: float | None = None
 
     @property
     def temp(self) -> Path:
@@ -212,6 +220,8 @@ class LandingFile:
         """Everything written and hashed; the worker idle."""
         if self._fd is None:
             raise ValueError("file already closed")
+        if self._data_ended is None:
+            self._data_ended = time.monotonic()
         self._write_gathered()
         self._wait_for_flush()
         if self._in_order:
@@ -243,7 +253,11 @@ class LandingFile:
             raise
         # land() fsyncs again through its own handle; the data is already on
         # disk, so the second fsync is cheap.
-        return self.area.land(self.temp, self.name, size, digest)
+        receipt = self.area.land(self.temp, self.name, size, digest)
+        observer = landing_observer
+        if observer is not None and self._data_ended is not None:
+            observer(time.monotonic() - self._data_ended)
+        return receipt
 
     def finish(self, mtime: float | None = None) -> Received:
         """Closes the file, written and hashed but not synced, for a batch to

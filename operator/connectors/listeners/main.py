@@ -18,6 +18,8 @@ behind a Service, expose the passive range and set the masquerade address to
 the Service's external address. Set
 CONNECTORS_NAMESPACE (downward API) to report transfers to the Connections; the
 service account then needs `patch` on connections/status and `create` on events.
+Metrics are served on `--metrics-port` (9090; connectors/metrics/listener.py);
+every login, transfer, refusal and ban is an audit event (connectors/logs.py).
 """
 
 from __future__ import annotations
@@ -34,13 +36,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from connectors import logs
 from connectors.events import kubernetes_api_client
+from connectors.landing import receive
 from connectors.landing.receive import discard_unfinished, landing_area
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender, DefenderSettings
 from connectors.listeners.core.report import TransferReporter, reporter_from_environment
 from connectors.listeners.core.state import StateReporter, state_reporter_from_environment
 from connectors.listeners.core.tls import CertificateReloader
+from connectors.metrics import listener as listener_metrics
+from connectors.metrics.server import LISTENER_METRICS_PORT, add_metrics_options, serve_metrics
 from connectors.options import env_flag, env_option
 from connectors.ports import (
     LISTENER_CONTAINER_PORTS,
@@ -117,6 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option("--accounts-poll-seconds", env="CONNECTORS_ACCOUNTS_POLL_SECONDS", type=float,
            default=2.0, help="how often the account table is re-read")
     option("--log-level", env="CONNECTORS_LOG_LEVEL", default="INFO", help="log level")
+    logs.add_log_format_option(parser)
+    add_metrics_options(parser, LISTENER_METRICS_PORT)
 
 
 @dataclass
@@ -185,8 +193,7 @@ def on_termination(stop: Callable[[], None]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format, sys.stderr)
     # paramiko logs every negotiation step at INFO; keep its warnings only.
     logging.getLogger("paramiko").setLevel(logging.WARNING)
     # A kubelet tcpSocket probe connects and hangs up without a word, every few
@@ -200,6 +207,24 @@ def run(args: argparse.Namespace) -> int:
     if args.require_tls and not args.tls_cert_file:
         log.error("--require-tls needs --tls-cert-file and --tls-key-file")
         return 2
+    namespace = os.environ.get("CONNECTORS_NAMESPACE", "")
+    listener_metrics.configure(namespace)
+    logs.set_audit_defaults(namespace=namespace)
+    receive.landing_observer = functools.partial(listener_metrics.landing_time, args.protocol)
+    try:
+        metrics_server = serve_metrics(args)
+    except OSError as err:
+        log.error("cannot serve metrics on %s:%d: %s", args.metrics_address, args.metrics_port,
+                  err.strerror or type(err).__name__)
+        return 2
+    try:
+        return serve(args)
+    finally:
+        if metrics_server is not None:
+            metrics_server.close()
+
+
+def serve(args: argparse.Namespace) -> int:
     common = build_common(args)
     # An upload that wrote nothing for the idle timeout has been dropped: its
     # temporary file goes, at start and then every few minutes.

@@ -99,6 +99,10 @@ class OperatorConfig:
     # How long the submission history keeps a checked file (the processor purges).
     submission_retention_days: float = 90.0
     smtp_from: str | None = None
+    # Listeners and processors serve Prometheus metrics on their port named
+    # `metrics` (connectors/metrics/server.py), and log as the operator does.
+    workload_metrics: bool = True
+    log_format: str = "text"
     cpu_request: str = "50m"
     memory_request: str = "64Mi"
     cpu_limit: str = "1"

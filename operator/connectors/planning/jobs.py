@@ -98,6 +98,7 @@ def transfer_env(connection: str, spec: ConnectionSpec, username: str,
         # The login name is not secret, and a Secret a third party issued may not hold it.
         {"name": "CONNECTORS_USERNAME", "value": username},
         {"name": "CONNECTORS_DATA_ROOT", "value": "/data"},
+        {"name": "CONNECTORS_LOG_FORMAT", "value": config.log_format},
     ]
     if encrypts(spec):
         env.append({"name": "CONNECTORS_PGP_PUBLIC_KEY",

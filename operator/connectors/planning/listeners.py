@@ -14,6 +14,7 @@ from typing import Any
 
 from ..api.accounts import secret_name
 from ..api.connection import ConnectionSpec
+from ..ports import LISTENER_METRICS_PORT
 from .accounts import AccountPlan, owner_references
 from .config import LABEL_LISTENER, OperatorConfig
 from .objects import (
@@ -21,9 +22,12 @@ from .objects import (
     container_security_context,
     data_volume,
     image_pull_secrets,
+    metrics_annotations,
+    metrics_ports,
     pod_security_context,
     resources,
     tmp_volume,
+    workload_env,
 )
 from .readiness import STATE_CONFIGMAP
 
@@ -116,6 +120,7 @@ def _listener_args(protocol: str, config: OperatorConfig) -> tuple[list[str], li
         # Where the pod reports the account table it serves (readiness.py).
         {"name": "CONNECTORS_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "CONNECTORS_STATE_CONFIGMAP", "value": STATE_CONFIGMAP},
+        *workload_env(config, LISTENER_METRICS_PORT),
     ]
     if protocol == "sftp":
         env.append({"name": "CONNECTORS_HOST_KEY_FILE", "value": f"{HOST_KEY_DIR}/{HOST_KEY_FILE}"})
@@ -153,7 +158,7 @@ def _container_ports(protocol: str, config: OperatorConfig) -> list[dict[str, An
     if protocol == "smtp" and config.smtp_submission:
         ports.append({"name": "submission", "containerPort": config.ports["submission"].container,
                       "protocol": "TCP"})
-    return ports
+    return ports + metrics_ports(config, LISTENER_METRICS_PORT)
 
 
 def _service_port(name: str, config: OperatorConfig) -> dict[str, Any]:
@@ -205,7 +210,8 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
             "replicas": config.listener_replicas,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels,
+                             **metrics_annotations(config, LISTENER_METRICS_PORT)},
                 "spec": {
                     "serviceAccountName": config.listener_service_account,
                     **image_pull_secrets(config),

@@ -99,3 +99,28 @@ def image_pull_secrets(config: OperatorConfig) -> dict[str, Any]:
     if not config.image_pull_secrets:
         return {}
     return {"imagePullSecrets": [{"name": name} for name in config.image_pull_secrets]}
+
+
+def workload_env(config: OperatorConfig, metrics_port: int) -> list[dict[str, Any]]:
+    """A listener's or processor's metrics port (0: none) and log format."""
+    return [
+        {"name": "CONNECTORS_METRICS_PORT",
+         "value": str(metrics_port if config.workload_metrics else 0)},
+        {"name": "CONNECTORS_LOG_FORMAT", "value": config.log_format},
+    ]
+
+
+def metrics_ports(config: OperatorConfig, metrics_port: int) -> list[dict[str, Any]]:
+    """The container port `metrics`, which a PodMonitor names."""
+    if not config.workload_metrics:
+        return []
+    return [{"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"}]
+
+
+def metrics_annotations(config: OperatorConfig, metrics_port: int) -> dict[str, Any]:
+    """Pod template metadata for a Prometheus that discovers pods by annotation."""
+    if not config.workload_metrics:
+        return {}
+    return {"annotations": {"prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(metrics_port),
+                            "prometheus.io/path": "/metrics"}}

@@ -12,15 +12,19 @@ from typing import Any
 
 from ..api.common import API_VERSION
 from ..api.processing import CONFIGMAP, KEY, Processed, ProcessingTable
+from ..ports import PROCESSOR_METRICS_PORT
 from .config import OperatorConfig
 from .objects import (
     base_labels,
     container_security_context,
     data_volume,
     image_pull_secrets,
+    metrics_annotations,
+    metrics_ports,
     pod_security_context,
     resources,
     tmp_volume,
+    workload_env,
 )
 
 NAME = "connectors-processor"
@@ -69,6 +73,7 @@ def processor_deployment(namespace: str, config: OperatorConfig,
         {"name": "CONNECTORS_DATA_ROOT", "value": "/data"},
         {"name": "CONNECTORS_PROCESSING_FILE", "value": f"{TABLE_DIR}/{KEY}"},
         {"name": "CONNECTORS_RETENTION_DAYS", "value": str(config.submission_retention_days)},
+        *workload_env(config, PROCESSOR_METRICS_PORT),
     ]
     # Replies with results to Email partners go through the platform's relay.
     if config.smtp_relay:
@@ -86,7 +91,8 @@ def processor_deployment(namespace: str, config: OperatorConfig,
             "replicas": 1,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels,
+                             **metrics_annotations(config, PROCESSOR_METRICS_PORT)},
                 "spec": {
                     # The listeners' identity: patch connections/status, post events.
                     "serviceAccountName": config.listener_service_account,
@@ -104,6 +110,7 @@ def processor_deployment(namespace: str, config: OperatorConfig,
                         "imagePullPolicy": config.image_pull_policy,
                         "args": ["process"],
                         "env": env,
+                        **_ports(config),
                         "volumeMounts": [
                             {"name": "table", "mountPath": TABLE_DIR, "readOnly": True},
                             {"name": "data", "mountPath": "/data"},
@@ -117,6 +124,11 @@ def processor_deployment(namespace: str, config: OperatorConfig,
             },
         },
     }
+
+
+def _ports(config: OperatorConfig) -> dict[str, Any]:
+    ports = metrics_ports(config, PROCESSOR_METRICS_PORT)
+    return {"ports": ports} if ports else {}
 
 
 def processing_table(connections: list[Processed]) -> ProcessingTable:

@@ -26,13 +26,17 @@ from types import FrameType
 
 from pydantic import ValidationError
 
+from .. import logs
 from ..api.processing import Processed, ProcessingTable
 from ..events import kubernetes_api_client
+from ..metrics import processor as processor_metrics
+from ..metrics.server import PROCESSOR_METRICS_PORT, add_metrics_options, serve_metrics
 from ..options import env_option
 from ..planning.credentials import PGP_PRIVATE_KEY
 from ..sinks import SECRETS_ROOT, SecretFiles, sink_id
 from ..submissions import CheckSettings, Claim, SubmissionStore, schema_for, store_path
 from ..submissions.store import RETENTION_DAYS
+from . import observe
 from .deliveries import Deliverer
 from .discover import Discovery
 from .replies import Relay, answer
@@ -67,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 "those of spec.submissions.deliverTo and spec.pgp.decryptWith's key pair")
     option("--log-level", env="CONNECTORS_LOG_LEVEL", default="info",
            choices=["debug", "info", "warning", "error"], help="log level")
+    logs.add_log_format_option(parser)
+    add_metrics_options(parser, PROCESSOR_METRICS_PORT)
 
 
 class TableFile:
@@ -137,6 +143,7 @@ class Processor:
                 for claim in claims:
                     path = self.discovery.paths.get(claim.submission.trace_id)
                     self._holding(claim)
+                    started = time.monotonic()
                     try:
                         item = process(claim, path, schema, self.root, self.store,
                                        self.settings,
@@ -147,6 +154,7 @@ class Processor:
                     if item is None:
                         break  # given back: the next pass tries again, not this loop
                     checked += 1
+                    observe.checked(item, claim.submission, time.monotonic() - started)
                     self._report(self._answer(item, entry, claim.submission.trace_id))
         return checked
 
@@ -180,8 +188,7 @@ class Processor:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format, sys.stderr)
     root = Path(args.data_root)
     path = store_path(root)
     path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -193,6 +200,14 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stopping)
 
     namespace = os.environ.get("CONNECTORS_NAMESPACE")
+    processor_metrics.configure(namespace)
+    logs.set_audit_defaults(namespace=namespace)
+    try:
+        metrics_server = serve_metrics(args)
+    except OSError as err:
+        log.error("cannot serve metrics on %s:%d: %s", args.metrics_address, args.metrics_port,
+                  err.strerror or type(err).__name__)
+        return 2
     reporter = _reporter(namespace)
     heartbeat = Heartbeat(path, args.lease_seconds)
     with SubmissionStore(path) as store:
@@ -226,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
             stop.wait(args.poll_seconds)
         deliverer.close()
     heartbeat.close()
+    if metrics_server is not None:
+        metrics_server.close()
     return 0
 
 

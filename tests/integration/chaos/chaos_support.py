@@ -92,6 +92,7 @@ class RestartingListener:
             "--accounts-file", str(self.workspace.accounts_file),
             "--data-root", str(self.workspace.data),
             "--host-key-file", str(self.workspace.host_key),
+            "--metrics-port", "0",
             *self.extra,
         ]
 

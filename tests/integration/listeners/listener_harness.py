@@ -142,6 +142,9 @@ def start_listener(workspace: Workspace, protocol: str, *extra: str,
         "--data-root", str(workspace.data),
         "--host-key-file", str(workspace.host_key),
         "--accounts-poll-seconds", "0.5",
+        # No metrics unless a test asks (a later --metrics-port wins): the
+        # default port would be one for every listener of the machine.
+        "--metrics-port", "0",
         *extra,
     ]
     if protocol == "smtp" and "--submission-port" not in extra:

@@ -73,7 +73,8 @@ def run_processor(workspace: Workspace, relay_port: int, *entries: Processed
     return subprocess.Popen(
         [sys.executable, "-m", "connectors", "process", "--data-root", str(workspace.data),
          "--table", str(table), "--poll-seconds", "0.2",
-         "--smtp-relay", f"127.0.0.1:{relay_port}", "--smtp-from", "results@platform.example"],
+         "--smtp-relay", f"127.0.0.1:{relay_port}", "--smtp-from", "results@platform.example",
+         "--metrics-port", "0"],
         stdout=subprocess.DEVNULL, stderr=(workspace.root / "processor.log").open("ab"),
         env={k: v for k, v in os.environ.items() if k != "CONNECTORS_NAMESPACE"})
 

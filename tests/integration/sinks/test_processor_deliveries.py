@@ -77,7 +77,7 @@ def test_accepted_files_reach_the_webhook_and_the_bucket_once(
     land(root, CONNECTION, "conversions_empty.csv", b"")  # Failed: goes nowhere
     command = [sys.executable, "-m", "connectors", "process", "--data-root", str(root),
                "--table", str(table), "--poll-seconds", "0.2",
-               "--sinks-secrets", str(secrets(tmp_path, seaweedfs))]
+               "--sinks-secrets", str(secrets(tmp_path, seaweedfs)), "--metrics-port", "0"]
     env = {k: v for k, v in os.environ.items() if k != "CONNECTORS_NAMESPACE"}
     log = (tmp_path / "processor.log").open("ab")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)

@@ -43,6 +43,8 @@ class AccountsFile:
         self._raw: bytes | None = None
         self._accounts: list[Account] = []
         self._logins: dict[str, Login] = {}
+        # Usernames whose Connections are all suspended: no login, but known.
+        self._suspended: frozenset[str] = frozenset()
         # Connection name, lower case as mail addresses compare -> its account.
         self._by_connection: dict[str, Account] = {}
         self._stop = threading.Event()
@@ -80,6 +82,7 @@ class AccountsFile:
         # the new table, never a half-built one.
         self._accounts = usable
         self._logins = {name: login for name, login in logins.items() if login is not None}
+        self._suspended = frozenset(name for name, login in logins.items() if login is None)
         self._by_connection = {a.connection.lower(): a for a in usable}
         log.info("account table loaded: %d accounts, %d logins", len(usable), len(self._logins))
         if self.on_load is not None:
@@ -89,6 +92,11 @@ class AccountsFile:
     def lookup(self, username: str) -> Login | None:
         """The login, or None if unknown or all its Connections are suspended."""
         return self._logins.get(username)
+
+    def why_no_login(self, username: str) -> str:
+        """Why `lookup` found no login, for the metrics and the audit log (never
+        for the partner, who is told the same for both): suspended or unknown_user."""
+        return "suspended" if username in self._suspended else "unknown_user"
 
     def recipient(self, connection: str) -> Account | None:
         """The account of the Connection named so (any case), or None if unknown

@@ -10,15 +10,16 @@ from pathlib import Path
 
 from connectors.api.accounts import Account
 from connectors.landing.area import remove_if_unchanged
-from connectors.listeners.core.report import TransferReporter, report_sent
+from connectors.listeners.core.report import NO_PEER, Peer, TransferReporter, report_sent
 
 log = logging.getLogger(__name__)
 
 
 def finish_download(reporter: TransferReporter, account: Account, protocol: str,
-                    path: Path, size: int, inode: tuple[int, int]) -> None:
+                    path: Path, size: int, inode: tuple[int, int],
+                    peer: Peer = NO_PEER) -> None:
     """`inode` is (device, inode) of the file as it was opened."""
-    report_sent(reporter, account, protocol, path.name, size)
+    report_sent(reporter, account, protocol, path.name, size, peer)
     if not account.delete_after_download:
         return
     try:

@@ -15,6 +15,10 @@ the same thing on every protocol. The sequence has two steps on purpose:
    admits when the first channel opens, never on the key check itself.
    Otherwise anyone holding a partner's public key could fill the partner's
    session slots and wipe its failure count without ever signing.
+
+Every outcome is counted (connectors_listener_logins_total by result) and
+written as one audit event; the partner is told the same words for an
+unknown name, a suspended one and a wrong password, whatever the log says.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from connectors.api.credential import KEY_TYPES
 from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.places import Login
+from connectors.logs import audit
+from connectors.metrics import listener as metrics
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +94,7 @@ class Admission:
 
     def release(self) -> None:
         self.gate.sessions.release(self.login.username)
+        metrics.session_closed(self.protocol)
 
 
 class LoginGate:
@@ -110,14 +117,20 @@ class LoginGate:
         if self.defender.banned(address, username):
             log.info("login refused protocol=%s user=%r address=%s: banned",
                      self.protocol, username, address)
+            self._failed("banned", address, username)
             return None
         login = self.accounts.lookup(username)  # None when unknown or suspended
         if login is None or not verify_password(password, login.password_hash):
             log.info("login failed protocol=%s user=%r address=%s: wrong user or password",
                      self.protocol, username, address)
+            self._failed("bad_password" if login is not None
+                         else self.accounts.why_no_login(username), address, username)
             if self.defender.failure(address, username):
                 log.warning("banning address=%s user=%r after repeated failed logins",
                             address, username)
+                metrics.ban(self.protocol)
+                audit("ban", logging.WARNING, protocol=self.protocol, user=username,
+                      remote_address=address, reason="repeated failed logins")
             return None
         return login
 
@@ -125,20 +138,40 @@ class LoginGate:
         """The login when `blob` is one of its keys. Not a login by itself:
         the caller admits only after the key's signature was checked."""
         if self.defender.banned(address, username):
+            self._failed("banned", address, username)
             return None
         login = self.accounts.lookup(username)  # None when unknown or suspended
-        if login is None or blob not in key_blobs(login.authorized_keys):
+        if login is None:
+            self._failed(self.accounts.why_no_login(username), address, username)
+            return None
+        if blob not in key_blobs(login.authorized_keys):
+            # Clients offer each key they hold in turn: one of these per key
+            # that is not the partner's, even before a good one.
+            self._failed("bad_key", address, username)
             return None
         return login
+
+    def _failed(self, result: str, address: str, username: str) -> None:
+        metrics.login(self.protocol, result)
+        audit("login", result=result, protocol=self.protocol, user=username,
+              remote_address=address)
 
     def admit(self, address: str, login: Login) -> Admission | None:
         """Takes a session slot for a complete login; None when the login
         already has its maximum of sessions."""
+        connections = ",".join(login.connections)
         if not self.sessions.acquire(login.username, self.max_sessions):
             log.warning("login refused protocol=%s user=%r address=%s: too many sessions",
                         self.protocol, login.username, address)
+            metrics.login(self.protocol, "too_many_sessions")
+            audit("login", result="too_many_sessions", protocol=self.protocol,
+                  connection=connections, user=login.username, remote_address=address)
             return None
         self.defender.success(address, login.username)
         log.info("login protocol=%s user=%r connections=%s address=%s",
-                 self.protocol, login.username, ",".join(login.connections), address)
+                 self.protocol, login.username, connections, address)
+        metrics.login(self.protocol, "success")
+        metrics.session_opened(self.protocol)
+        audit("login", result="success", protocol=self.protocol, connection=connections,
+              user=login.username, remote_address=address)
         return Admission(login, address, self.protocol, self)

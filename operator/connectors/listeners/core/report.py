@@ -5,6 +5,10 @@ in a cluster (env CONNECTORS_NAMESPACE and a Kubernetes config) it merge-patches
 `status.lastTransfer` of the Connection and posts a Normal Event; elsewhere it logs.
 Either way the reporter is wrapped in `BackgroundReporter`, because a Kubernetes
 call can take seconds and pyftpdlib serves every session from one thread.
+
+`report_landed`, `report_refused` and `report_sent` are also where a transfer
+is counted (connectors/metrics/listener.py) and written to the audit log
+(connectors/logs.py), once for the three protocols.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from connectors.api.accounts import Account
 from connectors.api.connection import LastTransfer
 from connectors.events import ConnectionEvents
 from connectors.landing.area import Receipt, now_rfc3339
+from connectors.logs import audit
+from connectors.metrics import listener as metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,18 @@ class TransferRecord:
         if self.refused:
             return "TransferRefused"
         return "FilesSent" if self.direction == "sent" else "FilesReceived"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who transferred, for the audit log: the client's address and login name
+    (no name for a mail server delivering on port 25, which does not log in)."""
+
+    address: str = ""
+    user: str = ""
+
+
+NO_PEER = Peer()
 
 
 class TransferReporter(Protocol):
@@ -181,19 +199,33 @@ def record_for(
 
 
 def report_landed(
-    reporter: TransferReporter, account: Account, protocol: str, receipts: list[Receipt]
+    reporter: TransferReporter, account: Account, protocol: str, receipts: list[Receipt],
+    peer: Peer = NO_PEER,
 ) -> None:
+    email = protocol == "smtp"
     for receipt in receipts:
         log.info("landed connection=%s name=%s bytes=%d sha256=%s trace=%s",
                  account.connection, receipt.name, receipt.size, receipt.sha256,
                  receipt.trace_id)
+        audit("email" if email else "upload", result="accepted" if email else "landed",
+              protocol=protocol, connection=account.connection, user=peer.user,
+              remote_address=peer.address, file=receipt.name, size=receipt.size,
+              sha256=receipt.sha256, trace_id=receipt.trace_id)
+    metrics.landed(account.connection, protocol, len(receipts), sum(r.size for r in receipts))
     reporter.report(record_for(account, protocol, receipts))
 
 
 def report_refused(
-    reporter: TransferReporter, account: Account, protocol: str, reason: str
+    reporter: TransferReporter, account: Account, protocol: str, reason: str,
+    code: str = "refused", peer: Peer = NO_PEER, file: str = "",
 ) -> None:
+    """`reason` in words (events, the log); `code` the same as one bounded word
+    (the metrics' `reason` label, the audit event's `reason`)."""
     log.info("refused connection=%s protocol=%s: %s", account.connection, protocol, reason)
+    audit("email" if protocol == "smtp" else "upload", result="refused", protocol=protocol,
+          connection=account.connection, user=peer.user, remote_address=peer.address,
+          file=file, reason=code)
+    metrics.refused(account.connection, protocol, code)
     reporter.report(TransferRecord(
         connection=account.connection, protocol=protocol, files=0, bytes=0,
         outcome="Failed", message=reason,
@@ -201,12 +233,15 @@ def report_refused(
 
 
 def report_sent(
-    reporter: TransferReporter, account: Account, protocol: str, name: str, size: int
+    reporter: TransferReporter, account: Account, protocol: str, name: str, size: int,
+    peer: Peer = NO_PEER,
 ) -> None:
     """A partner downloaded a whole file (Outbound Pull)."""
     log.info("downloaded connection=%s name=%s bytes=%d", account.connection, name, size)
+    audit("download", result="sent", protocol=protocol, connection=account.connection,
+          user=peer.user, remote_address=peer.address, file=name, size=size)
+    metrics.sent(account.connection, protocol, size)
     reporter.report(TransferRecord(
         connection=account.connection, protocol=protocol, files=1, bytes=size,
         outcome="Succeeded", names=(name,), direction="sent",
     ))
-

@@ -18,19 +18,38 @@ from connectors.api.accounts import Account
 from connectors.landing.area import is_hidden, is_reserved, matches_pattern, name_refusal
 
 
-def upload_refusal(account: Account, name: str) -> str | None:
+class Refusal(str):
+    """A refusal in words (what the partner and the events are told), with
+    `code`: the same as one bounded word, which the metrics count by."""
+
+    code: str
+
+    def __new__(cls, text: str, code: str) -> Refusal:
+        refusal = super().__new__(cls, text)
+        refusal.code = code
+        return refusal
+
+
+def refusal_code(reason: str) -> str:
+    """The code of a Refusal; "refused" for words without one."""
+    return reason.code if isinstance(reason, Refusal) else "refused"
+
+
+def upload_refusal(account: Account, name: str) -> Refusal | None:
     """Why `name` may not be uploaded by `account`, or None when it may."""
     if "upload" not in account.permissions:
-        return "this account may not upload files"
+        return Refusal("this account may not upload files", "no_permission")
     reason = name_refusal(name)
     if reason is not None:
-        return reason
+        return Refusal(reason, "bad_name")
     if is_hidden(name):
-        return "names starting with '.' are reserved"
+        return Refusal("names starting with '.' are reserved", "hidden_name")
     if is_reserved(name):
-        return "receipt_ and result_ files are written by the platform, not uploaded"
+        return Refusal("receipt_ and result_ files are written by the platform, not uploaded",
+                       "reserved_name")
     if not matches_pattern(name, account.filename_pattern):
-        return f"{name!r} does not match the filename pattern {account.filename_pattern!r}"
+        return Refusal(f"{name!r} does not match the filename pattern "
+                       f"{account.filename_pattern!r}", "pattern_mismatch")
     return None
 
 

@@ -224,7 +224,8 @@ class Settlement:
             self.control.respond("451 The file could not be stored.")
             return
         self.control.landed.add(os.path.realpath(self.upload.landing.area.home / receipt.name))
-        report_landed(self.control.reporter, self.upload.account, "ftp", [receipt])
+        report_landed(self.control.reporter, self.upload.account, "ftp", [receipt],
+                      self.control.peer)
         self.control.respond("226 Transfer complete.")
 
     def _failed(self) -> None:

@@ -221,7 +221,8 @@ class PartnerFS(AbstractedFS):  # type: ignore[misc]
         if reason is not None:
             log.info("upload refused user=%r name=%r: %s", place.account.username, name, reason)
             report_refused(self.cmd_channel.reporter, place.account, "ftp",
-                           f"upload of {name!r} refused: {reason}")
+                           f"upload of {name!r} refused: {reason}", reason.code,
+                           self.cmd_channel.peer, name)
             raise FilesystemError(reason[0].upper() + reason[1:])
         return FtpUpload(LandingFile(place.area, name), place.account)
 

@@ -32,7 +32,7 @@ from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.downloads import finish_download
 from connectors.listeners.core.login_gate import Admission, LoginGate
 from connectors.listeners.core.places import PartnerView
-from connectors.listeners.core.report import TransferReporter
+from connectors.listeners.core.report import Peer, TransferReporter
 from connectors.listeners.core.tls import pyopenssl_server_context
 from connectors.listeners.ftp.auth import AccountAuthorizer
 from connectors.listeners.ftp.data import (
@@ -96,6 +96,12 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
         # Files this session landed: MFMT may set their times.
         self.landed: set[str] = set()
 
+    @property
+    def peer(self) -> Peer:
+        """Who this session is, for the audit log."""
+        user = self.admission.login.username if self.admission is not None else ""
+        return Peer(str(self.remote_ip), user)
+
     def handle(self) -> None:
         if self.defender.banned(str(self.remote_ip)):
             self.respond("421 Too many failed logins; try again later.")
@@ -150,7 +156,7 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
         if sending is None or sending.path != file:
             return
         finish_download(self.reporter, sending.account, "ftp", Path(file), sending.size,
-                        sending.inode)
+                        sending.inode, self.peer)
 
     def on_logout(self, username: str) -> None:
         self._release()

@@ -19,8 +19,20 @@ from connectors.landing.receive import LandingFile
 from connectors.listeners.core.downloads import finish_download
 from connectors.listeners.core.jail import PathRefused, normalize
 from connectors.listeners.core.places import PartnerView, Place
-from connectors.listeners.core.report import TransferReporter, report_landed, report_refused
-from connectors.listeners.core.rules import may_list, may_read, may_see, upload_refusal
+from connectors.listeners.core.report import (
+    Peer,
+    TransferReporter,
+    report_landed,
+    report_refused,
+)
+from connectors.listeners.core.rules import (
+    Refusal,
+    may_list,
+    may_read,
+    may_see,
+    refusal_code,
+    upload_refusal,
+)
 from connectors.listeners.sftp.auth import Session
 from connectors.listeners.sftp.protocol import (
     MAX_READ,
@@ -152,6 +164,11 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
     def reporter(self) -> TransferReporter:
         return self.session.context.reporter
 
+    @property
+    def peer(self) -> Peer:
+        """Who this session is, for the audit log."""
+        return Peer(self.session.address, self.view.login.username)
+
     def _real(self, path: str) -> tuple[Place, Path]:
         """The place and real path of a partner path, refused like a missing
         file unless the partner may see every part of it (rules.py)."""
@@ -185,7 +202,7 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
         remove the file, unless the platform replaced it meanwhile (another
         inode under the same name is a new file the partner has not seen)."""
         finish_download(self.reporter, handle.account, "sftp", handle.path, handle.size,
-                        handle.inode)
+                        handle.inode, self.peer)
 
     def _open_upload(self, path: str, flags: int) -> paramiko.SFTPHandle:
         try:
@@ -198,11 +215,13 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
         name = rest[0] if len(rest) == 1 else ""
         reason = upload_refusal(place.account, name)
         if reason is None and flags & os.O_APPEND:
-            reason = "appending and resuming are not supported: uploads land whole"
+            reason = Refusal("appending and resuming are not supported: uploads land whole",
+                             "append")
         if reason is not None:
             log.info("upload refused user=%r path=%r: %s", place.account.username, path, reason)
             report_refused(self.reporter, place.account, "sftp",
-                           f"upload of {path!r} refused: {reason}")
+                           f"upload of {path!r} refused: {reason}", refusal_code(reason),
+                           self.peer, name)
             raise Refused(SFTP_PERMISSION_DENIED, reason)
         return UploadHandle(LandingFile(place.area, name), place, place.virtual_path(name))
 
@@ -212,7 +231,7 @@ class PartnerFilesystem(paramiko.SFTPServerInterface):
         if handle.times is not None:
             with contextlib.suppress(OSError):
                 os.utime(handle.place.area.home / receipt.name, handle.times)
-        report_landed(self.reporter, handle.place.account, "sftp", [receipt])
+        report_landed(self.reporter, handle.place.account, "sftp", [receipt], self.peer)
 
     def list_folder(self, path: str) -> list[paramiko.SFTPAttributes] | int:
         try:

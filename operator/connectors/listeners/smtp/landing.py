@@ -27,8 +27,14 @@ from connectors.landing.area import LandingArea, Receipt, fsync_dir, receipt_nam
 from connectors.landing.attachments import MAX_PARTS, Attachment, select_attachments
 from connectors.landing.mail_origin import MailOrigin, write_origin
 from connectors.landing.receive import LandingFile, landing_area
-from connectors.listeners.core.report import TransferReporter, report_landed, report_refused
-from connectors.listeners.core.rules import upload_refusal
+from connectors.listeners.core.report import (
+    NO_PEER,
+    Peer,
+    TransferReporter,
+    report_landed,
+    report_refused,
+)
+from connectors.listeners.core.rules import Refusal, upload_refusal
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +59,15 @@ def parse_message(content: bytes) -> EmailMessage:
 
 
 def refusal_of(account: Account, message: EmailMessage, max_parts: int) -> tuple[
-        list[Attachment], str | None]:
+        list[Attachment], Refusal | None]:
     """The attachments to land for `account`, or the reason the message is ignored."""
     verdict = select_attachments(message, account.filename_pattern, max_parts)
     if not verdict.is_accepted:
-        return [], verdict.reason or "refused"
+        return [], Refusal(verdict.reason or "refused", verdict.code or "refused")
     for attachment in verdict.accepted:
         reason = upload_refusal(account, attachment.name)
         if reason is not None:
-            return [], f"attachment {attachment.name!r}: {reason}"
+            return [], Refusal(f"attachment {attachment.name!r}: {reason}", reason.code)
     return list(verdict.accepted), None
 
 
@@ -146,13 +152,14 @@ class Inbox:
         self.max_parts = max_parts
 
     def receive(self, recipients: Sequence[Account], content: bytes,
-                sender: str = "") -> list[Receipt]:
+                sender: str = "", peer: Peer = NO_PEER) -> list[Receipt]:
         """Lands the message's attachments for every recipient; raises
         MessageRefused, or OSError when they could not be stored (then none of
         them is, for any recipient). `sender`: the envelope's MAIL FROM, kept
-        for a reply with the results (landing/mail_origin.py)."""
+        for a reply with the results (landing/mail_origin.py); `peer` is who
+        sent it, for the audit log."""
         message = parse_message(content)
-        deliveries = [self._delivery(account, message, several=len(recipients) > 1)
+        deliveries = [self._delivery(account, message, len(recipients) > 1, peer)
                       for account in recipients]
         for delivery in deliveries:
             delivery.area.ensure()
@@ -160,13 +167,15 @@ class Inbox:
         if sender:
             note_origins(deliveries, receipts, message, sender)
         for delivery, landed in zip(deliveries, receipts, strict=True):
-            report_landed(self.reporter, delivery.account, "smtp", landed)
+            report_landed(self.reporter, delivery.account, "smtp", landed, peer)
         return [receipt for landed in receipts for receipt in landed]
 
-    def _delivery(self, account: Account, message: EmailMessage, several: bool) -> Delivery:
+    def _delivery(self, account: Account, message: EmailMessage, several: bool,
+                  peer: Peer = NO_PEER) -> Delivery:
         wanted, reason = refusal_of(account, message, self.max_parts)
         if reason is not None:
-            report_refused(self.reporter, account, "smtp", f"message ignored: {reason}")
+            report_refused(self.reporter, account, "smtp", f"message ignored: {reason}",
+                           reason.code, peer)
             # With several recipients, the sender needs to know whose rule it broke.
             raise MessageRefused(f"{account.connection}: {reason}" if several else reason)
         return Delivery(account, landing_area(self.data_root, account), wanted)

@@ -55,7 +55,7 @@ from connectors.listeners.core.accounts_file import AccountsFile
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.login_gate import Admission, LoginGate
 from connectors.listeners.core.places import Login
-from connectors.listeners.core.report import TransferReporter, report_refused
+from connectors.listeners.core.report import Peer, TransferReporter, report_refused
 from connectors.listeners.core.tls import CertificateReloader
 from connectors.listeners.smtp.landing import Inbox, MessageRefused
 from connectors.listeners.smtp.policy import (
@@ -175,11 +175,12 @@ class _Landing:
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
 
-    async def land(self, recipients: list[Account], content: bytes, sender: str) -> str:
+    async def land(self, recipients: list[Account], content: bytes, sender: str,
+                   peer: Peer) -> str:
         loop = asyncio.get_running_loop()
         try:
             receipts = await loop.run_in_executor(None, self.inbox.receive, recipients,
-                                                  content, sender)
+                                                  content, sender, peer)
         except MessageRefused as refused:
             return reply_text(f"550 5.7.1 Message ignored: {refused}")
         except OSError as err:
@@ -232,7 +233,8 @@ class MailExchangeHandler(_Landing):
                 # engineer sees why as a Warning event (aggregated by the reporter).
                 report_refused(self.inbox.reporter, account, "smtp",
                                f"mail from {sender!r} refused: not one of the Connection's "
-                               "email.allowedSenders")
+                               "email.allowedSenders", "sender_not_allowed",
+                               Peer(_peer_address(session)))
             return refusal
         if address not in envelope.rcpt_tos:
             envelope.rcpt_tos.append(address)
@@ -248,7 +250,7 @@ class MailExchangeHandler(_Landing):
                 return RECIPIENT_CHANGED
             recipients[account.connection] = account
         return await self.land(list(recipients.values()), envelope.original_content or b"",
-                               envelope.mail_from or "")
+                               envelope.mail_from or "", Peer(_peer_address(session)))
 
 
 class SubmissionHandler(_Landing):
@@ -300,7 +302,8 @@ class SubmissionHandler(_Landing):
                 return RECIPIENT_CHANGED  # suspended or removed since RCPT
             recipients[account.connection] = account
         return await self.land(list(recipients.values()), envelope.original_content or b"",
-                               envelope.mail_from or "")
+                               envelope.mail_from or "",
+                               Peer(_peer_address(session), login.username))
 
 
 class ListenerController(Controller):
