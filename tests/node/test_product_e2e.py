@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import http.server
 import io
 import json
 import os
@@ -34,6 +35,13 @@ import pytest
 
 from connectors.devcluster import NodeCluster
 from connectors.ports import LISTENER_CONTAINER_PORTS
+from tests.integration.sinks.conftest import (  # noqa: F401 - fixtures
+    Receiver,
+    SeaweedFS,
+    bucket,
+    seaweedfs,
+)
+from tests.integration.sinks.conftest import _handler as receiver_handler
 from tests.integration.transfer.transfer_servers import (  # noqa: F401 - fixtures
     CuttingProxy,
     Sshd,
@@ -350,6 +358,83 @@ def test_an_upload_is_checked_and_answered_in_the_partner_s_folder(
         capture_output=True, text=True, timeout=120, check=False)
     assert listed.returncode == 0, listed.stderr
     assert "conversions_checked.csv" in listed.stdout
+
+
+def test_accepted_uploads_reach_the_webhook_and_the_bucket_once(
+        product: Product, partners: str, tmp_path: Path,
+        seaweedfs: SeaweedFS,  # noqa: F811
+        bucket: str) -> None:  # noqa: F811
+    """spec.submissions.deliverTo from the processor pod: a CloudEvents receiver
+    and a SeaweedFS bucket on the host, reached through the node's address, each
+    get an accepted upload exactly once, and status says so."""
+    ip = product.cluster.node_ip
+    receiver = Receiver(f"http://{ip}:0/events")
+    server = http.server.ThreadingHTTPServer((ip, 0), receiver_handler(receiver))
+    receiver.url = f"http://{ip}:{server.server_address[1]}/events"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    relay = CuttingProxy(int(seaweedfs.endpoint.rsplit(":", 1)[1]), limit=0,
+                         cut_connections=0, listen=ip)
+    try:
+        product.kubectl("apply", "-n", partners, "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "List", "items": [
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bucket-key"},
+                 "stringData": {"accessKeyId": seaweedfs.admin.access_key_id,
+                                "secretAccessKey": seaweedfs.admin.secret_access_key}},
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook-key"},
+                 "stringData": {"hmac-key": "e2e-signing-key"}}]}))
+        product.kubectl("patch", "connection", "acme-conversions", "-n", partners,
+                        "--type=merge", "-p", json.dumps({"spec": {"submissions": {
+                            "deliverTo": [
+                                {"webhook": {"url": receiver.url,
+                                             "secretRef": {"name": "hook-key"}}},
+                                {"objectStore": {"endpoint": f"http://{ip}:{relay.port}",
+                                                 "bucket": bucket,
+                                                 "credentialsSecretRef": {
+                                                     "name": "bucket-key"}}}]}}}))
+
+        def processor_with_sinks() -> bool:
+            pods = json.loads(product.kubectl(
+                "get", "pods", "-n", partners, "-l", "app.kubernetes.io/component=processor",
+                "-o", "json").stdout)["items"]
+            return any(ready(p) and not p["metadata"].get("deletionTimestamp")
+                       and any((v.get("secret") or {}).get("secretName") == "bucket-key"
+                               for v in p["spec"].get("volumes") or []) for p in pods)
+        wait_for("a processor pod with the sinks' Secrets", processor_with_sinks, timeout=180)
+
+        content = conversions_file(500, bad_lines=(7,))
+        sent = sftp_put(product, partners, "conversions_handed.csv", content, tmp_path)
+        assert sent.returncode == 0, sent.stderr
+
+        def posted() -> list[Any]:
+            return [r for r in receiver.requests
+                    if r.headers.get("ce-subject") == "conversions_handed.csv"]
+
+        def stored() -> list[str]:
+            listing = seaweedfs.client().list_objects_v2(Bucket=bucket)
+            return [o["Key"] for o in listing.get("Contents", [])
+                    if o["Key"].endswith("/conversions_handed.csv")]
+        wait_for("the webhook and the bucket to get the file",
+                 lambda: bool(posted()) and bool(stored()), timeout=180)
+        time.sleep(5)  # room for a duplicate to show up
+        [event] = posted()
+        assert event.body == content
+        assert [key.split("/")[1] for key in stored()] == [event.headers["ce-id"]]
+
+        def shown() -> list[dict[str, Any]]:
+            body = product.get("connection", partners, "acme-conversions") or {}
+            last = ((body.get("status") or {}).get("submissions") or {}).get("last") or []
+            mine = [r for r in last if r["name"] == "conversions_handed.csv"]
+            return list(mine[0].get("deliveries") or []) if mine else []
+        wait_for("status to show both deliveries",
+                 lambda: sorted(d["status"] for d in shown()) == ["Delivered", "Delivered"],
+                 timeout=60)
+    finally:
+        product.kubectl("patch", "connection", "acme-conversions", "-n", partners,
+                        "--type=json", "-p", json.dumps([
+                            {"op": "remove", "path": "/spec/submissions"}]), check=False)
+        relay.close()
+        server.shutdown()
+        server.server_close()
 
 
 def test_ftps_upload_through_the_node_port(product: Product, partners: str,
