@@ -467,3 +467,23 @@ def test_writers_and_claimers_in_separate_processes_check_every_file_exactly_onc
     # What the crasher held came back once its lease expired: a second attempt.
     assert sorted(s.id for s in everything if s.attempts == 2) == early
     assert {s.attempts for s in everything if s.id not in early} == {1}
+
+
+def test_many_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """The processor's threads, and processors, each open the store; on a new
+    database the switch to WAL answered "database is locked" to all but one,
+    without waiting for the busy timeout."""
+    import subprocess
+    import sys
+    import time as clock
+
+    path = tmp_path / "new.db"
+    start = clock.time() + 1.0
+    script = ("import sys, time; from connectors.submissions import SubmissionStore\n"
+              f"time.sleep(max(0, {start} - time.time()))\n"
+              "s = SubmissionStore(sys.argv[1]); print(s.journal_mode); s.close()")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(8)]
+    outcomes = [run.communicate(timeout=60) for run in runs]
+    assert [(out.strip(), err[-300:]) for out, err in outcomes] == [("WAL", "")] * 8

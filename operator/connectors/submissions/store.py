@@ -237,12 +237,26 @@ class SubmissionStore:
         # each begins and ends.
         self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        mode = self._db.execute(f"PRAGMA journal_mode = {_pragma_word(journal_mode)}").fetchone()
-        self.journal_mode = str(mode[0]).upper()
+        self.journal_mode = self._set_journal_mode(_pragma_word(journal_mode), busy_timeout)
         # FULL: a committed record survives a power cut; a lost one would be a
         # landed file that is never checked.
         self._db.execute("PRAGMA synchronous = FULL")
         self._migrate()
+
+    def _set_journal_mode(self, mode: str, busy_timeout: float) -> str:
+        """Switching a new database to WAL needs it to itself, and SQLite answers
+        "locked" at once, without the busy timeout, while another connection
+        opens it too (the processor's threads each open their own): try again
+        until the timeout."""
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                row = self._db.execute(f"PRAGMA journal_mode = {mode}").fetchone()
+                return str(row[0]).upper()
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def close(self) -> None:
         self._db.close()
