@@ -4,8 +4,9 @@
 # and msmtp (SMTP clients; swaks with Net::SSLeay and IO::Socket::SSL for
 # `swaks --tls`), dovecot
 # (IMAP server), and Lua 5.1 with dkjson (to run the Argo CD health check in
-# deploy/argocd/ as Argo CD's gopher-lua does). Needs root (as on CI) or sudo; skips
-# what is present.
+# deploy/argocd/ as Argo CD's gopher-lua does), and tmux (a real terminal for the
+# `connectors new` wizard's tests). Needs root (as on CI) or sudo; skips what is
+# present.
 #
 # proftpd (FTP, FTPS and its own SFTP, mod_sftp, in proftpd-mod-crypto) and
 # pure-ftpd conflict with vsftpd as Debian packages (each provides ftp-server),
@@ -15,7 +16,7 @@
 set -euo pipefail
 SERVERS=${CONNECTORS_TEST_SERVERS:-/opt/connectors-test-servers}
 packages=(openssh-client openssh-server openssh-sftp-server lftp curl swaks msmtp
-  libnet-ssleay-perl libio-socket-ssl-perl vsftpd dovecot-imapd sshpass lua5.1 lua-dkjson
+  libnet-ssleay-perl libio-socket-ssl-perl vsftpd dovecot-imapd sshpass lua5.1 lua-dkjson tmux
   # libraries proftpd and pure-ftpd need, installed as usual
   libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libsodium23 libidn2-0)
 unpacked=(proftpd-core proftpd-mod-crypto pure-ftpd)
