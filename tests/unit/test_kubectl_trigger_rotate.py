@@ -212,3 +212,53 @@ def test_what_to_send_the_partner_after_a_key_pair_rotation() -> None:
     assert nobody.next_steps() == ["no Connection of namespace team uses it yet; once one "
                                    "does, kubectl connectors handoff CONNECTION -n team "
                                    "--reveal shows it"]
+
+
+class StubCluster:
+    """The few reads `follow` makes: a Job that finishes on the third look, a
+    Connection the operator never records it in, and the Job's pods."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+
+    def job(self, namespace: str, name: str) -> dict[str, Any]:
+        self.looks += 1
+        return job(name, "Failed" if self.looks >= 3 else None)
+
+    def job_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        failed = {**SUMMARY, "outcome": "Failed", "message": "connection refused"}
+        return [pod("1", json.dumps(failed))]
+
+    def connection(self, namespace: str, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": namespace}, "status": {}}
+
+
+def test_without_the_operators_record_the_outcome_comes_from_the_pod(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from connectors.kubectl.main import follow
+
+    outcome = trigger.Outcome("acme-clicks", "team", "j1")
+    naps: list[float] = []
+    follow(StubCluster(), outcome, timeout=60, sleep=naps.append,  # type: ignore[arg-type]
+           record_wait=0)
+    assert outcome.job_state == "Failed"
+    assert outcome.source == "termination message"
+    assert outcome.last_transfer["message"] == "connection refused"
+    assert not outcome.succeeded
+    assert naps == [1.0, 1.0]
+    err = capsys.readouterr().err
+    assert "pod p-1 Pending" in err
+    assert "the operator has not recorded this run in status.lastTransfer" in err
+
+
+def test_a_job_still_running_at_the_timeout_is_one_line_and_goes_on() -> None:
+    from connectors.kubectl.cluster import PluginError
+    from connectors.kubectl.main import follow
+
+    with pytest.raises(PluginError) as caught:
+        follow(StubCluster(), trigger.Outcome("acme-clicks", "team", "j1"),  # type: ignore[arg-type]
+               timeout=0, sleep=lambda _: None)
+    assert str(caught.value) == (
+        "Job j1 has not finished after 0 s; it goes on: kubectl get job j1 -n team --watch, "
+        "or kubectl connectors status -n team once it has")
