@@ -4,9 +4,10 @@
 # and msmtp (SMTP clients; swaks with Net::SSLeay and IO::Socket::SSL for
 # `swaks --tls`), dovecot
 # (IMAP server), Lua 5.1 with dkjson (to run the Argo CD health check in
-# deploy/argocd/ as Argo CD's gopher-lua does) and GnuPG. Needs root (as on CI) or sudo; skips
-# what is present. Prometheus is unpacked too, for its promtool: the chart's
-# alert rules are checked and unit-tested with it (no Prometheus server runs).
+# deploy/argocd/ as Argo CD's gopher-lua does), GnuPG, and tmux (a real terminal for
+# the `connectors new` wizard's tests). Needs root (as on CI) or sudo; skips what is
+# present. Prometheus is unpacked too, for its promtool: the chart's alert rules are
+# checked and unit-tested with it (no Prometheus server runs).
 #
 # proftpd (FTP, FTPS and its own SFTP, mod_sftp, in proftpd-mod-crypto) and
 # pure-ftpd conflict with vsftpd as Debian packages (each provides ftp-server),
@@ -16,7 +17,7 @@
 set -euo pipefail
 SERVERS=${CONNECTORS_TEST_SERVERS:-/opt/connectors-test-servers}
 packages=(openssh-client openssh-server openssh-sftp-server lftp curl swaks msmtp
-  libnet-ssleay-perl libio-socket-ssl-perl vsftpd dovecot-imapd sshpass lua5.1 lua-dkjson
+  libnet-ssleay-perl libio-socket-ssl-perl vsftpd dovecot-imapd sshpass lua5.1 lua-dkjson tmux
   # gpg and gpg-agent: the product's OpenPGP (operator/connectors/pgp.py) and the
   # partner's own gpg in the tests
   gnupg

@@ -16,6 +16,8 @@ import sys
 SUBCOMMANDS = {
     "run": ("connectors.controller.main", "run the operator"),
     "validate": ("connectors.validate", "check Connection and Credential manifests offline"),
+    "new": ("connectors.wizard",
+            "a new Connection and its Credential, step by step at the terminal"),
     "crds": ("connectors.api.crd", "write the CustomResourceDefinitions generated from the models"),
     "listen": ("connectors.listeners.main", "run a listener: sftp, ftp or smtp"),
     "transfer": ("connectors.jobs.main", "run one transfer of a platform-initiated Connection"),

@@ -160,4 +160,4 @@ def test_log_is_json_lines_when_asked(crds: Cluster, tmp_path: Path) -> None:
     assert len(lines) >= 2
     records = [json.loads(line) for line in lines]
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
-    assert any(r["logger"] == "connectors" and "watching" in r["message"] for r in records)
+    assert any(r["logger"] == "connectors" and "starting" in r["message"] for r in records)

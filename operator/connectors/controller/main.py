@@ -11,8 +11,11 @@ import os
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException
+from urllib3.exceptions import HTTPError
 
-from .. import logs
+from .. import __version__, logs
 from ..api.common import GROUP, VERSION
 from ..metrics.operator import ConnectionsCollector, register_connections
 from ..metrics.server import OPERATOR_METRICS_PORT, add_metrics_options
@@ -23,9 +26,11 @@ from .kube import Kube, load_api_client
 from .operator import Operator
 from .peering import Peering
 from .peering import decide as decide_peering
+from .startup import MissingPrerequisite, check_crds, summary_lines
 from .watches import register
 
 log = logging.getLogger("connectors")
+DEFAULT_PEERING = "connectors"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="kubeconfig file; default: in-cluster service account, else ~/.kube/config")
     parser.add_argument("--standalone", action="store_true",
                         help="no peering: run even if another replica is active (tests, demo)")
-    option("--peering", env="CONNECTORS_PEERING", default="connectors",
-           help="kopf peering object that keeps one replica active")
+    option("--peering", env="CONNECTORS_PEERING",
+           help="kopf peering object that keeps one replica active (default: connectors, "
+                "and standalone with a warning when the cluster lacks kopf's peering CRD; "
+                "named here, peering is required: without it the operator exits)")
     option("--liveness", env="CONNECTORS_LIVENESS",
            help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     option("--workers", env="CONNECTORS_WORKERS", type=int, default=8,
@@ -273,21 +280,38 @@ def run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         # kopf's own login reads the same file.
         os.environ["KUBECONFIG"] = args.kubeconfig
-    registry, operator = build(args)
+    peering_name = args.peering or DEFAULT_PEERING
     watched = namespaces(args)
-    peering = (Peering(standalone=True) if args.standalone
-               else decide_peering(operator.kube, args.peering, watched))
+    try:
+        registry, operator = build(args)
+        check_crds(operator.kube)
+        peering = (Peering(standalone=True, reason="--standalone") if args.standalone
+                   else decide_peering(operator.kube, peering_name, watched,
+                                       required=args.peering is not None))
+        operator.kube.wait_until_served(("Connection", "Credential"))
+    except MissingPrerequisite as error:
+        log.error("cannot start: %s", error)
+        return 1
+    except ConfigException as error:
+        log.error("cannot start: cannot read the kubeconfig: %s", error)
+        return 1
+    except ApiException as error:
+        log.error("cannot start: the API server refused: HTTP %s %s", error.status,
+                  error.reason)
+        return 1
+    except (HTTPError, OSError) as error:
+        log.error("cannot start: cannot reach the API server: %s", error)
+        return 1
     # Peering settings go to kopf before it starts (not in a startup handler, which runs
     # after its orchestration has begun); kopf's own `peering_name=` argument would make
     # peering mandatory whatever was decided.
     settings = kopf.OperatorSettings()
-    settings.peering.name = args.peering
+    settings.peering.name = peering_name
     settings.peering.standalone = peering.standalone
     settings.peering.mandatory = peering.mandatory
-    operator.kube.wait_until_served(("Connection", "Credential"))
-    log.info("watching %s for %s/%s, %s", ", ".join(watched) if watched else "all namespaces",
-             GROUP, VERSION,
-             "standalone" if peering.standalone else f"peering as {args.peering}")
+    log.info("connectors operator %s starting, for %s/%s:", __version__, GROUP, VERSION)
+    for line in summary_lines(operator.config, peering, peering_name, watched):
+        log.info("  %s", line)
     # With metrics on the liveness endpoint's port, both are served here.
     shared = shared_liveness_path(args.liveness, args.metrics_port)
     endpoints = (Endpoints(args.metrics_address, args.metrics_port, shared)

@@ -13,6 +13,10 @@ Either way the operator sits idle after "Initial authentication has finished".
 So it looks first: without the CRD it runs standalone and says so in one WARNING
 that names the CRD and the fix; with the CRD it makes the peering objects it
 needs when they are missing (the Helm chart makes them; a plain install may not).
+When peering was asked for by name (`--peering`, as the chart does), a missing
+CRD, or an object it may not create, is a MissingPrerequisite instead: the
+operator says so in one line and exits, rather than run unpeered beside another
+replica.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from kubernetes.client.exceptions import ApiException
 
 from .kube import Kube
+from .startup import MissingPrerequisite
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +43,36 @@ class Peering:
 
     standalone: bool
     mandatory: bool = False
+    reason: str = ""
+    """Why, in words, for the start-up summary."""
 
 
 def _is_pattern(namespace: str) -> bool:
     return bool(set(namespace) & set("*?["))
 
 
-def decide(kube: Kube, name: str, namespaces: list[str]) -> Peering:
+def decide(kube: Kube, name: str, namespaces: list[str], required: bool = False) -> Peering:
     """Checks the peering CRD and objects for an operator watching `namespaces` (all
-    of them when empty), makes missing objects, and says how kopf should peer."""
+    of them when empty), makes missing objects, and says how kopf should peer.
+    `required`: peering was asked for by name, so what it needs and lacks is a
+    MissingPrerequisite, not a reason to run standalone."""
     clusterwide = not namespaces
     kind, plural = (("ClusterKopfPeering", "clusterkopfpeerings") if clusterwide
                     else ("KopfPeering", "kopfpeerings"))
     if not kube.serves(f"{GROUP}/{VERSION}", plural):
+        if required:
+            raise MissingPrerequisite(
+                f"peering {name} was asked for (--peering), but the peering CRD "
+                f"{plural}.{GROUP} is not installed: install it with kubectl apply "
+                f"--server-side -f {CRD_FILE} (helm install connectors charts/connectors "
+                "installs it), or run with --standalone")
         log.warning(
             "the peering CRD %s.%s is not installed, so nothing keeps a second replica of "
             "the operator from acting too: running standalone. To keep one replica active, "
             "install kopf's peering CRDs (kubectl apply -f %s) and restart; to silence this "
             "with one replica, run with --standalone", plural, GROUP, CRD_FILE)
-        return Peering(standalone=True)
+        return Peering(standalone=True, reason=f"the peering CRD {plural}.{GROUP} is not "
+                                                f"installed")
     if clusterwide:
         targets: list[str | None] = [None]
     else:
@@ -73,16 +89,28 @@ def decide(kube: Kube, name: str, namespaces: list[str]) -> Peering:
         except ApiException as error:
             if error.status not in (401, 403):
                 raise
+            in_namespace = f", namespace: {namespace}" if namespace else ""
+            create = (f"kubectl apply -f - <<< '{{apiVersion: {GROUP}/{VERSION}, kind: {kind}, "
+                      f"metadata: {{name: {name}{in_namespace}}}}}'")
+            if required:
+                raise MissingPrerequisite(
+                    f"peering {name} was asked for (--peering), but {kind} {name} does not "
+                    f"exist{where} and the operator may not create it (HTTP {error.status}): "
+                    f"create it with {create}, or run with --standalone") from error
             log.warning(
                 "%s %s does not exist%s and the operator may not create it (HTTP %s): "
                 "running standalone. Create it with: kubectl apply -f - <<< "
                 "'{apiVersion: %s/%s, kind: %s, metadata: {name: %s%s}}'",
                 kind, name, where, error.status, GROUP, VERSION, kind, name,
                 f", namespace: {namespace}" if namespace else "")
-            return Peering(standalone=True)
+            return Peering(standalone=True, reason=f"{kind} {name} does not exist{where} "
+                                                    "and may not be created")
         if created:
             log.info("created %s %s%s: replicas of the operator meet there", kind, name, where)
     # A namespace that matches a pattern later has no peering object yet: with
     # mandatory peering kopf would pause the whole operator for it. Peer where the
     # object exists instead (kopf's auto-detection).
-    return Peering(standalone=False, mandatory=not any(_is_pattern(ns) for ns in namespaces))
+    patterned = any(_is_pattern(ns) for ns in namespaces)
+    reason = (f"{kind} {name}" + (" in each watched namespace" if namespaces else "")
+              + (", where it exists (namespace patterns)" if patterned else ""))
+    return Peering(standalone=False, mandatory=not patterned, reason=reason)

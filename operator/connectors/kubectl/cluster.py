@@ -4,7 +4,9 @@ Reads only public material by default: the Connection and Credential with their
 status, the listener's public host key and TLS certificate. A secret value is
 read only for `--reveal`, and only after the reveal has been recorded.
 `submissions` runs `connectors submissions` in the processor's pod (the exec API),
-which reads the submission history on the data volume.
+which reads the submission history on the data volume. Two commands write: `trigger`
+creates a Job from a Connection's CronJob, and `rotate` sets a Credential's rotate
+annotation.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CH
 
 from ..clock import now_rfc3339
 from ..controller.kube import Kube
+from ..planning.config import LABEL_CONNECTION
 from ..planning.credentials import certificate_facts, check_authorized_keys
 from ..planning.listeners import HOST_KEY_FILE, HOST_KEY_SECRET, TLS_SECRET, listener_name
 from . import processor
 from .facts import ListenerKeys
 
 PROTOCOL_OF_METHOD = {"SFTP": "sftp", "FTP": "ftp", "Email": "smtp"}
+# The plugin's name in managedFields, for what it creates and changes.
+FIELD_MANAGER = "kubectl-connectors"
 
 
 class PluginError(Exception):
@@ -131,6 +136,52 @@ class Cluster:
                         f"the {what} in Secret {secret_name} was shown to {user} by kubectl "
                         f"connectors handoff --reveal, for Connection {connection}")
         return value
+
+    def credential_named(self, namespace: str, name: str) -> dict[str, Any]:
+        found = self.kube.get("Credential", namespace, name)
+        if found is None:
+            raise PluginError(f"Credential {name} not found in namespace {namespace}")
+        return found
+
+    def users_of(self, namespace: str, credential: str) -> list[dict[str, Any]]:
+        """The namespace's Connections that name this Credential, by name."""
+        return sorted((c for c in self.kube.list_in("Connection", [namespace])
+                       if ((c.get("spec") or {}).get("credentialRef") or {}).get("name")
+                       == credential), key=lambda c: str(c["metadata"]["name"]))
+
+    def request_rotation(self, credential: dict[str, Any], patch: dict[str, Any]) -> None:
+        """Sets the rotate annotation (a merge patch of the metadata: needs `patch` on
+        credentials)."""
+        meta = credential["metadata"]
+        self.kube.request("PATCH", self.kube.path("Credential", meta["namespace"], meta["name"]),
+                          body=patch, query=[("fieldManager", FIELD_MANAGER)],
+                          content_type="application/merge-patch+json")
+
+    def cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get("CronJob", namespace, name)
+
+    def transfer_jobs(self, namespace: str, connection: str) -> list[dict[str, Any]]:
+        """The Jobs of a Connection's transfers, scheduled and manual."""
+        return self.kube.list_in("Job", [namespace], selector=f"{LABEL_CONNECTION}={connection}")
+
+    def job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get("Job", namespace, name)
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        return self.kube.list_in("Pod", [namespace], selector=f"batch.kubernetes.io/job-name={job}")
+
+    def create_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        meta = job["metadata"]
+        try:
+            created: dict[str, Any] = self.kube.request(
+                "POST", self.kube.path("Job", meta["namespace"]), body=job,
+                query=[("fieldManager", FIELD_MANAGER)])
+        except ApiException as error:
+            if error.status == 409:
+                raise PluginError(f"a Job named {meta['name']} exists already: trigger again "
+                                  "in a second") from error
+            raise
+        return created
 
     def processor_pod(self, namespace: str) -> dict[str, Any]:
         """A Running and Ready pod of the namespace's processor, not being deleted."""

@@ -50,7 +50,7 @@ class JobResults:
             for status in (pod.get("status") or {}).get("containerStatuses") or []:
                 message = ((status.get("state") or {}).get("terminated") or {}).get("message")
                 if message:
-                    summary = _parse_summary(message) or summary
+                    summary = parse_summary(message) or summary
         fields = ("time", "files", "bytes", "skipped", "failed", "outcome", "message",
                   "durationSeconds")
         result = {k: summary[k] for k in fields if k in summary}
@@ -63,7 +63,8 @@ class JobResults:
 
 
 
-def _parse_summary(message: str) -> dict[str, Any] | None:
+def parse_summary(message: str) -> dict[str, Any] | None:
+    """The last line of a termination message that is a run's JSON summary."""
     for line in reversed(message.strip().splitlines()):
         try:
             data = json.loads(line)
