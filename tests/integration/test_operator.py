@@ -537,3 +537,39 @@ def test_a_partner_pgp_key_is_accepted_with_its_fingerprint_or_refused_in_words(
                                        "InvalidPublicKey", plural="credentials")
     assert "no key that can encrypt" in scenarios.condition(refused, "Ready")["message"]
     partner.stop()
+
+
+def test_a_node_port_another_namespace_holds_is_said_on_the_connection(
+        crds: Cluster, tmp_path: Path) -> None:
+    """Fixed node ports serve one namespace: the second namespace's listener
+    Service is refused by the API server, and its Connection says so (it used
+    to stay 'Credential has not been reconciled yet' while the sync failed)."""
+    prefix = f"np{uuid.uuid4().hex[:6]}-"
+    port = 30000 + uuid.uuid4().int % 2000
+    process = OperatorProcess(
+        crds.kubeconfig, [f"{prefix}*"], tmp_path / "operator.log",
+        extra=["--listener-service-type", "NodePort",
+               "--listener-node-ports", f"sftp={port}"]).start()
+    core = client.CoreV1Api(crds.api_client())
+    names = [f"{prefix}a", f"{prefix}b"]
+    try:
+        wait_until_watching(crds, prefix)
+        example = scenarios.REPO / "examples" / "01-inbound-push-sftp-conversions.yaml"
+        for name in names:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        # One after the other: the first takes the node port.
+        scenarios.apply(crds, names[0], example)
+        scenarios.wait_configured(crds, names[0], "acme-conversions")
+        scenarios.apply(crds, names[1], example)
+        refused = scenarios.wait_condition(crds, names[1], "acme-conversions", "False",
+                                           "ListenerRefused")
+        message = scenarios.condition(refused, "WorkloadReady")["message"]
+        assert "connectors-sftp" in message
+        assert "already allocated" in message
+        assert "listeners.nodePorts" in message
+        first = scenarios.get(crds, names[0], "connections", "acme-conversions")
+        assert scenarios.condition(first, "WorkloadReady")["reason"] != "ListenerRefused"
+    finally:
+        process.stop()
+        for name in names:
+            core.delete_namespace(name)

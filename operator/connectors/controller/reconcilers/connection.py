@@ -114,6 +114,9 @@ class ConnectionReconciler:
         problem = result.problems.get(meta["name"])
         if problem:
             return Verdict("WorkloadReady", FALSE, "AccountNotConfigured", problem), None
+        refused = result.refused.get(meta["name"])
+        if refused:
+            return Verdict("WorkloadReady", FALSE, "ListenerRefused", refused), None
         protocol = listener_plan.protocol_of(spec)
         username = ((credential_body or {}).get("status") or {}).get("username", "")
         endpoint = listener_plan.endpoint(meta["namespace"], meta["name"], spec, username,

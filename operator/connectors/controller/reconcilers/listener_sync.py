@@ -8,10 +8,13 @@ writes of the account table, not 500.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from ...api.accounts import (
     DEFAULT_LOG_N,
@@ -58,6 +61,22 @@ class SyncResult:
     tls_fingerprint: str | None = None
     # Per Connection with an account: its fingerprint in the table just written.
     accounts: dict[str, str] = field(default_factory=dict)
+    # Per Connection: why the API server refused its listener's objects (an
+    # invalid Service, such as a node port another namespace holds).
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def refusal(service: str, error: ApiException) -> str:
+    """The API server's reason for refusing a listener's Service, and the fix."""
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        message = str(error.reason)
+    text = f"the API server refused Service {service}: {message}"
+    if "already allocated" in message:
+        text += ("; a fixed node port serves one namespace: give each namespace other "
+                 "node ports, or leave them unset (chart value listeners.nodePorts)")
+    return text
 
 
 class PasswordHashes:
@@ -170,7 +189,18 @@ class ListenerSync:
                       fingerprints)
         result.accounts.update(fingerprints)
         self.kube.apply(plan.listener_deployment(namespace, protocol, self.config, account_plan))
-        self.kube.apply(plan.listener_service(namespace, protocol, self.config, account_plan))
+        try:
+            self.kube.apply(plan.listener_service(namespace, protocol, self.config,
+                                                  account_plan))
+        except ApiException as error:
+            if error.status != 422:
+                raise
+            # Invalid, and retrying will not change that: say so on every
+            # Connection it serves instead of failing the whole sync forever.
+            why = refusal(plan.listener_name(protocol), error)
+            log.warning("%s: %s", namespace, why)
+            for source in account_plan.owners:
+                result.refused[source.connection] = why
         self._active.setdefault(namespace, set()).add(protocol)
 
     def _host_key(self, namespace: str) -> str:
