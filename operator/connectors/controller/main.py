@@ -27,7 +27,7 @@ from .operator import Operator
 from .peering import Peering
 from .peering import decide as decide_peering
 from .startup import MissingPrerequisite, check_crds, summary_lines
-from .watches import register
+from .watches import register, server_side_selectors
 
 log = logging.getLogger("connectors")
 DEFAULT_PEERING = "connectors"
@@ -309,6 +309,9 @@ def run(args: argparse.Namespace) -> int:
     settings.peering.name = peering_name
     settings.peering.standalone = peering.standalone
     settings.peering.mandatory = peering.mandatory
+    # Every list and watch of Secrets, ConfigMaps, ... asks the API server for the
+    # operator's own objects only (watches.py).
+    server_side_selectors(settings)
     log.info("connectors operator %s starting, for %s/%s:", __version__, GROUP, VERSION)
     for line in summary_lines(operator.config, peering, peering_name, watched):
         log.info("  %s", line)
