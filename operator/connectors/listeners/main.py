@@ -20,6 +20,9 @@ CONNECTORS_NAMESPACE (downward API) to report transfers to the Connections; the
 service account then needs `patch` on connections/status and `create` on events.
 Metrics are served on `--metrics-port` (9090; connectors/metrics/listener.py);
 every login, transfer, refusal and ban is an audit event (connectors/logs.py).
+Connections are capped per process before any login (`--max-connections`,
+`--max-unauthenticated`, `--login-grace-seconds`; core/capacity.py), so that a
+flood of them cannot get the pod OOM-killed.
 """
 
 from __future__ import annotations
