@@ -16,6 +16,7 @@ figure in charts/connectors/values.yaml comes from one run of this.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -93,7 +94,7 @@ def main() -> int:
         listener.wait(timeout=30)
     # The first sessions also bring the malloc arenas: the cost of one more
     # session is read between consecutive points.
-    for (first, low), (last, high) in zip(results, results[1:]):
+    for (first, low), (last, high) in itertools.pairwise(results):
         print(f"from {first} to {last} sessions: {(high - low) / (last - first):.0f} KiB "
               "per session")
     return 0
