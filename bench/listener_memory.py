@@ -10,19 +10,24 @@ to settle, and reads VmRSS from /proc/<pid>/status. The listener runs with
 MALLOC_ARENA_MAX=2, as the operator runs it in its pods (`--malloc-arena-max
 ""`: glibc's default, up to 8 arenas per core). Prints one line per N and
 the cost per session between the first and the last N. Not a loop of runs: the
-figure in charts/connectors/values.yaml comes from one run of this.
+figure in charts/connectors/values.yaml comes from one run of this. With
+--upload-mib M, every session then uploads M MiB at once (zeros, to the
+listener's data folder) and the listener's peak RSS is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -40,6 +45,43 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+class Zeros(io.RawIOBase):
+    """`size` bytes of zeros, read in the client's chunks."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self.left)
+        buffer[:count] = bytes(count)
+        self.left -= count
+        return count
+
+
+def upload_all(clients: list[paramiko.SSHClient], mib: int) -> None:
+    def upload(index: int, client: paramiko.SSHClient) -> None:
+        sftp = client.open_sftp()
+        sftp.putfo(io.BufferedReader(Zeros(mib * 1024 * 1024)), f"upload-{index}.bin",
+                   confirm=False)
+        sftp.close()
+
+    threads = [threading.Thread(target=upload, args=(i, c)) for i, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def settled_rss(pid: int, seconds: float = 3.0) -> int:
     time.sleep(seconds)
     return rss_kib(pid)
@@ -48,6 +90,9 @@ def settled_rss(pid: int, seconds: float = 3.0) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[0, 20, 50])
+    parser.add_argument("--upload-mib", type=int, default=0,
+                        help="then every session uploads this many MiB at once; the "
+                             "listener's peak RSS (VmHWM) is printed")
     parser.add_argument("--malloc-arena-max", default="2",
                         help='MALLOC_ARENA_MAX of the listener ("": glibc\'s default)')
     args = parser.parse_args()
@@ -87,6 +132,13 @@ def main() -> int:
             results.append((count, rss))
             print(f"{count:4d} idle SFTP sessions: listener RSS {rss / 1024:7.1f} MiB",
                   flush=True)
+        if args.upload_mib:
+            upload_all(clients, args.upload_mib)
+            peak = hwm_kib(listener.pid)
+            print(f"{len(clients):4d} SFTP sessions uploading {args.upload_mib} MiB each at "
+                  f"once: listener peak RSS {peak / 1024:7.1f} MiB, "
+                  f"{(peak - results[0][1]) / max(1, len(clients)) / 1024:.1f} MiB per session "
+                  "over the listener started", flush=True)
     finally:
         for client in clients:
             client.close()

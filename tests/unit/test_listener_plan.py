@@ -264,7 +264,7 @@ def test_every_listener_gets_the_connection_cap_and_its_memory(protocol: str) ->
     assert (env_of(defaults)["CONNECTORS_MAX_CONNECTIONS"],
             env_of(defaults)["CONNECTORS_MAX_UNAUTHENTICATED"],
             env_of(defaults)["CONNECTORS_LOGIN_GRACE_SECONDS"]) == ("100", "30", "30")
-    assert container(defaults)["resources"]["limits"]["memory"] == "256Mi"  # type: ignore[index]
+    assert container(defaults)["resources"]["limits"]["memory"] == "512Mi"  # type: ignore[index]
 
 
 def test_listener_memory_is_the_listeners_own() -> None:

@@ -90,11 +90,12 @@ class OperatorConfig:
     # A listener pod's memory. Measured (bench/listener_memory.py, SFTP, glibc
     # with MALLOC_ARENA_MAX=2 as the pods run it): 58 MiB started, 75 MiB with
     # the second malloc arena, then 360 to 750 KiB per idle logged-in session;
-    # a session moving data holds up to its 8 MiB channel window more. So the
-    # request is the listener with a few sessions, and the limit holds 100 idle
-    # connections (111 to 150 MiB) with room for some 13 to 18 full windows.
+    # uploading at once, 20 sessions peaked at 171 MiB, 50 at 230 MiB, 90 at
+    # 343 MiB (about 3.2 MiB a session). So the request is the listener with a
+    # few sessions, and the limit holds the default 100 connections all
+    # uploading (about 380 MiB) with a third to spare.
     listener_memory_request: str = "96Mi"
-    listener_memory_limit: str = "256Mi"
+    listener_memory_limit: str = "512Mi"
     # NodePort Services: fixed node ports per protocol, and "submission" for the
     # SMTP submission port (else Kubernetes picks);
     # FTP passive ports always keep their own number as node port, since the
