@@ -63,6 +63,17 @@ def test_helm_lint_passes(helm: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(("value", "path"), [
+    ("listeners.maxConnections=-1", "/listeners/maxConnections"),
+    ("listeners.resources.limits.memory=lots", "/listeners/resources/limits/memory"),
+])
+def test_values_schema_refuses_bad_listener_caps(helm: str, value: str, path: str) -> None:
+    result = subprocess.run([helm, "template", "x", str(CHART), "--kube-version", "v1.36.3",
+                             "--set", value], text=True, capture_output=True, check=False)
+    assert result.returncode != 0
+    assert path in result.stderr
+
+
 def test_values_schema_refuses_a_bad_mode(helm: str) -> None:
     result = subprocess.run([helm, "template", "x", str(CHART), "--kube-version", "v1.36.3",
                              "--set", "watch.mode=everywhere"],
@@ -172,6 +183,8 @@ def test_exposure_values_reach_the_operators_settings(helm: str) -> None:
                   "listeners.serviceAnnotations.example\\.com/lb=internal",
                   "listeners.loadBalancerSourceRanges={203.0.113.0/24,198.51.100.0/24}",
                   "listeners.externalTrafficPolicy=Local", "listeners.replicas=2",
+                  "listeners.maxConnections=60", "listeners.maxUnauthenticated=20",
+                  "listeners.loginGraceSeconds=45", "listeners.resources.limits.memory=384Mi",
                   "data.accessMode=ReadWriteOnce")
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     env = {e["name"]: e["value"]
@@ -191,6 +204,9 @@ def test_exposure_values_reach_the_operators_settings(helm: str) -> None:
     assert config.listener_source_ranges == ("203.0.113.0/24", "198.51.100.0/24")
     assert config.listener_external_traffic_policy == "Local"
     assert config.listener_replicas == 2
+    assert (config.listener_max_connections, config.listener_max_unauthenticated,
+            config.listener_login_grace_seconds) == (60, 20, 45.0)
+    assert (config.listener_memory_request, config.listener_memory_limit) == ("96Mi", "384Mi")
     assert config.data_access_mode == "ReadWriteOnce"
 
 

@@ -242,3 +242,47 @@ def test_operator_flags_name_the_submission_node_port_and_switch() -> None:
     env = env_of(plan.listener_deployment("ns", "smtp", limits, EMPTY))
     assert (env["CONNECTORS_MAX_MESSAGE_BYTES"], env["CONNECTORS_MAX_MESSAGES_PER_SENDER"],
             env["CONNECTORS_MAX_MESSAGES_PER_CLIENT"]) == ("1048576", "5", "0")
+
+
+@pytest.mark.parametrize("protocol", ["sftp", "ftp", "smtp"])
+def test_every_listener_gets_the_connection_cap_and_its_memory(protocol: str) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = operator_config(parser.parse_args([
+        "--listener-max-connections", "40", "--listener-max-unauthenticated", "12",
+        "--listener-login-grace-seconds", "12.5", "--listener-memory-request", "80Mi",
+        "--listener-memory-limit", "192Mi"]))
+    deployment = plan.listener_deployment("ns", protocol, config, EMPTY)
+    env = env_of(deployment)
+    assert (env["CONNECTORS_MAX_CONNECTIONS"], env["CONNECTORS_MAX_UNAUTHENTICATED"],
+            env["CONNECTORS_LOGIN_GRACE_SECONDS"], env["MALLOC_ARENA_MAX"]) == (
+        "40", "12", "12.5", "2")
+    assert container(deployment)["resources"] == {
+        "requests": {"cpu": "50m", "memory": "80Mi"},
+        "limits": {"cpu": "1", "memory": "192Mi"}}
+    defaults = plan.listener_deployment("ns", protocol, OperatorConfig(), EMPTY)
+    assert (env_of(defaults)["CONNECTORS_MAX_CONNECTIONS"],
+            env_of(defaults)["CONNECTORS_MAX_UNAUTHENTICATED"],
+            env_of(defaults)["CONNECTORS_LOGIN_GRACE_SECONDS"]) == ("100", "30", "30")
+    assert container(defaults)["resources"]["limits"]["memory"] == "512Mi"  # type: ignore[index]
+
+
+def test_listener_memory_is_the_listeners_own() -> None:
+    """The processor keeps the shared figures: only listeners hold partners' sessions."""
+    config = OperatorConfig(listener_memory_limit="1Gi")
+    listener = plan.listener_deployment("ns", "sftp", config, EMPTY)
+    assert container(listener)["resources"]["limits"]["memory"] == "1Gi"  # type: ignore[index]
+    from connectors.planning.objects import resources
+    assert resources(config)["limits"]["memory"] == "256Mi"
+
+
+@pytest.mark.parametrize("flags", [
+    ["--listener-max-connections", "10", "--listener-max-unauthenticated", "11"],
+    ["--listener-max-connections", "-1"],
+    ["--listener-login-grace-seconds", "-5"],
+])
+def test_connection_caps_that_cannot_work_stop_the_operator(flags: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(SystemExit, match="--listener-max"):
+        operator_config(parser.parse_args(flags))

@@ -19,7 +19,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["connections/status", "credentials/status"]
   verbs: ["patch"]
 # Generated credentials (create once, replace on rotation), account tables and
-# host keys (server-side apply), user Secrets named by secretRef (get).
+# host keys (server-side apply), user Secrets named by secretRef (get). RBAC
+# cannot grant by label, so list and watch cover every Secret; the operator
+# only ever lists and watches with labelSelector=app.kubernetes.io/managed-by=
+# connectors-operator (controller/watches.py), so the API server sends it its
+# own Secrets only, and those it is asked about by name are read with get.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]

@@ -27,7 +27,7 @@ from .operator import Operator
 from .peering import Peering
 from .peering import decide as decide_peering
 from .startup import MissingPrerequisite, check_crds, summary_lines
-from .watches import register
+from .watches import register, server_side_selectors
 
 log = logging.getLogger("connectors")
 DEFAULT_PEERING = "connectors"
@@ -87,6 +87,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "address for bans and allowed senders")
     option("--listener-replicas", env="CONNECTORS_LISTENER_REPLICAS", type=int, default=1,
            help="listener pods per protocol (they share the data volume)")
+    option("--listener-max-connections", env="CONNECTORS_LISTENER_MAX_CONNECTIONS", type=int,
+           default=OperatorConfig.listener_max_connections,
+           help="connections one listener pod holds at once; more are refused before login "
+                "with an answer to try again later (0: no limit)")
+    option("--listener-max-unauthenticated", env="CONNECTORS_LISTENER_MAX_UNAUTHENTICATED",
+           type=int, default=OperatorConfig.listener_max_unauthenticated,
+           help="of those, connections not logged in yet (at most --listener-max-connections; "
+                "0: no limit)")
+    option("--listener-login-grace-seconds", env="CONNECTORS_LISTENER_LOGIN_GRACE_SECONDS",
+           type=float, default=OperatorConfig.listener_login_grace_seconds,
+           help="a listener closes a connection not logged in this long after it opened "
+                "(0: never)")
+    option("--listener-memory-request", env="CONNECTORS_LISTENER_MEMORY_REQUEST",
+           default=OperatorConfig.listener_memory_request,
+           help="memory request of each listener pod")
+    option("--listener-memory-limit", env="CONNECTORS_LISTENER_MEMORY_LIMIT",
+           default=OperatorConfig.listener_memory_limit,
+           help="memory limit of each listener pod")
     option("--smtp-submission", env="CONNECTORS_SMTP_SUBMISSION", choices=["true", "false"],
            default="true", help="Inbound Email: also serve the submission port (587, login "
                                 "with the Credential after STARTTLS) besides port 25")
@@ -163,9 +181,25 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
                           listener_external_traffic_policy=(
                               args.listener_external_traffic_policy or None),
                           listener_replicas=args.listener_replicas,
+                          **listener_limits(args),
+                          listener_memory_request=args.listener_memory_request,
+                          listener_memory_limit=args.listener_memory_limit,
                           submission_retention_days=args.submission_retention_days,
                           workload_metrics=args.workload_metrics == "true",
                           log_format=args.log_format)
+
+
+def listener_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The listeners' connection cap, checked as the listeners check it."""
+    total, before_login = args.listener_max_connections, args.listener_max_unauthenticated
+    if total < 0 or before_login < 0 or args.listener_login_grace_seconds < 0:
+        raise SystemExit("--listener-max-connections, --listener-max-unauthenticated and "
+                         "--listener-login-grace-seconds must be 0 (no limit) or more")
+    if total and before_login > total:
+        raise SystemExit(f"--listener-max-unauthenticated {before_login} is more than "
+                         f"--listener-max-connections {total}")
+    return {"listener_max_connections": total, "listener_max_unauthenticated": before_login,
+            "listener_login_grace_seconds": args.listener_login_grace_seconds}
 
 
 def parse_pairs(text: str, flag: str, names: tuple[str, ...],
@@ -309,6 +343,9 @@ def run(args: argparse.Namespace) -> int:
     settings.peering.name = peering_name
     settings.peering.standalone = peering.standalone
     settings.peering.mandatory = peering.mandatory
+    # Every list and watch of Secrets, ConfigMaps, ... asks the API server for the
+    # operator's own objects only (watches.py).
+    server_side_selectors(settings)
     log.info("connectors operator %s starting, for %s/%s:", __version__, GROUP, VERSION)
     for line in summary_lines(operator.config, peering, peering_name, watched):
         log.info("  %s", line)

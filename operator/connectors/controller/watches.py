@@ -1,16 +1,27 @@
 """What the operator watches, and which work each event puts on a queue.
 
-One table: the resource, the label selector kopf asks the API server for, and
+One table: the resource, the label selector the API server filters with, and
 the handler that maps an event to keys. Handlers only update the caches and
 queue keys (never on.create/on.update, which are edge-triggered and keep their
 progress in annotations on every object), so a missed event, a child deleted
 by hand and an operator restart all heal through the same reconcile.
+
+The selector goes to the API server (`server_side_selectors`: kopf's
+settings.watching.label_selectors, sent as `labelSelector=` on every list and
+watch request), not to kopf's `labels=` filter, which kopf applies on the
+operator's side after it has received every object of the resource. So the
+operator never receives the cluster's other Secrets, ConfigMaps, Pods, ...:
+neither their bytes nor their contents. The handlers check the selector once
+more (`Watch.matches`), which costs nothing and keeps them safe if a selector
+were ever dropped. A Secret a user names (a Credential's secretRef, a sink's
+Secret, the listener certificate) is never watched: it is read when needed
+(Caches.secret, kube.get).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +29,7 @@ import kopf
 
 from ..api.common import GROUP, VERSION
 from ..api.connection import is_platform_initiated
+from ..metrics import operator as metrics
 from ..planning.config import (
     LABEL_COMPONENT,
     LABEL_CONNECTION,
@@ -32,7 +44,9 @@ from .operator import Operator
 from .predicates import EchoFilter, rotation_requested, spec_changed, status_changed
 
 log = logging.getLogger(__name__)
-OURS: dict[str, Any] = {LABEL_MANAGED_BY: MANAGED_BY}
+# A label that must be present, whatever its value.
+PRESENT = None
+OURS: dict[str, str | None] = {LABEL_MANAGED_BY: MANAGED_BY}
 Body = dict[str, Any]
 Handler = Callable[["Watches", str, Body], Awaitable[None]]
 
@@ -42,8 +56,20 @@ class Watch:
     group: str
     version: str
     plural: str
-    labels: dict[str, Any] | None
+    # label -> value, or PRESENT; None: every object of the resource.
+    labels: dict[str, str | None] | None
     handler: Handler
+
+    @property
+    def selector(self) -> str:
+        """The label selector the API server filters with ('' for none)."""
+        return ",".join(key if value is PRESENT else f"{key}={value}"
+                        for key, value in sorted((self.labels or {}).items()))
+
+    def matches(self, labels: Mapping[str, str] | None) -> bool:
+        labels = labels or {}
+        return all(key in labels if value is PRESENT else labels.get(key) == value
+                   for key, value in (self.labels or {}).items())
 
 
 def plain(body: kopf.Body) -> Body:
@@ -192,9 +218,9 @@ WATCHES: tuple[Watch, ...] = (
     Watch("", "v1", "services", OURS, Watches.child),
     Watch("apps", "v1", "deployments", OURS, Watches.child),
     Watch("batch", "v1", "cronjobs", OURS, Watches.child),
-    Watch("batch", "v1", "jobs", {**OURS, LABEL_CONNECTION: kopf.PRESENT}, Watches.job),
+    Watch("batch", "v1", "jobs", {**OURS, LABEL_CONNECTION: PRESENT}, Watches.job),
     # Listener pods: whether a partner could reach the listener now.
-    Watch("", "v1", "pods", {**OURS, LABEL_LISTENER: kopf.PRESENT}, Watches.listener_pod),
+    Watch("", "v1", "pods", {**OURS, LABEL_LISTENER: PRESENT}, Watches.listener_pod),
 )
 
 
@@ -210,8 +236,22 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
         _register(registry, watches, watch)
 
 
+def server_side_selectors(settings: kopf.OperatorSettings) -> None:
+    """Each row's selector as kopf's server-side label selector of its resource
+    (needs kopf 1.45: settings.watching.label_selectors)."""
+    for watch in WATCHES:
+        if watch.selector:
+            settings.watching.label_selectors[watch.group, watch.version, watch.plural] = \
+                watch.selector
+
+
 def _register(registry: kopf.OperatorRegistry, watches: Watches, watch: Watch) -> None:
-    @kopf.on.event(watch.group, watch.version, watch.plural, labels=watch.labels,
+    # No `labels=` here: kopf would filter after receiving everything. The API
+    # server filters (server_side_selectors); `matches` is the second look.
+    @kopf.on.event(watch.group, watch.version, watch.plural,
                    registry=registry, id=f"watch-{watch.plural}")
     async def on_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        metrics.watch_event(watch.plural)
+        if not watch.matches(body.metadata.labels):
+            return
         await watch.handler(watches, str(event.get("type")), plain(body))

@@ -57,13 +57,35 @@ def _wait_ready(server: str, pki: Path, pids: dict[str, int], workdir: Path,
     raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last_error}")
 
 
-def up(workdir: Path = DEFAULT_DIR, *, node_ip: str | None = None) -> ControlPlane:
+# What `up(audit=True)` records in <workdir>/audit.log, one JSON object per line:
+# who listed or watched which of the kinds the operator watches, and with which
+# URL (requestURI, with its labelSelector). Nothing else, and never a body.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [list, watch]
+    resources:
+      - {group: "", resources: [secrets, configmaps, services, pods]}
+      - {group: apps, resources: [deployments]}
+      - {group: batch, resources: [cronjobs, jobs]}
+  - level: None
+"""
+AUDIT_LOG = "audit.log"
+
+
+def up(workdir: Path = DEFAULT_DIR, *, node_ip: str | None = None,
+       audit: bool = False) -> ControlPlane:
     """Starts etcd, kube-apiserver and kube-controller-manager; waits for /readyz.
 
     With `node_ip` (used by `up_node`) the API server listens on that address
     instead of loopback, so pods can reach it, and advertises it, so the
     `kubernetes` Service's endpoints point there; the Node authorizer and the
-    NodeRestriction admission plugin are on, as on a real cluster.
+    NodeRestriction admission plugin are on, as on a real cluster. With
+    `audit`, the API server writes the list and watch requests of AUDIT_POLICY
+    to <workdir>/audit.log.
     """
     binaries = build_binaries()
     if node_ip is None and ((workdir / STATE_FILE).exists() or (workdir / NODE_STATE).exists()):
@@ -82,11 +104,16 @@ def up(workdir: Path = DEFAULT_DIR, *, node_ip: str | None = None) -> ControlPla
 
     pids["etcd"] = _spawn("etcd", _etcd_argv(binaries, workdir, etcd_client, etcd_peer), workdir)
     record()
-    pids["kube-apiserver"] = _spawn(
-        "kube-apiserver",
-        _apiserver_argv(binaries, pki, address, api_port, etcd_client, node_ip),
-        workdir,
-    )
+    apiserver = _apiserver_argv(binaries, pki, address, api_port, etcd_client, node_ip)
+    if audit:
+        policy = workdir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        apiserver += [f"--audit-policy-file={policy}",
+                      f"--audit-log-path={workdir / AUDIT_LOG}",
+                      # Each request is written before it is answered: a test reads
+                      # the log right after the request.
+                      "--audit-log-mode=blocking", "--audit-log-format=json"]
+    pids["kube-apiserver"] = _spawn("kube-apiserver", apiserver, workdir)
     record()
     try:
         _wait_ready(server, pki, pids, workdir)

@@ -20,6 +20,9 @@ CONNECTORS_NAMESPACE (downward API) to report transfers to the Connections; the
 service account then needs `patch` on connections/status and `create` on events.
 Metrics are served on `--metrics-port` (9090; connectors/metrics/listener.py);
 every login, transfer, refusal and ban is an audit event (connectors/logs.py).
+Connections are capped per process before any login (`--max-connections`,
+`--max-unauthenticated`, `--login-grace-seconds`; core/capacity.py), so that a
+flood of them cannot get the pod OOM-killed.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from connectors.events import kubernetes_api_client
 from connectors.landing import receive
 from connectors.landing.receive import discard_unfinished, landing_area
 from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.capacity import ConnectionCap, ConnectionLimits
 from connectors.listeners.core.defender import Defender, DefenderSettings
 from connectors.listeners.core.report import TransferReporter, reporter_from_environment
 from connectors.listeners.core.state import StateReporter, state_reporter_from_environment
@@ -112,6 +116,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="seconds without activity before a session is closed")
     option("--max-sessions-per-account", env="CONNECTORS_MAX_SESSIONS_PER_ACCOUNT", type=int,
            default=10, help="concurrent sessions per account (0: no limit)")
+    option("--max-connections", env="CONNECTORS_MAX_CONNECTIONS", type=int,
+           default=ConnectionLimits.max_connections,
+           help="connections at once, logged in or not (SMTP: both ports); more are "
+                "refused before login with an answer to try again later (0: no limit)")
+    option("--max-unauthenticated", env="CONNECTORS_MAX_UNAUTHENTICATED", type=int,
+           default=ConnectionLimits.max_unauthenticated,
+           help="connections at once that have not logged in yet, at most "
+                "--max-connections: idle half-open connections cannot take every place "
+                "(0: no limit)")
+    option("--login-grace-seconds", env="CONNECTORS_LOGIN_GRACE_SECONDS", type=float,
+           default=ConnectionLimits.login_grace_seconds,
+           help="a connection that has not logged in this long after it opened is closed "
+                "(0: never)")
     option("--ban-address-failures", env="CONNECTORS_BAN_ADDRESS_FAILURES", type=int,
            default=10, help="failed logins from one address that trigger a ban (0: never)")
     option("--ban-user-failures", env="CONNECTORS_BAN_USER_FAILURES", type=int, default=10,
@@ -137,6 +154,8 @@ class Common:
     data_root: Path
     address: str
     port: int
+    # The listener's connection cap: one per process (SMTP's two ports share it).
+    cap: ConnectionCap
     state: StateReporter | None = None
 
 
@@ -156,7 +175,14 @@ def build_common(args: argparse.Namespace) -> Common:
     port = args.port if args.port is not None else LISTENER_CONTAINER_PORTS[args.protocol]
     return Common(accounts, defender, reporter_from_environment(args.protocol, api_client),
                   Path(args.data_root),
-                  args.address, port, state)
+                  args.address, port, ConnectionCap(args.protocol, connection_limits(args)),
+                  state)
+
+
+def connection_limits(args: argparse.Namespace) -> ConnectionLimits:
+    return ConnectionLimits(max_connections=args.max_connections,
+                            max_unauthenticated=args.max_unauthenticated,
+                            login_grace_seconds=args.login_grace_seconds)
 
 
 def clean_temporaries(common: Common, stale_after: float) -> None:
@@ -206,6 +232,11 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     if args.require_tls and not args.tls_cert_file:
         log.error("--require-tls needs --tls-cert-file and --tls-key-file")
+        return 2
+    problem = connection_limits(args).problem()
+    if problem is not None:
+        log.error("--max-connections, --max-unauthenticated, --login-grace-seconds: %s",
+                  problem)
         return 2
     namespace = os.environ.get("CONNECTORS_NAMESPACE", "")
     listener_metrics.configure(namespace)
@@ -275,9 +306,10 @@ def run_sftp(args: argparse.Namespace, common: Common) -> int:
             idle_timeout=args.idle_timeout,
             max_sessions_per_account=args.max_sessions_per_account,
             ciphers=ciphers,
+            limits=common.cap.limits,
         ),
     )
-    listener = sftp_server.SftpListener(context, common.address, common.port)
+    listener = sftp_server.SftpListener(context, common.address, common.port, common.cap)
     on_termination(listener.request_stop)
     log.info("sftp listening on %s:%d", common.address, listener.port)
     listener.serve_forever()
@@ -301,9 +333,11 @@ def run_ftp(args: argparse.Namespace, common: Common) -> int:
         masquerade_address=args.masquerade_address,
         idle_timeout=args.idle_timeout,
         max_sessions_per_account=args.max_sessions_per_account,
+        limits=common.cap.limits,
     )
     server = ftp_server.build_server(common.accounts, common.data_root, common.defender,
-                                     common.reporter, settings, common.address, common.port)
+                                     common.reporter, settings, common.address, common.port,
+                                     common.cap)
     stop = threading.Event()
     on_termination(stop.set)
     reloader = certificate_reloader(args)
@@ -330,6 +364,7 @@ def run_smtp(args: argparse.Namespace, common: Common) -> int:
         max_sessions_per_account=args.max_sessions_per_account,
         max_messages_per_sender=args.max_messages_per_sender,
         max_messages_per_client=args.max_messages_per_client,
+        limits=common.cap.limits,
     )
     if args.submission_port == common.port:
         log.error("--submission-port must differ from --port (%d)", common.port)
@@ -338,7 +373,8 @@ def run_smtp(args: argparse.Namespace, common: Common) -> int:
     on_termination(stop.set)
     smtp_server.serve_until(common.accounts, common.data_root, common.defender,
                             common.reporter, settings, common.address, common.port,
-                            args.submission_port, stop, certificate_reloader(args))
+                            args.submission_port, stop, certificate_reloader(args),
+                            common.cap)
     return 0
 
 

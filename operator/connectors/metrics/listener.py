@@ -27,6 +27,19 @@ SESSIONS = Gauge(
     "connectors_listener_sessions",
     "Logged-in sessions open now",
     ["namespace", "protocol"])
+CONNECTIONS = Gauge(
+    "connectors_listener_connections",
+    "Connections open now, logged in or not (capped by --max-connections)",
+    ["namespace", "protocol"])
+UNAUTHENTICATED = Gauge(
+    "connectors_listener_unauthenticated_connections",
+    "Connections open now that have not logged in yet (capped by --max-unauthenticated)",
+    ["namespace", "protocol"])
+CONNECTIONS_REFUSED = Counter(
+    "connectors_listener_connections_refused_total",
+    "Connections turned away before a login, by reason: too_many_connections, "
+    "too_many_unauthenticated, login_grace_expired",
+    ["namespace", "protocol", "reason"])
 UPLOADS = Counter(
     "connectors_listener_uploads_total",
     "SFTP and FTP uploads: result landed, or refused with the reason",
@@ -80,6 +93,15 @@ def session_opened(protocol: str) -> None:
 
 def session_closed(protocol: str) -> None:
     SESSIONS.labels(_namespace, protocol).dec()
+
+
+def connections(protocol: str, total: int, unauthenticated: int) -> None:
+    CONNECTIONS.labels(_namespace, protocol).set(total)
+    UNAUTHENTICATED.labels(_namespace, protocol).set(unauthenticated)
+
+
+def connection_refused(protocol: str, reason: str) -> None:
+    CONNECTIONS_REFUSED.labels(_namespace, protocol, reason).inc()
 
 
 def landed(connection: str, protocol: str, files: int, size: int) -> None:

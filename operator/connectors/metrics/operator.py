@@ -44,6 +44,11 @@ QUEUE_RETRIES = Counter(
     "connectors_operator_workqueue_retries_total",
     "Keys put back on a work queue after their reconcile failed (with backoff)",
     ["queue"])
+WATCH_EVENTS = Counter(
+    "connectors_operator_watch_events_total",
+    "Objects the watches received, by resource (secrets, configmaps, pods, ...): "
+    "the initial listing and every change; the API server sends only the operator's own",
+    ["resource"])
 
 
 def reconciled(kind: str, seconds: float, ok: bool) -> None:
@@ -58,6 +63,10 @@ def queue_depth(queue: str, depth: Callable[[], int]) -> None:
 
 def retried(queue: str) -> None:
     QUEUE_RETRIES.labels(queue).inc()
+
+
+def watch_event(resource: str) -> None:
+    WATCH_EVENTS.labels(resource).inc()
 
 
 class ConnectionsCollector(Collector):

@@ -81,6 +81,21 @@ class OperatorConfig:
     # Listener pods per protocol: all serve the same accounts and land on the
     # same volume (its access mode must allow that: ReadWriteMany, or one node).
     listener_replicas: int = 1
+    # Each listener pod's connection cap (listeners/core/capacity.py): connections
+    # at once, those of them not logged in yet, and how long one may stay without
+    # a login (0: no limit).
+    listener_max_connections: int = 100
+    listener_max_unauthenticated: int = 30
+    listener_login_grace_seconds: float = 30.0
+    # A listener pod's memory. Measured (bench/listener_memory.py, SFTP, glibc
+    # with MALLOC_ARENA_MAX=2 as the pods run it): 58 MiB started, 75 MiB with
+    # the second malloc arena, then 360 to 750 KiB per idle logged-in session;
+    # uploading at once, 20 sessions peaked at 171 MiB, 50 at 230 MiB, 90 at
+    # 343 MiB (about 3.2 MiB a session). So the request is the listener with a
+    # few sessions, and the limit holds the default 100 connections all
+    # uploading (about 380 MiB) with a third to spare.
+    listener_memory_request: str = "96Mi"
+    listener_memory_limit: str = "512Mi"
     # NodePort Services: fixed node ports per protocol, and "submission" for the
     # SMTP submission port (else Kubernetes picks);
     # FTP passive ports always keep their own number as node port, since the

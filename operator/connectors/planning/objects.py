@@ -60,10 +60,12 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def resources(config: OperatorConfig) -> dict[str, Any]:
+def resources(config: OperatorConfig, memory_request: str | None = None,
+              memory_limit: str | None = None) -> dict[str, Any]:
     return {
-        "requests": {"cpu": config.cpu_request, "memory": config.memory_request},
-        "limits": {"cpu": config.cpu_limit, "memory": config.memory_limit},
+        "requests": {"cpu": config.cpu_request,
+                     "memory": memory_request or config.memory_request},
+        "limits": {"cpu": config.cpu_limit, "memory": memory_limit or config.memory_limit},
     }
 
 

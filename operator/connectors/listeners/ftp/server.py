@@ -5,6 +5,10 @@ long: reports go to a worker thread (BackgroundReporter). Landing an upload
 (fsync and rename) does run in the loop, before the 226 reply, so that a
 client that sees 226 can rely on the file being there.
 
+A connection past the listener's cap (core/capacity.py) is answered `421 Too
+many connections, try again later` instead of the greeting; one not logged in
+within the login grace time is closed with a 421.
+
 Three departures from pyftpdlib's defaults:
 - uploads go to a hidden temporary file and are renamed into place when the
   data connection ends cleanly (`LandingDTPMixin`, data.py);
@@ -19,7 +23,7 @@ Who may log in is auth.py; what a partner sees is filesystem.py.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 from typing import Any
@@ -28,6 +32,7 @@ from pyftpdlib.handlers import FTPHandler  # type: ignore[import-untyped]
 from pyftpdlib.servers import FTPServer  # type: ignore[import-untyped]
 
 from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.capacity import TOO_MANY, ConnectionCap, ConnectionLimits, Ticket
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.downloads import finish_download
 from connectors.listeners.core.login_gate import Admission, LoginGate
@@ -56,7 +61,7 @@ class FtpSettings:
     masquerade_address: str | None = None
     idle_timeout: float = 600.0
     max_sessions_per_account: int = 10
-    max_connections: int = 512
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 def parse_port_range(text: str | None) -> list[int] | None:
@@ -82,8 +87,12 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
     landing_root: Path
     reporter: TransferReporter
     defender: Defender
+    cap: ConnectionCap
 
     admission: Admission | None = None
+    # This connection's place in the cap, and the end of its login grace time.
+    ticket: Ticket | None = None
+    grace: Any = None
     view: PartnerView | None = None
     # The size a client declared with ALLO for its next STOR, and for the
     # current one.
@@ -107,7 +116,35 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
             self.respond("421 Too many failed logins; try again later.")
             self.close_when_done()
             return
+        self.ticket = self.cap.open()
+        if self.ticket is None:
+            self.respond(f"421 {TOO_MANY}")
+            self.close_when_done()
+            return
+        grace = self.cap.limits.login_grace_seconds
+        if grace > 0:
+            self.grace = self.ioloop.call_later(grace, self._grace_expired,
+                                                _errback=self.handle_error)
         super().handle()
+
+    def on_login(self, username: str) -> None:
+        if self.ticket is not None:
+            self.ticket.authenticated()
+        self._cancel_grace()
+
+    def _grace_expired(self) -> None:
+        self.grace = None
+        if self.ticket is None or self.ticket.logged_in or self._closed or self._closing:
+            return
+        self.ticket.expire()
+        self.respond(f"421 No login within {self.cap.limits.login_grace_seconds:g} seconds; "
+                     "closing the connection.")
+        self.close_when_done()
+
+    def _cancel_grace(self) -> None:
+        if self.grace is not None and not self.grace.cancelled:
+            self.grace.cancel()
+        self.grace = None
 
     def _make_epasv(self, extmode: bool = False) -> None:
         try:
@@ -163,6 +200,9 @@ class PartnerFTPHandler(FTPHandler):  # type: ignore[misc]
 
     def close(self) -> None:
         self._release()
+        self._cancel_grace()
+        if self.ticket is not None:
+            self.ticket.close()
         super().close()
 
     def _release(self) -> None:
@@ -205,13 +245,15 @@ class TlsPolicy:
 
 
 def handler_class(settings: FtpSettings, landing_root: Path, reporter: TransferReporter,
-                  defender: Defender, authorizer: AccountAuthorizer) -> type[FTPHandler]:
+                  defender: Defender, authorizer: AccountAuthorizer,
+                  cap: ConnectionCap) -> type[FTPHandler]:
     """A handler class configured for one server (pyftpdlib configures by class)."""
     attributes: dict[str, Any] = {
         "authorizer": authorizer,
         "landing_root": landing_root,
         "reporter": reporter,
         "defender": defender,
+        "cap": cap,
         "passive_ports": settings.passive_ports,
         "masquerade_address": settings.masquerade_address,
         "timeout": settings.idle_timeout,
@@ -240,12 +282,18 @@ def handler_class(settings: FtpSettings, landing_root: Path, reporter: TransferR
 
 def build_server(accounts: AccountsFile, data_root: Path, defender: Defender,
                  reporter: TransferReporter, settings: FtpSettings, address: str,
-                 port: int) -> FTPServer:
+                 port: int, cap: ConnectionCap | None = None) -> FTPServer:
     gate = LoginGate(accounts, defender, "ftp", settings.max_sessions_per_account)
     authorizer = AccountAuthorizer(accounts, data_root, gate)
-    handler = handler_class(settings, data_root, reporter, defender, authorizer)
+    cap = cap or ConnectionCap("ftp", settings.limits)
+    handler = handler_class(settings, data_root, reporter, defender, authorizer, cap)
     server = FTPServer((address, port), handler)
-    server.max_cons = settings.max_connections
+    # pyftpdlib's own limit counts every socket of its loop (the listening one,
+    # passive acceptors, data connections), not sessions: the cap above decides,
+    # this only bounds the sockets, at three per session (control, acceptor,
+    # data) and a few more; 0 (no limit) with no cap.
+    limit = settings.limits.max_connections
+    server.max_cons = 3 * limit + 8 if limit else 0
     return server
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import paramiko
 
 from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.capacity import ConnectionLimits, Ticket
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.login_gate import Admission, LoginGate, SessionLimiter
 from connectors.listeners.core.places import Login
@@ -37,6 +38,7 @@ class SftpSettings:
     # round trips through Python in the transport thread.
     max_packet_size: int = 256 * 1024
     ciphers: tuple[str, ...] | None = None
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 @dataclass
@@ -65,10 +67,13 @@ class Session(paramiko.ServerInterface):
     an unsigned probe and for the signed request (see login_gate).
     """
 
-    def __init__(self, context: SftpContext, address: str) -> None:
+    def __init__(self, context: SftpContext, address: str,
+                 ticket: Ticket | None = None) -> None:
         self.context = context
         self.gate = context.gate()
         self.address = address
+        # The connection's place in the listener's cap: logged in at admission.
+        self.ticket = ticket
         self.verified: Login | None = None
         self.admission: Admission | None = None
         self.last_activity = time.monotonic()
@@ -104,6 +109,8 @@ class Session(paramiko.ServerInterface):
             self.admission = self.gate.admit(self.address, self.verified)
             if self.admission is None:
                 return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+            if self.ticket is not None:
+                self.ticket.authenticated()
         return OPEN_SUCCEEDED
 
     def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:

@@ -21,8 +21,14 @@ Each Connection receives mail at `<connection>@<domain>`, in two ways:
   connection ends. A login may send only to the addresses of the Connections
   its Credential serves (one message may name several of them).
 
+Both ports share the listener's connection cap (core/capacity.py): past it a
+connection is greeted with `421 4.7.0 Too many connections, try again later`
+and closed, as RFC 5321 allows in place of the 220 greeting; one that has not
+logged in (submission: AUTH; mail exchanger: a first accepted recipient)
+within the login grace time is told 421 and closed.
+
 Each port is one aiosmtpd Controller: its own thread and event loop, sharing
-the account table, the landing code and the reporter. aiosmtpd holds a message
+the account table, the landing code, the reporter and the cap. aiosmtpd holds a message
 in memory until DATA ends, so its size is capped (`data_size_limit`: SIZE is
 advertised, a larger message is refused with 552), as is the number of MIME
 parts. Parsing and landing run in a worker thread so that one large message
@@ -34,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 from typing import Any
@@ -52,6 +58,7 @@ from aiosmtpd.smtp import (
 from connectors.api.accounts import Account
 from connectors.landing.attachments import MAX_PARTS
 from connectors.listeners.core.accounts_file import AccountsFile
+from connectors.listeners.core.capacity import TOO_MANY, ConnectionCap, ConnectionLimits, Ticket
 from connectors.listeners.core.defender import Defender
 from connectors.listeners.core.login_gate import Admission, LoginGate
 from connectors.listeners.core.places import Login
@@ -92,6 +99,7 @@ class SmtpSettings:
     # address (0: no limit).
     max_messages_per_sender: int = 60
     max_messages_per_client: int = 120
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 def _peer_address(session: Session | None) -> str:
@@ -110,21 +118,76 @@ def describe_tls_failure(error: BaseException | None) -> str:
 
 
 class ListenerSMTP(SMTP):
-    """aiosmtpd's SMTP with what a session holds: its login's session slot,
-    given back when the connection ends, however it ends."""
+    """aiosmtpd's SMTP with what a session holds: its place in the listener's
+    connection cap and its login's session slot, given back when the connection
+    ends, however it ends."""
 
     admission: Admission | None = None
+    ticket: Ticket | None = None
+    refused = False
+    grace: asyncio.TimerHandle | None = None
+
+    def __init__(self, handler: Any, *, cap: ConnectionCap | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.cap = cap
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Called again on the TLS transport after STARTTLS: the same connection.
+        first = self.transport is None
+        if first and self.cap is not None:
+            self.ticket = self.cap.open()
+            self.refused = self.ticket is None
+        super().connection_made(transport)
+        if first and self.ticket is not None and self.cap is not None:
+            grace = self.cap.limits.login_grace_seconds
+            if grace > 0:
+                self.grace = self.loop.call_later(grace, self._grace_expired)
+
+    async def _handle_client(self) -> None:
+        if self.refused:
+            # In place of the greeting (RFC 5321 3.1), then the connection closes.
+            await self.push(f"421 4.7.0 {TOO_MANY}")
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+    def logged_in(self) -> None:
+        """The session logged in (or, on the mail exchanger, named a Connection)."""
+        if self.ticket is not None:
+            self.ticket.authenticated()
+        if self.grace is not None:
+            self.grace.cancel()
+            self.grace = None
+
+    def _grace_expired(self) -> None:
+        self.grace = None
+        if self.ticket is None or self.ticket.logged_in or self.transport is None:
+            return
+        self.ticket.expire()
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.write(f"421 4.7.0 No login within "
+                                 f"{self.ticket.cap.limits.login_grace_seconds:g} seconds; "
+                                 "closing the connection\r\n".encode())
+        self.transport.close()
 
     def hold(self, admission: Admission) -> None:
         if self.admission is not None:
             self.admission.release()
         self.admission = admission
+        self.logged_in()
 
     def connection_lost(self, error: Exception | None) -> None:
         # aiosmtpd calls this a second time after a failed STARTTLS handshake.
         admission, self.admission = self.admission, None
         if admission is not None:
             admission.release()
+        if self.grace is not None:
+            self.grace.cancel()
+            self.grace = None
+        if self.ticket is not None:
+            self.ticket.close()
         super().connection_lost(error)
 
     async def handle_exception(self, error: Exception) -> str:
@@ -238,6 +301,9 @@ class MailExchangeHandler(_Landing):
             return refusal
         if address not in envelope.rcpt_tos:
             envelope.rcpt_tos.append(address)
+        if isinstance(server, ListenerSMTP):
+            # A mail server never logs in: naming a Connection is its login.
+            server.logged_in()
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -307,8 +373,13 @@ class SubmissionHandler(_Landing):
 
 
 class ListenerController(Controller):
+    def __init__(self, handler: Any, *, cap: ConnectionCap | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.cap = cap
+
     def factory(self) -> ListenerSMTP:
-        return ListenerSMTP(self.handler, **self.SMTP_kwargs)
+        return ListenerSMTP(self.handler, cap=self.cap, **self.SMTP_kwargs)
 
 
 @dataclass
@@ -319,6 +390,7 @@ class Shared:
     inbox: Inbox
     settings: SmtpSettings
     context: ssl.SSLContext | None
+    cap: ConnectionCap | None = None
 
 
 def _controller(shared: Shared, handler: object, address: str, port: int,
@@ -326,6 +398,7 @@ def _controller(shared: Shared, handler: object, address: str, port: int,
     settings = shared.settings
     return ListenerController(
         handler,
+        cap=shared.cap,
         hostname=address,
         port=port,
         server_hostname=settings.domain,
@@ -358,7 +431,8 @@ def submission_controller(shared: Shared, defender: Defender, address: str,
 
 def build_controllers(accounts: AccountsFile, data_root: Path, defender: Defender,
                       reporter: TransferReporter, settings: SmtpSettings, address: str,
-                      port: int, submission_port: int) -> list[Controller]:
+                      port: int, submission_port: int,
+                      cap: ConnectionCap | None = None) -> list[Controller]:
     """The mail exchanger on `port`, and the submission port unless it is 0."""
     context = tls_context(settings)
     if context is None:
@@ -366,7 +440,7 @@ def build_controllers(accounts: AccountsFile, data_root: Path, defender: Defende
                     "offered, and the submission port refuses AUTH without TLS, so no "
                     "partner can log in until one is mounted")
     shared = Shared(accounts, Inbox(data_root, reporter, settings.max_parts), settings,
-                    context)
+                    context, cap or ConnectionCap("smtp", settings.limits))
     controllers = [mail_exchange_controller(shared, address, port)]
     if submission_port:
         controllers.append(submission_controller(shared, defender, address, submission_port))
@@ -376,9 +450,10 @@ def build_controllers(accounts: AccountsFile, data_root: Path, defender: Defende
 def serve_until(accounts: AccountsFile, data_root: Path, defender: Defender,
                 reporter: TransferReporter, settings: SmtpSettings, address: str,
                 port: int, submission_port: int, stop: Event,
-                reloader: CertificateReloader | None = None) -> None:
+                reloader: CertificateReloader | None = None,
+                cap: ConnectionCap | None = None) -> None:
     controllers = build_controllers(accounts, data_root, defender, reporter, settings,
-                                    address, port, submission_port)
+                                    address, port, submission_port, cap)
     if reloader is not None:
         reloader.subscribe(lambda: renew_certificate(controllers, settings))
         reloader.start()
