@@ -107,3 +107,44 @@ def test_encrypted_files_are_decrypted_checked_and_refused_when_not_for_us(
     # without a sink to hand it to.
     assert (home / "conversions_open.csv.pgp").read_bytes() == plain
     assert not list((home / ".connectors" / DECRYPTED_DIR).glob("*"))
+
+
+def test_a_key_not_mounted_yet_holds_the_file_without_spinning(
+        tmp_path: Path, partner: GpgCli) -> None:
+    """The decryption key's Secret is missing (mounted Secrets are optional): the
+    file waits, claimed once per pass rather than in a tight loop, and is
+    checked once the key appears."""
+    private, public, _ = pgp.generate_key_pair("connectors late-pgp@partners")
+    partner.import_key(public)
+    source = tmp_path / "conversions_late.csv"
+    source.write_bytes(conversions_file(20))
+    root = tmp_path / "data"
+    root.mkdir()
+    land(root, CONNECTION, "conversions_late.csv.pgp", partner.run(
+        "--trust-model", "always", "--encrypt", "--recipient", "late-pgp@partners",
+        "--output", "-", str(source)).stdout)
+    table = tmp_path / "processing.json"
+    table.write_text(ProcessingTable(connections=[Processed(
+        connection=CONNECTION, home=CONNECTION, data_type="Conversions",
+        decrypt_with="late-pgp-credential")]).render())
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    log = tmp_path / "processor.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connectors", "process", "--data-root", str(root), "--table",
+         str(table), "--poll-seconds", "0.2", "--sinks-secrets", str(secrets),
+         "--metrics-port", "0"],
+        stdout=subprocess.DEVNULL, stderr=log.open("ab"),
+        env={k: v for k, v in os.environ.items() if k != "CONNECTORS_NAMESPACE"})
+    try:
+        time.sleep(3)
+        waits = log.read_text().count("cannot decrypt conversions_late.csv.pgp yet")
+        assert 1 <= waits <= 30, f"{waits} attempts in 3 s"
+        assert not (root / CONNECTION / "result_conversions_late.csv.pgp.csv").exists()
+        (secrets / "late-pgp-credential").mkdir()
+        (secrets / "late-pgp-credential" / "pgp-private-key.asc").write_text(private)
+        result = wait_for(root / CONNECTION / "result_conversions_late.csv.pgp.csv")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert summary(result)[1]["rows_accepted"] == "20"

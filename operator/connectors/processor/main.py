@@ -132,30 +132,35 @@ class Processor:
         self.discovery.scan({name: c.home for name, c in served.items()})
         checked = 0
         for name, entry in served.items():
-            schema = schema_for(entry.data_type, entry.schema_)
-            while stop is None or not stop.is_set():
-                # Per Connection: a file of a Connection this table does not
-                # serve stays for a processor that does.
-                claims = self.store.claim(self.worker, lease_seconds=self.lease_seconds,
-                                          connection=name)
-                if not claims:
-                    break
-                for claim in claims:
-                    path = self.discovery.paths.get(claim.submission.trace_id)
-                    self._holding(claim)
-                    started = time.monotonic()
-                    try:
-                        item = process(claim, path, schema, self.root, self.store,
-                                       self.settings,
-                                       deliver_to=[sink_id(s) for s in entry.deliver_to or ()],
-                                       private_key=self._key(entry))
-                    finally:
-                        self._holding(None)
-                    if item is None:
-                        break  # given back: the next pass tries again, not this loop
-                    checked += 1
-                    observe.checked(item, claim.submission, time.monotonic() - started)
-                    self._report(self._answer(item, entry, claim.submission.trace_id))
+            checked += self._check_all(name, entry, stop)
+        return checked
+
+    def _check_all(self, name: str, entry: Processed, stop: threading.Event | None) -> int:
+        """Checks the waiting files of one Connection; a file given back (not
+        ready yet) ends the loop, for the next pass to try again. Per Connection:
+        a file of a Connection this table does not serve stays for one that does."""
+        schema = schema_for(entry.data_type, entry.schema_)
+        sinks = [sink_id(s) for s in entry.deliver_to or ()]
+        checked = 0
+        while stop is None or not stop.is_set():
+            claims = self.store.claim(self.worker, lease_seconds=self.lease_seconds,
+                                      connection=name)
+            if not claims:
+                break
+            claim = claims[0]  # one at a time (claim's limit is 1)
+            path = self.discovery.paths.get(claim.submission.trace_id)
+            self._holding(claim)
+            started = time.monotonic()
+            try:
+                item = process(claim, path, schema, self.root, self.store, self.settings,
+                               deliver_to=sinks, private_key=self._key(entry))
+            finally:
+                self._holding(None)
+            if item is None:
+                break  # given back: claiming again now would take the same file
+            checked += 1
+            observe.checked(item, claim.submission, time.monotonic() - started)
+            self._report(self._answer(item, entry, claim.submission.trace_id))
         return checked
 
     def _answer(self, item: Checked, entry: Processed, trace_id: str) -> Checked:
