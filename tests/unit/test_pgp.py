@@ -428,13 +428,17 @@ def test_tampered_compressed_ciphertext_is_damaged(platform: Pair, tmp_path: Pat
 
 
 def test_a_stopped_decryption_leaves_nothing(platform: Pair, tmp_path: Path) -> None:
-    source = random_file(tmp_path / "big.bin", 64 * MIB)
+    """gpg is killed at its deadline. The file is large enough that no machine
+    decrypts it within the deadline: 64 MiB took 0.15 to 0.3 s here, so 256 MiB
+    needs about a second against 0.1 s (a 64 MiB file once finished in time)."""
+    source = random_file(tmp_path / "big.bin", 256 * MIB)
     encrypted = tmp_path / "big.pgp"
     pgp.encrypt_file(source, encrypted, platform.public)
+    source.unlink()
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(pgp.PgpError, match=r"took|did not answer|too long"):
-        pgp.decrypt_file(encrypted, out / "big.bin", platform.private, timeout=0.15)
+        pgp.decrypt_file(encrypted, out / "big.bin", platform.private, timeout=0.1)
     assert only_entries(out) == []
 
 
