@@ -46,6 +46,12 @@ connectors validate examples/
 "$kubectl" apply -n "$namespace" -f examples/
 "$kubectl" wait -n "$namespace" --for=condition=Ready connection/acme-conversions --timeout=180s >/dev/null
 "$kubectl" rollout status -n "$namespace" deployment/connectors-sftp --timeout=180s
+# kube-proxy programs the node port a moment after the Service appears, apart
+# from the pod's readiness: wait until it answers.
+for _ in $(seq 60); do
+  (exec 3<>"/dev/tcp/$node_ip/$sftp_port") 2>/dev/null && break
+  sleep 1
+done
 
 echo "== a partner upload: OpenSSH sftp to $node_ip:$sftp_port as acme"
 password="$("$kubectl" get secret acme-sftp-credential -n "$namespace" -o jsonpath='{.data.password}' | base64 -d)"
