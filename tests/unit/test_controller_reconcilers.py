@@ -12,14 +12,19 @@ from typing import Any
 
 import pytest
 
-from connectors.api.accounts import AccountTable
+from connectors.api.accounts import SHARDS, AccountTable, shard_of, shard_secret_name
 from connectors.api.connection import ConnectionSpec
 from connectors.controller.caches import Caches
 from connectors.controller.coalescer import Coalescer
 from connectors.controller.reconcilers.connection import ConnectionReconciler
 from connectors.controller.reconcilers.credential import reconcile_credential
 from connectors.controller.reconcilers.job_results import JobResults
-from connectors.controller.reconcilers.listener_sync import ListenerSync, Member, SyncResult
+from connectors.controller.reconcilers.listener_sync import (
+    ListenerSync,
+    Member,
+    SyncResult,
+    member_inputs,
+)
 from connectors.planning.config import OperatorConfig
 from tests.support.fake_kube import FakeKube
 
@@ -95,10 +100,11 @@ def sync(kube: FakeKube, members: list[Member]) -> SyncResult:
     return listener_sync.run(NS, members, credentials)
 
 
-def member(body: dict[str, Any]) -> Member:
+def member(body: dict[str, Any], credentials: dict[str, Any] | None = None) -> Member:
     meta = body["metadata"]
+    credential = (credentials or {}).get(body["spec"]["credentialRef"]["name"])
     return Member(meta["name"], meta["uid"], ConnectionSpec.model_validate(body["spec"]),
-                  meta["creationTimestamp"])
+                  meta["creationTimestamp"], member_inputs(body, credential))
 
 
 def test_listener_sync_writes_the_account_table_and_the_listener() -> None:
@@ -108,10 +114,7 @@ def test_listener_sync_writes_the_account_table_and_the_listener() -> None:
     assert result.problems == {}
     assert result.host_key_fingerprint is not None
     assert result.host_key_fingerprint.startswith("SHA256:")
-    secret = kube.objects[("Secret", NS, "connectors-accounts-sftp")]
-    table = AccountTable.parse(base64.b64decode(secret["data"]["accounts.json"])
-                               if "data" in secret else secret["stringData"]["accounts.json"])
-    [account] = table.accounts
+    [account] = shard_table(kube, shard_of("acme-login")).accounts
     assert (account.username, account.connection, account.folder) == (
         "acme-login", "acme-clicks", None)
     assert account.password_hash
@@ -119,6 +122,41 @@ def test_listener_sync_writes_the_account_table_and_the_listener() -> None:
     applied = {(kind, name) for verb, kind, _, name in kube.writes("apply")}
     assert {("Deployment", "connectors-sftp"), ("Service", "connectors-sftp")} <= applied
     assert ("create", "PersistentVolumeClaim", NS, "connectors-data") in kube.writes("create")
+
+
+def shard_table(kube: FakeKube, shard: int) -> AccountTable:
+    secret = kube.objects[("Secret", NS, shard_secret_name("sftp", shard))]
+    return AccountTable.parse(base64.b64decode(secret["data"]["accounts.json"])
+                              if "data" in secret else secret["stringData"]["accounts.json"])
+
+
+def test_a_large_account_table_is_split_and_a_change_rewrites_one_shard() -> None:
+    """10,000 logins: no shard Secret near the API server's 1 MiB limit, and one
+    more Connection rewrites only the shard of its login."""
+    kube = FakeKube()
+    keys = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDk8s2rv++mP2HE7sJCttP3dpLMeUdqJy3KAu1b2tSyP"
+    members = []
+    for i in range(10_001):
+        name = f"p{i:05d}"
+        body = kube.put(credential(name, type="PublicKey", publicKey=keys))
+        body["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+        members.append(member(connection(name, credentialRef={"name": name})))
+    listener_sync = ListenerSync(kube, OperatorConfig(),  # type: ignore[arg-type]
+                                 lambda ns, name: kube.objects.get(("Secret", ns, name)))
+    credentials = {k[2]: v for k, v in kube.objects.items() if k[0] == "Credential"}
+    result = listener_sync.run(NS, members[:10_000], credentials)
+    assert result.problems == {}
+    assert len(result.accounts) == 10_000
+    sizes = [len(secret["stringData"]["accounts.json"]) for (kind, _, name), secret
+             in kube.objects.items() if kind == "Secret" and name.startswith("connectors-accounts")]
+    assert len(sizes) == SHARDS
+    assert max(sizes) < 512 * 1024, max(sizes)
+    assert sum(len(shard_table(kube, s).accounts) for s in range(SHARDS)) == 10_000
+    before = len(kube.writes("apply"))
+    listener_sync.run(NS, members, credentials)
+    secrets = [name for _, kind, _, name in kube.writes("apply")[before:] if kind == "Secret"]
+    assert secrets == [shard_secret_name("sftp", shard_of("p10000"))]
+    assert "p10000" in {a.username for a in shard_table(kube, shard_of("p10000")).accounts}
 
 
 def test_listener_sync_reports_a_username_conflict_and_keeps_the_holder() -> None:
@@ -153,9 +191,9 @@ def reconciler(kube: FakeKube) -> tuple[ConnectionReconciler, Caches, list[str]]
     listener_sync = ListenerSync(kube, config, caches.secret)  # type: ignore[arg-type]
 
     async def sync_namespace(namespace: str) -> SyncResult:
-        members = [member(body) for (ns, _), body in caches.connections.items()
-                   if ns == namespace]
         credentials = {name: body for (ns, name), body in caches.credentials.items()}
+        members = [member(body, credentials) for (ns, _), body in caches.connections.items()
+                   if ns == namespace]
         return listener_sync.run(namespace, members, credentials)
 
     async def run(fn: Callable[..., Any], *args: Any) -> Any:

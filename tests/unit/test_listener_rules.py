@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from connectors.api.accounts import Account, AccountTable, hash_password, permissions_for
+from connectors.api.accounts import (
+    Account,
+    AccountTable,
+    hash_password,
+    permissions_for,
+    shard_file,
+    table_digest,
+)
 from connectors.landing.receive import LandingFile, landing_area
 from connectors.listeners import main as listen
 from connectors.listeners.core.accounts_file import AccountsFile
@@ -270,6 +277,44 @@ def test_accounts_file_follows_a_swapped_symlink(tmp_path: Path) -> None:
     assert table.reload()
     assert table.lookup("acme") is None
     assert table.lookup("globex") is not None
+
+
+def test_a_folder_of_shards_is_one_table_and_a_new_shard_joins_it(tmp_path: Path) -> None:
+    """The pod's projected volume: shard files appear as their Secrets are made,
+    all at once with each swap of ..data; the table is all of them, and the
+    digests reported are one per shard."""
+    first, second = tmp_path / "..v1", tmp_path / "..v2"
+    first.mkdir()
+    second.mkdir()
+    write_table(first / shard_file(3), [inbound()])
+    write_table(second / shard_file(3), [inbound()])
+    write_table(second / shard_file(11), [outbound()])
+    (second / "notes.txt").write_text("not a shard")
+    (tmp_path / "..data").symlink_to(first.name)
+    (tmp_path / shard_file(3)).symlink_to(f"..data/{shard_file(3)}")
+    reported: list[list[str]] = []
+    table = AccountsFile(tmp_path, on_load=reported.append)
+    assert table.lookup("acme") is not None
+    assert table.lookup("globex") is None
+    (tmp_path / shard_file(11)).symlink_to(f"..data/{shard_file(11)}")  # dangling until the swap
+    (tmp_path / "..tmp").symlink_to(second.name)
+    os.replace(tmp_path / "..tmp", tmp_path / "..data")
+    assert table.reload()
+    assert table.lookup("acme") is not None
+    assert table.lookup("globex") is not None
+    assert reported == [
+        [table_digest((first / shard_file(3)).read_bytes())],
+        [table_digest((second / shard_file(3)).read_bytes()),
+         table_digest((second / shard_file(11)).read_bytes())]]
+    (second / shard_file(11)).write_text("{broken")
+    assert not table.reload()
+    assert table.lookup("globex") is not None  # the last good table stays whole
+
+
+def test_an_empty_folder_is_an_empty_table(tmp_path: Path) -> None:
+    table = AccountsFile(tmp_path)
+    assert table.accounts() == []
+    assert table.lookup("acme") is None
 
 
 # --- sftp pieces

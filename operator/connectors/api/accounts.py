@@ -1,9 +1,19 @@
 """The account table: how the operator tells a listener who may log in.
 
-The operator writes one Secret per namespace and protocol, named
-`connectors-accounts-<protocol>`, whose key `accounts.json` holds an
-AccountTable. The listener reads it from the mounted file and reloads it when
-it changes. Passwords are stored as salted scrypt hashes, never in plain text.
+The table of a namespace and protocol is split by username into up to SHARDS
+Secrets, `connectors-accounts-<protocol>-<NN>` (only the shards that hold an
+account exist), each with the key `accounts.json` holding an AccountTable of
+its logins. One Secret is limited to 1 MiB and an account takes 300 to 1,000
+bytes, so one Secret would stop a namespace near 3,000 partners; 16 hold ten
+times that, and a change rewrites one shard, not the whole table. A login's
+shard is fixed by its name, so an account never moves between Secrets (the
+kubelet may see two Secrets change at different moments, and a move would
+make a login vanish for that moment).
+
+The listener mounts every shard as an optional source of one projected volume,
+reads the files `accounts-<NN>.json` of that folder (listeners/core/accounts_file.py)
+and reloads them when they change. Passwords are stored as salted scrypt
+hashes, never in plain text.
 
 Version 1 of the format:
 
@@ -52,23 +62,53 @@ GENERATED_LOG_N = 10
 STATE_CONFIGMAP = "connectors-listener-state"
 
 
+SHARDS = 16
+
+
 def table_digest(rendered: str | bytes) -> str:
-    """The digest by which the operator and the listener name one account table."""
+    """The digest by which the operator and the listener name one account table
+    (one shard's file)."""
     data = rendered.encode() if isinstance(rendered, str) else rendered
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def state_value(protocol: str, digest: str) -> str:
-    return f"{protocol} {digest}"
+def state_value(protocol: str, digests: list[str] | str) -> str:
+    """What a pod reports: its protocol and the digest of each shard it serves."""
+    listed = [digests] if isinstance(digests, str) else sorted(digests)
+    return f"{protocol} {','.join(listed)}"
 
 
-def parse_state(value: str) -> tuple[str, str] | None:
-    protocol, _, digest = value.partition(" ")
-    return (protocol, digest) if digest else None
+def parse_state(value: str) -> tuple[str, tuple[str, ...]] | None:
+    protocol, _, digests = value.partition(" ")
+    return (protocol, tuple(d for d in digests.split(",") if d)) if digests else None
 
 
 def secret_name(protocol: str) -> str:
+    """The single Secret of the table before it was sharded; removed when found."""
     return f"connectors-accounts-{protocol}"
+
+
+def shard_of(username: str) -> int:
+    """The shard of a login: fixed by its name, so it never moves."""
+    return hashlib.sha256(username.encode()).digest()[0] % SHARDS
+
+
+def shard_secret_name(protocol: str, shard: int) -> str:
+    return f"connectors-accounts-{protocol}-{shard:02d}"
+
+
+def shard_number(protocol: str, name: str) -> int | None:
+    """The shard a Secret of this name holds, or None if it is not one."""
+    prefix = f"connectors-accounts-{protocol}-"
+    number = name.removeprefix(prefix)
+    if number == name or not number.isdigit() or not 0 <= int(number) < SHARDS:
+        return None
+    return int(number)
+
+
+def shard_file(shard: int) -> str:
+    """The shard's file in the listener's accounts folder."""
+    return f"accounts-{shard:02d}.json"
 
 
 def permissions_for(direction: str) -> list[Permission]:
@@ -143,6 +183,13 @@ class AccountTable(Model):
     @classmethod
     def parse(cls, text: str | bytes) -> AccountTable:
         return cls.model_validate_json(text)
+
+    def shards(self) -> dict[int, AccountTable]:
+        """The table split by login: only the shards that hold an account."""
+        split: dict[int, list[Account]] = {}
+        for account in self.accounts:
+            split.setdefault(shard_of(account.username), []).append(account)
+        return {shard: AccountTable(accounts=accounts) for shard, accounts in sorted(split.items())}
 
 
 def _b64(data: bytes) -> str:

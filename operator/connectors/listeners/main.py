@@ -4,8 +4,9 @@ namespace, one account each, from the account table the operator writes.
 Every option can also be set from the environment variable shown in its help,
 which is how the operator's Deployment configures the listener.
 
-What the Deployment mounts: the account Secret (`connectors-accounts-<protocol>`,
-key accounts.json) at /etc/connectors/accounts; for sftp the namespace's host
+What the Deployment mounts: the account table's shard Secrets
+(`connectors-accounts-<protocol>-<NN>`, key accounts.json, each optional) as the
+files accounts-<NN>.json of /etc/connectors/accounts; for sftp the namespace's host
 key Secret at /etc/connectors/hostkey (key ssh_host_ed25519_key, generated once,
 never rotated silently); for ftp/smtp a kubernetes.io/tls Secret (tls.crt,
 tls.key): FTP without it is plain FTP, and SMTP without it offers no STARTTLS
@@ -70,8 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="port to bind (default: "
            + ", ".join(f"{p} {n}" for p, n in LISTENER_CONTAINER_PORTS.items()) + ")")
     option("--accounts-file", env="CONNECTORS_ACCOUNTS_FILE",
-           default="/etc/connectors/accounts/accounts.json",
-           help="the account table (accounts.json from the Secret)")
+           default="/etc/connectors/accounts",
+           help="the account table: a folder of shard files accounts-NN.json (the "
+                "mounted Secrets), or one table file")
     option("--data-root", env="CONNECTORS_DATA_ROOT", default="/data",
            help="the data volume; an account's home is <data-root>/<home>")
     option("--host-key-file", env="CONNECTORS_HOST_KEY_FILE",

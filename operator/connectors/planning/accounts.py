@@ -8,10 +8,8 @@ Connections share the login, each at its own place (listeners/core/places.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..api.accounts import Account, AccountTable, permissions_for
-from ..api.common import API_VERSION
 from ..api.connection import ConnectionSpec
 from .readiness import table_digest
 
@@ -115,15 +113,6 @@ def plan_accounts(sources: list[AccountSource],
 def _allowed_senders(spec: ConnectionSpec) -> list[str] | None:
     senders = spec.email.allowed_senders if spec.email is not None else None
     return list(senders) if senders is not None else None
-
-
-def owner_references(owners: list[AccountSource]) -> list[dict[str, Any]]:
-    # Many owners, none the controller: the object lives while any of them does.
-    return [
-        {"apiVersion": API_VERSION, "kind": "Connection", "name": o.connection, "uid": o.uid,
-         "controller": False, "blockOwnerDeletion": False}
-        for o in owners
-    ]
 
 
 def account_fingerprints(table: AccountTable) -> dict[str, str]:

@@ -3,19 +3,19 @@
 The accounts they serve are planned in accounts.py.
 
 Every partner-initiated Connection of a namespace becomes one account in the
-listener of its protocol. The listener's objects are owned by every Connection
-that has an account in it, so the garbage collector removes the listener with
-the last one, even while the operator is down.
+listener of its protocol. The listener's objects are owned by a sample of the
+Connections that have an account in it (owners.py), so the garbage collector
+removes the listener with the last one, even while the operator is down.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..api.accounts import secret_name
+from ..api.accounts import SECRET_KEY, SHARDS, AccountTable, shard_file, shard_secret_name
 from ..api.connection import ConnectionSpec
 from ..ports import LISTENER_METRICS_PORT
-from .accounts import AccountPlan, owner_references
+from .accounts import AccountPlan
 from .config import LABEL_LISTENER, OperatorConfig
 from .objects import (
     base_labels,
@@ -29,6 +29,7 @@ from .objects import (
     tmp_volume,
     workload_env,
 )
+from .owners import shared_owners
 from .readiness import STATE_CONFIGMAP
 
 PROTOCOL_OF_METHOD = {"SFTP": "sftp", "FTP": "ftp", "Email": "smtp"}
@@ -78,19 +79,52 @@ def listener_labels(protocol: str) -> dict[str, str]:
     return {**base_labels("listener"), LABEL_LISTENER: protocol}
 
 
-def account_secret(namespace: str, protocol: str, plan: AccountPlan) -> dict[str, Any]:
+def _owners(plan: AccountPlan) -> list[dict[str, Any]]:
+    return shared_owners((source.connection, source.uid) for source in plan.owners)
+
+
+# On each shard Secret of an account table: which protocol's table it is part of.
+LABEL_ACCOUNTS = "connectors.dev/accounts"
+# On each listener pod: the account table the operator last wrote for it; a change
+# makes the kubelet refresh the pod's Secret volumes at once.
+ANNOTATION_ACCOUNTS = "connectors.dev/account-table"
+
+
+def account_secrets(namespace: str, protocol: str, plan: AccountPlan
+                    ) -> dict[int, tuple[dict[str, Any], str, AccountTable]]:
+    """Per shard that holds an account: its Secret, its rendered text, its table."""
+    owners = _owners(plan)
+    planned = {}
+    for shard, table in plan.table.shards().items():
+        secret = account_secret(namespace, protocol, shard, table, owners)
+        planned[shard] = (secret, secret["stringData"][SECRET_KEY], table)
+    return planned
+
+
+def account_secret(namespace: str, protocol: str, shard: int, table: AccountTable,
+                   owners: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": secret_name(protocol),
+            "name": shard_secret_name(protocol, shard),
             "namespace": namespace,
-            "labels": listener_labels(protocol),
-            "ownerReferences": owner_references(plan.owners),
+            "labels": {**listener_labels(protocol), LABEL_ACCOUNTS: protocol},
+            "ownerReferences": owners,
         },
-        "stringData": {"accounts.json": plan.table.render()},
+        "stringData": {SECRET_KEY: table.render()},
     }
+
+
+def accounts_volume(protocol: str) -> dict[str, Any]:
+    """Every shard the table may have, each optional: a shard Secret made later
+    appears in the folder at the kubelet's next refresh, so the pod template never
+    changes with the number of partners."""
+    return {"name": "accounts", "projected": {"defaultMode": 0o440, "sources": [
+        {"secret": {"name": shard_secret_name(protocol, shard), "optional": True,
+                    "items": [{"key": SECRET_KEY, "path": shard_file(shard)}]}}
+        for shard in range(SHARDS)]}}
 
 
 def host_key_secret(namespace: str, private_pem: str, public_line: str) -> dict[str, Any]:
@@ -115,7 +149,7 @@ def _listener_args(protocol: str, config: OperatorConfig) -> tuple[list[str], li
         {"name": "CONNECTORS_NAMESPACE",
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "CONNECTORS_LISTEN_PORT", "value": str(port)},
-        {"name": "CONNECTORS_ACCOUNTS_FILE", "value": f"{ACCOUNTS_DIR}/accounts.json"},
+        {"name": "CONNECTORS_ACCOUNTS_FILE", "value": ACCOUNTS_DIR},
         {"name": "CONNECTORS_DATA_ROOT", "value": "/data"},
         # Where the pod reports the account table it serves (readiness.py).
         {"name": "CONNECTORS_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -193,7 +227,7 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
     args, env = _listener_args(protocol, config)
     port = config.ports[protocol].container
     volumes: list[dict[str, Any]] = [
-        {"name": "accounts", "secret": {"secretName": secret_name(protocol), "defaultMode": 0o440}},
+        accounts_volume(protocol),
         data_volume(config),
         tmp_volume(),
     ]
@@ -215,7 +249,7 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                     "ownerReferences": owner_references(plan.owners)},
+                     "ownerReferences": _owners(plan)},
         "spec": {
             "replicas": config.listener_replicas,
             "selector": {"matchLabels": labels},
@@ -271,7 +305,7 @@ def listener_service(namespace: str, protocol: str, config: OperatorConfig,
         spec["externalTrafficPolicy"] = config.listener_external_traffic_policy
     metadata: dict[str, Any] = {"name": listener_name(protocol), "namespace": namespace,
                                 "labels": listener_labels(protocol),
-                                "ownerReferences": owner_references(plan.owners)}
+                                "ownerReferences": _owners(plan)}
     if config.listener_service_annotations:
         metadata["annotations"] = dict(config.listener_service_annotations)
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}

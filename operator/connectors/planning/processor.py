@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.common import API_VERSION
 from ..api.processing import CONFIGMAP, KEY, Processed, ProcessingTable
 from ..ports import PROCESSOR_METRICS_PORT
 from .config import OperatorConfig
@@ -26,6 +25,7 @@ from .objects import (
     tmp_volume,
     workload_env,
 )
+from .owners import shared_owners
 
 NAME = "connectors-processor"
 TABLE_DIR = "/etc/connectors/processing"
@@ -36,20 +36,13 @@ def processor_labels() -> dict[str, str]:
     return base_labels("processor")
 
 
-def owners(connections: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """(name, uid) of each Inbound Connection; none is the controller."""
-    return [{"apiVersion": API_VERSION, "kind": "Connection", "name": name, "uid": uid,
-             "controller": False, "blockOwnerDeletion": False}
-            for name, uid in sorted(connections)]
-
-
 def processing_configmap(namespace: str, table: ProcessingTable,
                          owned_by: list[tuple[str, str]]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": CONFIGMAP, "namespace": namespace, "labels": processor_labels(),
-                     "ownerReferences": owners(owned_by)},
+                     "ownerReferences": shared_owners(owned_by)},
         "data": {KEY: table.render()},
     }
 
@@ -84,7 +77,7 @@ def processor_deployment(namespace: str, config: OperatorConfig,
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": NAME, "namespace": namespace, "labels": labels,
-                     "ownerReferences": owners(owned_by)},
+                     "ownerReferences": shared_owners(owned_by)},
         "spec": {
             # One is enough to keep up with the listeners (README, Benchmarks);
             # claims in the store would let more share the work.

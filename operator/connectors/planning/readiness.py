@@ -5,8 +5,9 @@ A listener Connection is ready only when a listener pod is Ready (the Service
 sends partners only to those) and that pod has loaded an account table in
 which this Connection's account is as the operator last wrote it. Each
 listener reports the table it serves by its digest, in the namespace's state
-ConfigMap (`<pod name>: "<protocol> <digest>"`); the operator remembers what
-each table it wrote contained, by the same digest.
+ConfigMap (`<pod name>: "<protocol> <digest>,<digest>..."`, one digest per
+shard of the table); the operator remembers what each shard it wrote
+contained, by the same digest.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .config import OperatorConfig
 __all__ = ["STATE_CONFIGMAP", "ListenerPod", "listener_verdict", "parse_state", "state_value",
            "table_digest"]
 
-# How many recent tables per listener the operator remembers: a pod may still
+# How many recent versions of each shard the operator remembers: a pod may still
 # serve an older one that holds this Connection's account unchanged.
 REMEMBERED_TABLES = 16
 
@@ -77,7 +78,8 @@ def _serves(value: str | None, protocol: str, tables: Mapping[str, Mapping[str, 
     parsed = parse_state(value or "")
     if parsed is None or parsed[0] != protocol:
         return False
-    return tables.get(parsed[1], {}).get(connection) == account
+    # Each digest names one shard the pod has loaded; the account is in one of them.
+    return any(tables.get(digest, {}).get(connection) == account for digest in parsed[1])
 
 
 def transfer_prerequisite(spec: ConnectionSpec, config: OperatorConfig) -> Verdict | None:

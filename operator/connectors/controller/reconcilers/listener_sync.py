@@ -20,9 +20,13 @@ from ...api.accounts import (
     DEFAULT_LOG_N,
     GENERATED_LOG_N,
     SECRET_KEY,
+    SHARDS,
+    Account,
     AccountTable,
     hash_password,
     secret_name,
+    shard_number,
+    shard_secret_name,
 )
 from ...api.compat import credential_misfit
 from ...api.connection import ConnectionSpec
@@ -33,7 +37,7 @@ from ...planning import listeners as plan
 from ...planning.conditions import find
 from ...planning.config import LABEL_MANAGED_BY, MANAGED_BY, PROTOCOLS, OperatorConfig
 from ...planning.objects import data_claim
-from ...planning.readiness import REMEMBERED_TABLES, table_digest
+from ...planning.readiness import REMEMBERED_TABLES, parse_state, table_digest
 from ..kube import Kube
 from .credential import decode
 
@@ -49,6 +53,17 @@ class Member:
     spec: ConnectionSpec
     created: str = ""
     """metadata.creationTimestamp: the older Connection keeps a contested place."""
+    inputs: str = ""
+    """What its outcome depends on besides the other members (member_inputs)."""
+
+
+def member_inputs(body: dict[str, Any], credential: dict[str, Any] | None) -> str:
+    """The version of a Connection's spec and of its Credential: a sync that saw
+    these has the Connection's outcome as it is now, unless another Connection
+    changed it (and then its outcome changed, which puts it on the queue)."""
+    generation = (body.get("metadata") or {}).get("generation", 0)
+    version = ((credential or {}).get("metadata") or {}).get("resourceVersion", "")
+    return f"{generation}/{version}"
 
 
 @dataclass
@@ -64,6 +79,26 @@ class SyncResult:
     # Per Connection: why the API server refused its listener's objects (an
     # invalid Service, such as a node port another namespace holds).
     refused: dict[str, str] = field(default_factory=dict)
+    # Per member: the inputs it was planned from (Member.inputs).
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    def covers(self, connection: str, inputs: str) -> bool:
+        """Whether this result planned the Connection as it is now."""
+        return self.inputs.get(connection) == inputs
+
+    def outcome(self, connection: str) -> tuple[str | None, ...]:
+        """All a Connection's reconcile reads from the result."""
+        return (self.inputs.get(connection), self.accounts.get(connection),
+                self.problems.get(connection), self.refused.get(connection))
+
+    def changed_since(self, before: SyncResult | None) -> list[str]:
+        """The Connections whose outcome differs from `before`: every one when the
+        listener's identity (host key, certificate) changed."""
+        if before is None or (before.host_key_fingerprint, before.tls_fingerprint) != (
+                self.host_key_fingerprint, self.tls_fingerprint):
+            return sorted(self.inputs)
+        return sorted(name for name in self.inputs.keys() | before.inputs.keys()
+                      if self.outcome(name) != before.outcome(name))
 
 
 def refusal(service: str, error: ApiException) -> str:
@@ -108,11 +143,16 @@ class ListenerSync:
     """The blocking work of one namespace's sync; run in a thread."""
 
     def __init__(self, kube: Kube, config: OperatorConfig,
-                 secrets: Callable[[str, str], dict[str, Any] | None]) -> None:
+                 secrets: Callable[[str, str], dict[str, Any] | None],
+                 pods: Callable[[str, str], list[str]] = lambda namespace, protocol: []
+                 ) -> None:
         self.kube = kube
         self.config = config
         # Reads a Secret from the operator's watch cache, or from the API if not there.
         self.secrets = secrets
+        # The listener pods of (namespace, protocol) the operator knows of.
+        self.pods = pods
+        self._nudge_refused = False
         self.hashes = PasswordHashes()
         self._host_keys: dict[str, str] = {}
         self._tls_made: set[str] = set()
@@ -121,6 +161,11 @@ class ListenerSync:
         self._active: dict[str, set[str]] = {}
         # The account table last written per (namespace, protocol).
         self._tables: dict[tuple[str, str], AccountTable | None] = {}
+        # Per (namespace, protocol): the rendered text of each shard Secret as last
+        # written, so that a sync rewrites only the shards that changed.
+        self._shards: dict[tuple[str, str], dict[int, str]] = {}
+        # Per (namespace, shard Secret name): the resourceVersion the write made.
+        self._shard_versions: dict[tuple[str, str], str] = {}
         # Per (namespace, protocol): digest of a recent table -> its account fingerprints.
         self.served_tables: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
 
@@ -129,6 +174,7 @@ class ListenerSync:
         result = SyncResult()
         by_protocol: dict[str, list[accounts.AccountSource]] = {p: [] for p in PROTOCOLS}
         for member in members:
+            result.inputs[member.name] = member.inputs
             source = self._source(namespace, member, credentials, result)
             if source is not None:
                 by_protocol[plan.protocol_of(member.spec)].append(source)
@@ -181,12 +227,7 @@ class ListenerSync:
             result.host_key_fingerprint = self._host_key(namespace)
         if protocol in plan.TLS_PROTOCOLS:
             result.tls_fingerprint = self._tls_certificate(namespace)
-        secret = plan.account_secret(namespace, protocol, account_plan)
-        self.kube.apply(secret)
-        self._tables[(namespace, protocol)] = account_plan.table
-        fingerprints = accounts.account_fingerprints(account_plan.table)
-        self.remember(namespace, protocol, table_digest(secret["stringData"][SECRET_KEY]),
-                      fingerprints)
+        fingerprints = self._write_table(namespace, protocol, account_plan)
         result.accounts.update(fingerprints)
         self.kube.apply(plan.listener_deployment(namespace, protocol, self.config, account_plan))
         try:
@@ -201,7 +242,88 @@ class ListenerSync:
             log.warning("%s: %s", namespace, why)
             for source in account_plan.owners:
                 result.refused[source.connection] = why
+        if protocol not in self._active.get(namespace, set()):
+            # Once per process: the table's single Secret from before shards goes
+            # once the Deployment mounts the shards (a pod still running keeps what
+            # it has loaded).
+            self.kube.delete("Secret", namespace, secret_name(protocol))
         self._active.setdefault(namespace, set()).add(protocol)
+
+    def _write_table(self, namespace: str, protocol: str,
+                     account_plan: accounts.AccountPlan) -> dict[str, str]:
+        """Writes the shards of the account table that changed and removes those
+        left empty; returns the fingerprint of each account in it."""
+        key = (namespace, protocol)
+        written = self._written_shards(namespace, protocol)
+        planned = plan.account_secrets(namespace, protocol, account_plan)
+        changed = [shard for shard in planned if written.get(shard) != planned[shard][1]]
+        for shard in changed:
+            answer = self.kube.apply(planned[shard][0])
+            written[shard] = planned[shard][1]
+            self._shard_versions[(namespace, shard_secret_name(protocol, shard))] = str(
+                answer["metadata"].get("resourceVersion"))
+        gone = sorted(set(written) - set(planned))
+        for shard in gone:
+            self.kube.delete("Secret", namespace, shard_secret_name(protocol, shard))
+            del written[shard]
+        if changed or gone:
+            self._nudge(namespace, protocol, written)
+        self._tables[key] = account_plan.table
+        fingerprints: dict[str, str] = {}
+        for _, text, table in planned.values():
+            shard_fingerprints = accounts.account_fingerprints(table)
+            self.remember(namespace, protocol, table_digest(text), shard_fingerprints)
+            fingerprints.update(shard_fingerprints)
+        return fingerprints
+
+    def observed_secret(self, namespace: str, name: str, resource_version: str | None) -> None:
+        """A watch saw a listener Secret at `resource_version` (None: deleted): a
+        shard that someone else changed or deleted is written again by the next sync."""
+        known = self._shard_versions.get((namespace, name))
+        if known is None or known == resource_version:
+            return
+        del self._shard_versions[(namespace, name)]
+        for protocol in PROTOCOLS:
+            shard = shard_number(protocol, name)
+            if shard is not None:
+                self._shards.get((namespace, protocol), {}).pop(shard, None)
+
+    def _nudge(self, namespace: str, protocol: str, written: dict[int, str]) -> None:
+        """Tells the kubelet to refresh the listener pods' account files now.
+
+        The kubelet refreshes a pod's Secret volumes on its periodic sync of the
+        pod (syncFrequency: a minute by default) and on any change to the pod,
+        so an annotation naming the table brings a new account to the pod in a
+        second or two instead of up to a minute. Best effort: without the
+        permission the periodic refresh still comes."""
+        if self._nudge_refused:
+            return
+        digest = table_digest(",".join(table_digest(written[s]) for s in sorted(written)))
+        for pod in self.pods(namespace, protocol):
+            try:
+                self.kube.annotate("Pod", namespace, pod, {plan.ANNOTATION_ACCOUNTS: digest})
+            except ApiException as error:
+                if error.status != 403:
+                    raise
+                log.warning("may not patch listener pods (%s): new accounts reach them at "
+                            "the kubelet's next periodic refresh", error.reason)
+                self._nudge_refused = True
+                return
+
+    def _written_shards(self, namespace: str, protocol: str) -> dict[int, str]:
+        """The shard Secrets of a table as they are: read once per process, then
+        kept as written."""
+        key = (namespace, protocol)
+        if key not in self._shards:
+            found: dict[int, str] = {}
+            for secret in self.kube.list_in("Secret", [namespace],
+                                            f"{plan.LABEL_ACCOUNTS}={protocol}"):
+                shard = shard_number(protocol, secret["metadata"]["name"])
+                text = decode(secret, SECRET_KEY)
+                if shard is not None and text is not None:
+                    found[shard] = text
+            self._shards[key] = found
+        return self._shards[key]
 
     def _host_key(self, namespace: str) -> str:
         """The namespace's SFTP host key: made once, then only read. Returns its fingerprint."""
@@ -217,24 +339,46 @@ class ListenerSync:
 
     def remember(self, namespace: str, protocol: str, digest: str,
                  fingerprints: dict[str, str]) -> None:
-        """What the table of `digest` held, for judging what a pod serves."""
+        """What the shard of `digest` held, for judging what a pod serves."""
         tables = self.served_tables.setdefault((namespace, protocol), {})
         tables.pop(digest, None)
         tables[digest] = fingerprints  # newest last
-        while len(tables) > REMEMBERED_TABLES:
+        while len(tables) > REMEMBERED_TABLES * SHARDS:
             tables.pop(next(iter(tables)))
+
+    def served_by(self, namespace: str, before: dict[str, str],
+                  after: dict[str, str]) -> set[str]:
+        """The Connections whose service a change of the state ConfigMap can change:
+        those in a shard some pod took up or dropped. A digest the operator does not
+        remember serves no one (readiness.py), so taking it up or dropping it changes
+        nothing."""
+        changed: set[tuple[str, str]] = set()
+        for pod in before.keys() | after.keys():
+            old, new = parse_state(before.get(pod, "")), parse_state(after.get(pod, ""))
+            served_before = {(old[0], d) for d in old[1]} if old else set()
+            served_after = {(new[0], d) for d in new[1]} if new else set()
+            changed |= served_before ^ served_after
+        names: set[str] = set()
+        for protocol, digest in changed:
+            names.update(self.served_tables.get((namespace, protocol), {}).get(digest, {}))
+        return names
 
     def _current_table(self, namespace: str, protocol: str) -> AccountTable | None:
         """The account table the listener has now: who holds a login or a place
         keeps it against a newcomer of the same second. Read once per process."""
         key = (namespace, protocol)
         if key not in self._tables:
-            secret = self.kube.get("Secret", namespace, secret_name(protocol))
-            text = decode(secret, SECRET_KEY) if secret else None
-            try:
-                self._tables[key] = AccountTable.parse(text) if text else None
-            except ValueError:
-                self._tables[key] = None
+            texts = list(self._written_shards(namespace, protocol).values())
+            # The single Secret of a table from before shards, until it is removed.
+            legacy = self.kube.get("Secret", namespace, secret_name(protocol))
+            texts += [decode(legacy, SECRET_KEY) or ""] if legacy else []
+            held: list[Account] = []
+            for text in texts:
+                try:
+                    held += AccountTable.parse(text).accounts
+                except ValueError:
+                    continue
+            self._tables[key] = AccountTable(accounts=held) if held else None
         return self._tables[key]
 
     def ensure_identity(self, namespace: str) -> None:
@@ -289,5 +433,10 @@ class ListenerSync:
         name = plan.listener_name(protocol)
         self.kube.delete("Deployment", namespace, name)
         self.kube.delete("Service", namespace, name)
+        written = self._written_shards(namespace, protocol)
+        for shard in sorted(written):
+            self.kube.delete("Secret", namespace, shard_secret_name(protocol, shard))
+        written.clear()
         self.kube.delete("Secret", namespace, secret_name(protocol))
+        self._tables.pop((namespace, protocol), None)
         self._active.setdefault(namespace, set()).discard(protocol)

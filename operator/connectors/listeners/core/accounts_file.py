@@ -1,8 +1,11 @@
-"""The account table, read from a mounted Secret and reloaded when it changes.
+"""The account table, read from mounted Secrets and reloaded when it changes.
 
-Kubernetes updates a Secret volume by swapping a `..data` symlink, so inotify on
-the file itself misses updates; polling the content every few seconds is simple
-and always right. Sessions already open keep the Account they logged in with;
+The path is either one table file, or a folder of shard files
+`accounts-<NN>.json` (api/accounts.py), as the listener pod's projected volume
+holds them; the table in force is all of them together. Kubernetes updates
+such a volume by swapping a `..data` symlink, all files at once, so inotify on
+a file misses updates; polling the content every few seconds is simple and
+always right. Sessions already open keep the Account they logged in with;
 the new table applies to the next login. A table that fails to parse is
 ignored and the last good one stays in force.
 """
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from connectors.api.accounts import Account, AccountTable
+from connectors.api.accounts import Account, AccountTable, table_digest
 from connectors.listeners.core.places import Login
 
 log = logging.getLogger(__name__)
@@ -35,12 +38,12 @@ def safe_folder(folder: str | None) -> bool:
 
 class AccountsFile:
     def __init__(self, path: Path, poll_seconds: float = 2.0,
-                 on_load: Callable[[bytes], None] | None = None) -> None:
+                 on_load: Callable[[list[str]], None] | None = None) -> None:
         self.path = path
         self.poll_seconds = poll_seconds
-        # Told the bytes of every table that takes effect (listeners/core/state.py).
+        # Told the shard digests of every table that takes effect (listeners/core/state.py).
         self.on_load = on_load
-        self._raw: bytes | None = None
+        self._raw: list[bytes] | None = None
         self._accounts: list[Account] = []
         self._logins: dict[str, Login] = {}
         # Usernames whose Connections are all suspended: no login, but known.
@@ -54,7 +57,7 @@ class AccountsFile:
     def reload(self) -> bool:
         """Reads the file; True when a new table took effect."""
         try:
-            raw = self.path.read_bytes()
+            raw = self._read()
         except OSError as err:
             if self._raw is not None or not self._accounts:
                 log.warning("account table %s unreadable: %s", self.path, err.strerror)
@@ -64,16 +67,17 @@ class AccountsFile:
             return False
         self._raw = raw
         try:
-            table = AccountTable.parse(raw)
+            tables = [AccountTable.parse(shard) for shard in raw]
         except ValidationError as err:
             # Only the error count: the messages may quote values from the file.
             log.error("account table %s invalid (%d errors); keeping the last good one",
                       self.path, err.error_count())
             return False
-        usable = [a for a in table.accounts if safe_home(a.home) and safe_folder(a.folder)]
-        if len(usable) < len(table.accounts):
+        table = [account for shard in tables for account in shard.accounts]
+        usable = [a for a in table if safe_home(a.home) and safe_folder(a.folder)]
+        if len(usable) < len(table):
             log.error("ignoring %d accounts whose home or folder is not one plain folder name",
-                      len(table.accounts) - len(usable))
+                      len(table) - len(usable))
         grouped: dict[str, list[Account]] = {}
         for account in usable:
             grouped.setdefault(account.username, []).append(account)
@@ -86,8 +90,15 @@ class AccountsFile:
         self._by_connection = {a.connection.lower(): a for a in usable}
         log.info("account table loaded: %d accounts, %d logins", len(usable), len(self._logins))
         if self.on_load is not None:
-            self.on_load(raw)
+            self.on_load([table_digest(shard) for shard in raw])
         return True
+
+    def _read(self) -> list[bytes]:
+        """The bytes of each shard, in shard order; one file when the path is a file.
+        An empty folder is an empty table: every shard Secret is optional."""
+        if not self.path.is_dir():
+            return [self.path.read_bytes()]
+        return [shard.read_bytes() for shard in sorted(self.path.glob("accounts-*.json"))]
 
     def lookup(self, username: str) -> Login | None:
         """The login, or None if unknown or all its Connections are suspended."""

@@ -3,7 +3,8 @@
 The operator calls a listener Connection Ready only when a Ready listener pod
 has loaded a table that holds the Connection's account as configured
 (planning/readiness.py). After every table it loads, the listener writes
-`<pod name>: "<protocol> <digest>"` into the namespace's state ConfigMap, the
+`<pod name>: "<protocol> <digest>,..."` (one digest per shard) into the
+namespace's state ConfigMap, the
 one object its role may patch besides Connection statuses and events; on a
 clean stop it removes its line. Reports go through one worker thread and only
 the latest counts, so a slow API server never holds up a login.
@@ -16,7 +17,7 @@ import os
 import threading
 from typing import Any
 
-from connectors.api.accounts import state_value, table_digest
+from connectors.api.accounts import state_value
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,9 @@ class StateReporter:
         self._thread = threading.Thread(target=self._work, name="state-report", daemon=True)
         self._thread.start()
 
-    def loaded(self, raw: bytes) -> None:
-        """The account table whose file bytes are `raw` is now in force."""
-        self._latest = state_value(self.protocol, table_digest(raw))
+    def loaded(self, digests: list[str]) -> None:
+        """The account table whose shards have these digests is now in force."""
+        self._latest = state_value(self.protocol, digests)
         self._pending.set()
 
     def close(self) -> None:
