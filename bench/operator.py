@@ -1,10 +1,16 @@
 """Benchmark: apply N Connections with their Credentials; measure time to all Ready.
 
-    python bench/operator.py [--count 500]
+    python bench/operator.py [--count 1000] [--json PATH] [--py-spy PATH]
 
-Starts its own control plane (connectors.devcluster) and the operator as a
-process, creates the objects from 8 client threads, and watches Connections for
-Ready=True. Reports: the time from the first create to the last Ready, the median
+Starts its own cluster (connectors.devcluster: the control plane and a real node,
+root only) with the project's image (hack/image/build.sh), runs the operator as a
+process on this machine (so its requests and memory can be read), creates the
+objects from 8 client threads, and watches Connections for Ready=True. A
+partner-initiated Connection is Ready only once a listener pod on the node has
+loaded its account, so the figure includes the kubelet's Secret refresh.
+`--py-spy PATH` records the operator with py-spy (collapsed stacks, for flamegraph tools).
+
+Reports: the time from the first create to the last Ready, the median
 and 95th percentile of create-to-Ready latency, the operator's API requests per
 Connection (its own count, printed when it stops; kopf's few watch streams are not
 in it) and its peak resident memory (VmHWM). Half the Connections are
@@ -67,12 +73,27 @@ def peak_rss_mb(pid: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--json", help="also write the result here")
+    parser.add_argument("--py-spy", help="record the operator with py-spy into this file")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="connectors-bench-"))
-    plane = devcluster.up(workdir / "cp")
+    archive = subprocess.run([str(REPO / "hack/image/build.sh")], check=True, text=True,
+                             stdout=subprocess.PIPE).stdout.strip().splitlines()[-1]
+    # Stopped from outside, still take the node down: only one can run on a machine.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    plane = devcluster.up_node(workdir / "cluster")
+    try:
+        return measure(args, workdir, plane, archive)
+    finally:
+        plane.stop()
+
+
+def measure(args: argparse.Namespace, workdir: Path, plane: devcluster.NodeCluster,
+            archive: str) -> int:
+    plane.import_image(archive)
     kubectl = str(devcluster.build_binaries() / "kubectl")
     env = {**os.environ, "KUBECONFIG": plane.kubeconfig}
     subprocess.run([kubectl, "apply", "--server-side", "-f", str(REPO / "crds")], env=env,
@@ -81,12 +102,29 @@ def main() -> int:
                    check=True, capture_output=True)
     subprocess.run([kubectl, "create", "namespace", NAMESPACE], env=env, check=True,
                    capture_output=True)
+    # What the chart gives the listeners and the processor: the ClusterRole that
+    # lets them report (the operator binds it in each namespace).
+    helm = subprocess.run([str(REPO / "hack/helm/build.sh")], check=True, text=True,
+                          stdout=subprocess.PIPE).stdout.strip().splitlines()[-1]
+    role = subprocess.run([helm, "template", "connectors", str(REPO / "charts/connectors"),
+                           "--kube-version", "1.36.0",
+                           "--show-only", "templates/listener-clusterrole.yaml"],
+                          check=True, text=True, stdout=subprocess.PIPE).stdout
+    subprocess.run([kubectl, "apply", "-f", "-"], input=role, text=True, env=env, check=True,
+                   capture_output=True)
     log_path = workdir / "operator.log"
     operator = subprocess.Popen(
-        [sys.executable, "-m", "connectors.cli", "run", "--standalone", "-n", NAMESPACE],
+        [sys.executable, "-m", "connectors.cli", "run", "--standalone", "-n", NAMESPACE,
+         "--image", "localhost/connectors:dev", "--image-pull-policy", "Never",
+         "--data-storage-class", "local-path", "--metrics-port", "0"],
         env=env,
         stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )
+    spy = None
+    if args.py_spy:
+        spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-o", args.py_spy,
+                                "--pid", str(operator.pid), "--rate", "50"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     api = config.new_client_from_config(config_file=plane.kubeconfig)
     custom = client.CustomObjectsApi(api)
     created: dict[str, float] = {}
@@ -127,11 +165,14 @@ def main() -> int:
     all_ready = done.wait(args.timeout)
     finished = time.monotonic()
     peak = peak_rss_mb(operator.pid)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=120)
     operator.send_signal(signal.SIGTERM)
     operator.wait(timeout=60)
     log = log_path.read_text(errors="replace")
     requests = re.search(r"stopped after (\d+) API requests", log)
-    plane.stop()
+    routes = re.search(r"API requests by route: (.*)", log)
 
     latencies = sorted(ready[n] - created[n] for n in ready if n in created)
     result = {
@@ -148,9 +189,12 @@ def main() -> int:
         "operator_api_requests_per_connection": round(int(requests.group(1)) / args.count, 2)
         if requests else None,
         "operator_peak_rss_mb": round(peak, 1),
+        "operator_api_requests_by_route": routes.group(1) if routes else None,
         "elapsed_seconds": round(finished - start, 1),
     }
     print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0 if all_ready else 1
 
 

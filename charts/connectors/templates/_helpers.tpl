@@ -43,9 +43,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["jobs"]
   verbs: ["list", "watch"]
 # ...and the listener pods' readiness: Ready means a partner could succeed now.
+# patch: an annotation on a listener pod makes the kubelet load a changed
+# account table at once rather than at its next periodic sync.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch"]
+  verbs: ["list", "watch", "patch"]
 # The data volume claim: made once; read to explain a listener that cannot start.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]

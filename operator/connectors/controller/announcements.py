@@ -9,12 +9,22 @@ would otherwise announce the same thing twice.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
+from ..clock import now_rfc3339
 from ..planning.conditions import FALSE, TRUE, Verdict
 
 Key = tuple[str, str]
 Event = tuple[str, str, str]
+
+# A new Connection waits a few seconds for its listener to start or load its
+# account; that is the normal way to Ready, not a fault, and a Warning for each of
+# 1,000 new Connections only buries the ones that matter. These reasons warn only
+# when they follow a True condition (something broke) or have lasted PENDING_GRACE
+# (the periodic resync judges again).
+PENDING_REASONS = frozenset({"ListenerNotReady", "AccountNotLoaded", "VolumeNotBound"})
+PENDING_GRACE = timedelta(minutes=2)
 
 
 class Announcer:
@@ -31,13 +41,21 @@ class Announcer:
         generation = body["metadata"].get("generation", 0)
         previous = body.get("status") or {}
         announced = self._announced.setdefault(key, {
-            "conditions": {c["type"]: c["status"] for c in previous.get("conditions") or []},
+            # A pending wait in the stored status may never have been announced
+            # (it was still in its grace): a stuck one is announced after a restart.
+            "conditions": {c["type"]: c["status"] for c in previous.get("conditions") or []
+                           if not (c.get("status") == FALSE
+                                   and c.get("reason") in PENDING_REASONS)},
             "generation": previous.get("observedGeneration"),
         })
         events = []
+        stored = {c["type"]: c for c in previous.get("conditions") or []}
         for verdict in verdicts:
             before = announced["conditions"].get(verdict.type)
             if verdict.status == FALSE and before != FALSE and verdict.type != "Ready":
+                if verdict.reason in PENDING_REASONS and before != TRUE and not _lasted(
+                        stored.get(verdict.type), verdict.reason):
+                    continue  # not announced yet: a later reconcile judges again
                 events.append(("Warning", verdict.reason, verdict.message))
             if verdict.type == "Ready" and verdict.ok and (
                     before != TRUE or announced["generation"] != generation):
@@ -45,3 +63,14 @@ class Announcer:
             announced["conditions"][verdict.type] = verdict.status
         announced["generation"] = generation
         return events
+
+
+def _lasted(condition: dict[str, Any] | None, reason: str) -> bool:
+    """Whether the stored condition has been False for `reason` for PENDING_GRACE."""
+    if condition is None or condition.get("status") != FALSE or condition.get("reason") != reason:
+        return False
+    try:
+        since = datetime.fromisoformat(str(condition.get("lastTransitionTime")))
+    except ValueError:
+        return True
+    return datetime.fromisoformat(now_rfc3339()) - since >= PENDING_GRACE

@@ -287,6 +287,8 @@ def build(args: argparse.Namespace) -> tuple[kopf.OperatorRegistry, Operator]:
         log.info("stopped after %d API requests for %d Connection and %d Credential "
                  "reconciles", kube.requests, operator.connection_queue.processed,
                  operator.credential_queue.processed)
+        log.info("API requests by route: %s", ", ".join(
+            f"{route} {count}" for route, count in kube.routes.most_common()))
 
     return registry, operator
 

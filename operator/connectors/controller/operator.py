@@ -24,14 +24,13 @@ from typing import Any, ParamSpec, TypeVar
 from ..metrics import operator as metrics
 from ..metrics.operator import parse_time
 from ..planning.config import OperatorConfig
-from ..planning.status import validate_connection
 from .caches import Caches, Key
 from .coalescer import Coalescer
 from .kube import Kube
 from .reconcilers.connection import ConnectionReconciler
 from .reconcilers.credential import reconcile_credential
 from .reconcilers.job_results import JobResults
-from .reconcilers.listener_sync import ListenerSync, Member, SyncResult
+from .reconcilers.listener_sync import ListenerSync, Member, SyncResult, member_inputs
 from .reconcilers.processor_sync import ProcessorSync
 from .workqueue import WorkQueue
 
@@ -49,7 +48,7 @@ class Operator:
         self.caches = Caches(kube)
         self.executor = ThreadPoolExecutor(max_workers=workers * 2,
                                            thread_name_prefix="reconcile")
-        self.listener_sync = ListenerSync(kube, config, self.caches.secret)
+        self.listener_sync = ListenerSync(kube, config, self.caches.secret, self._listener_pods)
         self.processor_sync = ProcessorSync(kube, config, self.listener_sync)
         self.namespace_syncs: Coalescer[SyncResult] = Coalescer(self._sync_namespace)
         self.connection_queue = WorkQueue("Connection", self._reconcile_connection, workers)
@@ -66,6 +65,9 @@ class Operator:
         # restart (the CronJob keeps the last three successful ones).
         self.transfer_successes: dict[Key, float] = {}
         self._resync: asyncio.Task[None] | None = None
+
+    def _listener_pods(self, namespace: str, protocol: str) -> list[str]:
+        return [pod.name for pod in self.caches.pods_in(namespace) if pod.protocol == protocol]
 
     # The caches, as the watch handlers name them.
     @property
@@ -114,6 +116,7 @@ class Operator:
 
     def forget_connection(self, key: Key) -> None:
         self.connections.pop(key, None)
+        self.caches.forget_validated(key)
         self.transfer_successes.pop(key, None)
         self.connection_reconciler.announcer.forget(key)
 
@@ -154,7 +157,7 @@ class Operator:
         body = self.credentials.get(key)
         if body is None:
             return
-        await self.run(reconcile_credential, self.kube, body)
+        await self.run(reconcile_credential, self.kube, body, self.caches.own_secret)
 
     async def _reconcile_connection(self, key: Key) -> None:
         await self.connection_reconciler.reconcile(key)
@@ -165,18 +168,24 @@ class Operator:
     async def _sync_namespace(self, namespace: str) -> SyncResult:
         members = []
         inbound = []
+        credentials = {name: body for (ns, name), body in self.credentials.items()
+                       if ns == namespace}
         for name, body in self.caches.in_namespace(namespace):
-            spec, validated = validate_connection(body.get("spec") or {})
+            spec, validated = self.caches.validated((namespace, name), body)
             if spec is None or not validated.ok:
                 continue
             metadata = body["metadata"]
             if not spec.platform_initiated:
                 members.append(Member(name, metadata["uid"], spec,
-                                      metadata.get("creationTimestamp", "")))
+                                      metadata.get("creationTimestamp", ""),
+                                      member_inputs(body, credentials.get(
+                                          spec.credential_ref.name))))
             if spec.direction == "Inbound":
                 inbound.append((name, metadata["uid"], spec))
-        credentials = {name: body for (ns, name), body in self.credentials.items()
-                       if ns == namespace}
         result = await self.run(self.listener_sync.run, namespace, members, credentials)
         await self.run(self.processor_sync.run, namespace, inbound, credentials)
+        # The Connections this sync decided anything new for are judged again; the
+        # others' reconciles did not wait for it (ConnectionReconciler).
+        for name in result.changed_since(self.namespace_syncs.latest.get(namespace)):
+            self.connection_queue.add((namespace, name))
         return result

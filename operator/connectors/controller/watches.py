@@ -124,6 +124,7 @@ class Watches:
         namespace, name = metadata["namespace"], metadata["name"]
         labels = metadata.get("labels") or {}
         deleted = event_type == "DELETED"
+        self._observed("Secret", event_type, body)
         if labels.get(LABEL_COMPONENT) == "credential":
             key = (namespace, name)
             before = op.secrets.pop(key, None) if deleted else op.secrets.get(key)
@@ -135,6 +136,8 @@ class Watches:
             if deleted or (before is not None and before.get("data") != body.get("data")):
                 self._dependents(namespace, credential)
         elif LABEL_LISTENER in labels and self.echoes.changed_by_others(event_type, body):
+            op.listener_sync.observed_secret(
+                namespace, name, None if deleted else metadata.get("resourceVersion"))
             if deleted and name == HOST_KEY_SECRET:
                 log.warning("the SFTP host key Secret of namespace %s was deleted; a new host "
                             "key is generated and partners will see it change", namespace)
@@ -152,6 +155,7 @@ class Watches:
         if body.get("kind") == "ConfigMap" and metadata["name"] == STATE_CONFIGMAP:
             await self.listener_state(event_type, body)
             return
+        self._observed(str(body.get("kind")), event_type, body)
         if not self.echoes.changed_by_others(event_type, body):
             return
         labels = metadata.get("labels") or {}
@@ -178,9 +182,14 @@ class Watches:
             self.operator.listener_sync.forget_prepared(namespace)
             self.operator.namespace_queue.add(namespace)
         state = {} if event_type == "DELETED" else dict(body.get("data") or {})
-        if self.operator.caches.listener_state.get(namespace) != state:
+        before = self.operator.caches.listener_state.get(namespace)
+        if before != state:
             self.operator.caches.listener_state[namespace] = state
-            self._listener_connections(namespace)
+            if before is None:
+                self._listener_connections(namespace)
+            else:
+                for name in self.operator.listener_sync.served_by(namespace, before, state):
+                    self.operator.connection_queue.add((namespace, name))
 
     async def listener_pod(self, event_type: str, body: Body) -> None:
         """A listener pod came, went, or changed readiness."""
@@ -196,6 +205,11 @@ class Watches:
                                     pod_ready(body) and not metadata.get("deletionTimestamp"))
         if pods.get(key) != before:
             self._listener_connections(key[0])
+
+    def _observed(self, kind: str, event_type: str, body: Body) -> None:
+        metadata = body["metadata"]
+        version = None if event_type == "DELETED" else metadata.get("resourceVersion")
+        self.operator.kube.observed(kind, metadata["namespace"], metadata["name"], version)
 
     def _listener_connections(self, namespace: str) -> None:
         """Judges again every Connection a listener of the namespace serves."""

@@ -34,13 +34,12 @@ from ...planning.status import (
     credential_verdict,
     encryption_verdict,
     pgp_verdict,
-    validate_connection,
 )
 from ..announcements import Announcer
 from ..caches import Caches
 from ..coalescer import Coalescer
 from ..kube import Kube
-from .listener_sync import ListenerSync, SyncResult
+from .listener_sync import ListenerSync, SyncResult, member_inputs
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -66,7 +65,7 @@ class ConnectionReconciler:
         if body is None:
             return
         namespace = key[0]
-        spec, validated = validate_connection(body.get("spec") or {})
+        spec, validated = self.caches.validated(key, body)
         credential_body = (self.caches.credentials.get((namespace, spec.credential_ref.name))
                            if spec is not None else None)
         credential = (credential_verdict(spec, credential_body) if spec is not None
@@ -93,7 +92,10 @@ class ConnectionReconciler:
             workload = await self.run(self._apply_transfer_job, body, spec, credential_body,
                                       pgp_body)
         else:
-            workload, endpoint = await self._listener_workload(body, spec, credential_body)
+            planned = await self._listener_workload(body, spec, credential_body)
+            if planned is None:
+                return  # the namespace sync's outcome puts it on the queue again
+            workload, endpoint = planned
         verdicts = [validated, credential, workload]
         ready = ready_verdict(verdicts, _ready_message(spec, endpoint), _suspended(spec))
         # Advice that Ready does not wait for.
@@ -104,13 +106,28 @@ class ConnectionReconciler:
 
     async def _listener_workload(
         self, body: dict[str, Any], spec: ConnectionSpec, credential_body: dict[str, Any] | None
-    ) -> tuple[Verdict, dict[str, Any] | None]:
+    ) -> tuple[Verdict, dict[str, Any] | None] | None:
+        """The Connection's verdict as its listener serves it; None while the
+        namespace's last sync did not plan the Connection as it is now.
+
+        The sync writes the account tables of every Connection of the namespace,
+        so waiting here for one would let a namespace's syncs run one per few
+        Connections, each over all of them. Instead a reconcile asks for a sync
+        and returns without a word; the sync puts every Connection whose outcome
+        it changed back on the queue. Only a namespace that has had no sync yet
+        is waited for."""
         meta = body["metadata"]
         workload = find((body.get("status") or {}).get("conditions"), "WorkloadReady") or {}
         if workload.get("reason") == "TransferScheduled":
             # It was platform-initiated before an edit: its CronJob has no place now.
             await self.run(self._remove_transfer_job, meta["namespace"], meta["name"])
-        result = await self.namespace_syncs.request(meta["namespace"])
+        namespace = meta["namespace"]
+        result = self.namespace_syncs.latest.get(namespace)
+        if result is None:
+            result = await self.namespace_syncs.request(namespace)
+        if not result.covers(meta["name"], member_inputs(body, credential_body)):
+            self.request_namespace(namespace)  # its queue retries a sync that fails
+            return None
         problem = result.problems.get(meta["name"])
         if problem:
             return Verdict("WorkloadReady", FALSE, "AccountNotConfigured", problem), None

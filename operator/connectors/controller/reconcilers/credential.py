@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,14 +56,32 @@ class CredentialOutcome:
     events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def _generated(kube: Kube, body: dict[str, Any], spec: CredentialSpec) -> CredentialOutcome:
+# Reads one of the operator's own Secrets from its watch cache: None when the
+# cache does not hold it (not made yet, or not the operator's).
+CachedSecret = Callable[[str, str], "dict[str, Any] | None"]
+
+
+def _generated(kube: Kube, body: dict[str, Any], spec: CredentialSpec,
+               cached: CachedSecret) -> CredentialOutcome:
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     rotate = (meta.get("annotations") or {}).get(ANNOTATION_ROTATE, "")
     secret_name = plan.secret_name_for(name, spec)
     previous = body.get("status") or {}
     outcome = CredentialOutcome(Verdict("Ready", TRUE, "SecretGenerated", ""))
-    secret = kube.get("Secret", namespace, secret_name)
+    owner = owner_reference("Credential", body)
+    # The cache holds the operator's own Secrets only: on a miss, creating is the
+    # question "is the name free?", and only a refusal costs a read.
+    secret = cached(namespace, secret_name)
+    if secret is None and spec.type == "PGPKey":
+        # gpg takes a while to make a key pair: ask first rather than make one in vain.
+        secret = kube.get("Secret", namespace, secret_name)
+    created = False
+    if secret is None:
+        secret = kube.create(plan.generated_secret(name, spec, namespace, rotate, owner))
+        created = secret is not None
+        if secret is None:
+            secret = kube.get("Secret", namespace, secret_name)
     if secret is not None and (secret["metadata"].get("labels") or {}).get(
             LABEL_MANAGED_BY) != MANAGED_BY:
         outcome.verdict = Verdict(
@@ -71,12 +90,8 @@ def _generated(kube: Kube, body: dict[str, Any], spec: CredentialSpec) -> Creden
             "operator will not overwrite it: delete or rename it, or set spec.secretRef to use it",
         )
         return outcome
-    owner = owner_reference("Credential", body)
-    if secret is None:
-        secret = kube.create(plan.generated_secret(name, spec, namespace, rotate, owner))
-        if secret is None:  # created meanwhile by another reconcile: use that one
-            secret = kube.get("Secret", namespace, secret_name)
-        elif previous.get("secretName") and spec.type == "PGPKey":
+    if created:
+        if previous.get("secretName") and spec.type == "PGPKey":
             outcome.events.append((
                 "Warning", "SecretRecreated",
                 f"Secret {secret_name} was deleted; a new OpenPGP key pair was generated: the "
@@ -93,7 +108,8 @@ def _generated(kube: Kube, body: dict[str, Any], spec: CredentialSpec) -> Creden
         else:
             outcome.events.append(("Normal", "SecretCreated",
                                    f"generated credentials into Secret {secret_name}"))
-    elif secret["metadata"].get("annotations", {}).get(ANNOTATION_ROTATED_FOR, "") != rotate:
+    elif secret is not None and secret["metadata"].get("annotations", {}).get(
+            ANNOTATION_ROTATED_FOR, "") != rotate:
         fresh = plan.generated_secret(name, spec, namespace, rotate, owner)
         fresh["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
         secret = kube.replace(fresh)
@@ -205,8 +221,11 @@ def _partner_keys(spec: CredentialSpec) -> CredentialOutcome:
     return outcome
 
 
-def reconcile_credential(kube: Kube, body: dict[str, Any]) -> CredentialOutcome:
-    """Brings the Credential's Secret in line with its spec and writes its status."""
+def reconcile_credential(kube: Kube, body: dict[str, Any],
+                         cached: CachedSecret | None = None) -> CredentialOutcome:
+    """Brings the Credential's Secret in line with its spec and writes its status.
+    `cached` reads the operator's own Secrets from its watch cache; without it,
+    from the API."""
     meta = body["metadata"]
     try:
         spec = CredentialSpec.model_validate(body.get("spec") or {})
@@ -221,7 +240,8 @@ def reconcile_credential(kube: Kube, body: dict[str, Any]) -> CredentialOutcome:
             elif spec.secret_ref is not None:
                 outcome = _referenced(kube, body, spec)
             else:
-                outcome = _generated(kube, body, spec)
+                outcome = _generated(kube, body, spec, cached or (
+                    lambda namespace, name: kube.get("Secret", namespace, name)))
         except pgp.PgpError as exc:
             # gpg could not make the key pair (not installed, stuck): nothing was written.
             outcome = CredentialOutcome(Verdict(
