@@ -205,19 +205,25 @@ def bench_ftp_ours(setup: Setup) -> tuple[float, float, float]:
     return result
 
 
-def bench_ftp_vsftpd(setup: Setup) -> tuple[float, float, float]:
-    port, pasv = free_port(), free_port()
+def write_vsftpd_config(config: Path, port: int, pasv: int, pasv_ports: int) -> Path:
+    """vsftpd on 127.0.0.1:`port` for local system users, plain FTP, writable,
+    passive ports `pasv` to `pasv` + `pasv_ports` - 1; bench/transfer.py uses it too."""
     Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
-    config = setup.work / "vsftpd.conf"
     config.write_text("\n".join([
         "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1", f"listen_port={port}",
         "background=NO", "anonymous_enable=NO", "local_enable=YES", "write_enable=YES",
         "local_umask=022", "pasv_enable=YES", f"pasv_min_port={pasv}",
-        f"pasv_max_port={pasv + 5}", "seccomp_sandbox=NO", "isolate=NO",
+        f"pasv_max_port={pasv + pasv_ports - 1}", "seccomp_sandbox=NO", "isolate=NO",
         "isolate_network=NO", "secure_chroot_dir=/var/run/vsftpd/empty",
         "pam_service_name=vsftpd", "xferlog_enable=NO", "dirmessage_enable=NO", "",
     ]))
     config.chmod(0o600)
+    return config
+
+
+def bench_ftp_vsftpd(setup: Setup) -> tuple[float, float, float]:
+    port, pasv = free_port(), free_port()
+    config = write_vsftpd_config(setup.work / "vsftpd.conf", port, pasv, 6)
     with system_user(setup.password) as (name, home), process(
         [shutil.which("vsftpd") or "/usr/sbin/vsftpd", str(config)],
         setup.work / "vsftpd.log", port,
