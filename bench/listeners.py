@@ -67,7 +67,7 @@ def process(command: list[str], log: Path, port: int) -> Iterator[subprocess.Pop
     with log.open("wb") as output:
         proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port)
+        wait_for_port(port, 60, proc)
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -132,7 +132,8 @@ def bench_sftp_ours(setup: Setup) -> tuple[float, float, float]:
     port = free_port()
     command = [sys.executable, "-m", "connectors.cli", "listen", "sftp", "--address",
                "127.0.0.1", "--port", str(port), "--accounts-file", str(accounts),
-               "--data-root", str(data), "--host-key-file", str(setup.host_key)]
+               "--data-root", str(data), "--host-key-file", str(setup.host_key),
+               "--metrics-port", "0"]
     with process(command, setup.work / "ours-sftp.log", port):
         result = sftp_transfer(setup, port, USER, "up.bin", "up.bin", setup.work / "down.bin")
     shutil.rmtree(data / "bench")
@@ -198,7 +199,8 @@ def bench_ftp_ours(setup: Setup) -> tuple[float, float, float]:
     pasv = free_port()
     command = [sys.executable, "-m", "connectors.cli", "listen", "ftp", "--address",
                "127.0.0.1", "--port", str(port), "--accounts-file", str(accounts),
-               "--data-root", str(data), "--passive-ports", f"{pasv}-{pasv + 5}"]
+               "--data-root", str(data), "--passive-ports", f"{pasv}-{pasv + 5}",
+               "--metrics-port", "0"]
     with process(command, setup.work / "ours-ftp.log", port):
         result = curl_transfer(setup, port, USER, setup.work / "down.bin")
     shutil.rmtree(data / "bench")
