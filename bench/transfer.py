@@ -587,16 +587,18 @@ def main() -> int:
             if any(case.protocol == "ftp" for case in cases):
                 vsftpd = stack.enter_context(vsftpd_server(work))
             bench = Bench(work, landing, options, sshd, vsftpd)
+            settings = {
+                "small_files": options.small, "small_file_bytes": SMALL_SIZE,
+                "large_mib": options.large_mib, "rounds": options.rounds,
+                "volume": options.volume, "files_in_flight": options.files_in_flight,
+                "cases": [case.name for case in cases],
+            }
             for case in cases:
                 line, row = bench.measure(case)
                 print(json.dumps({case.name: line}), flush=True)
                 rows.append(row)
-        benchrows.write(options.json, "transfer", rows, {
-            "small_files": options.small, "small_file_bytes": SMALL_SIZE,
-            "large_mib": options.large_mib, "rounds": options.rounds,
-            "volume": options.volume, "files_in_flight": options.files_in_flight,
-            "cases": [case.name for case in cases],
-        })
+                # After every case: a case that fails later leaves the others' rows.
+                benchrows.write(options.json, "transfer", rows, settings)
         return 0
     finally:
         if landing != work:
