@@ -103,8 +103,14 @@ def row(name: str, unit: str, ours: Sequence[float], theirs: Sequence[float] | N
     }
 
 
-def failed_row(name: str, reason: str, target: dict[str, float] | None = None) -> Row:
-    return {"name": name, "failed": reason, "target": target, "met": False if target else None}
+def failed_row(name: str, reason: str, target: dict[str, float] | None = None,
+               unit: str | None = None) -> Row:
+    """A measurement that could not be made: a target it had is not met."""
+    row: Row = {"name": name, "failed": reason, "target": target,
+                "met": False if target else None}
+    if unit is not None:
+        row["unit"] = unit
+    return row
 
 
 def document(script: str, rows: list[Row], settings: dict[str, Any]) -> dict[str, Any]:
