@@ -5,7 +5,7 @@ CONTROLPLANE_DIR ?= /tmp/connectors-controlplane
 CLUSTER_DIR ?= /tmp/connectors-cluster
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: help install deps controlplane-build controlplane controlplane-down node-build seaweedfs-build cluster cluster-down image demo demo-down test lint crds
+.PHONY: help install deps controlplane-build controlplane controlplane-down node-build seaweedfs-build cluster cluster-down image demo demo-down test lint crds bench
 
 # Every target says what it does on its own line, after `##`; `make help` lists them.
 help: ## this list
@@ -57,6 +57,13 @@ lint: install ## ruff, mypy and the import contracts of .importlinter
 
 test: deps install controlplane-build node-build seaweedfs-build image lint ## every test: lint, types, unit, control plane, protocols, chaos, the real node
 	./hack/run-tests.sh
+
+# Benchmarks are not tests: `make test` never runs them. They need root (sshd,
+# vsftpd, a loop mount) and an idle machine; BENCH_ARGS go to bench/run.py,
+# e.g. BENCH_ARGS="--quick" or BENCH_ARGS="--only listeners,transfer".
+BENCH_ARGS ?=
+bench: deps install controlplane-build ## every benchmark: one table, bench/results.json
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 demo: deps install controlplane-build node-build ## a real local cluster, the image, the chart, the examples, a partner upload
 	./hack/demo.sh

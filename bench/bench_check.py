@@ -16,7 +16,12 @@ days, so every row is accepted) in a temporary folder, then, in turns, times
 and prints rows per second, MB per second and the ratio. Optionally the same
 file gzipped (--gzip) for the checker.
 
-    PYTHONPATH=operator python bench/bench_check.py --size-mb 1024 --rounds 2
+    PYTHONPATH=operator python bench/bench_check.py --size-mb 1024 --rounds 3
+
+The console shows every round and the best of each; `--json PATH` writes the
+rows with every round's MB/s (bench/benchrows.py describes the format): the
+checker and the processor each against the plain read, as "ours" and
+"theirs", the ratio of their medians.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ from pathlib import Path
 
 from connectors.submissions import check_file
 from connectors.submissions.builtin import CONVERSIONS
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+# bench/benchrows.py, beside this file
+import benchrows
 
 HEADER = ",".join(CONVERSIONS.names)
 CURRENCIES = ("USD", "EUR", "GBP", "CAD")
@@ -130,12 +140,33 @@ def line(name: str, seconds: float, rows: int, size: int) -> str:
             f"{size / seconds / 1e6:7.1f} MB/s")
 
 
+def json_rows(seconds: dict[str, list[float]], size: int) -> list[benchrows.Row]:
+    """MB/s of every round: the checker and the processor against the plain read."""
+    def rates(name: str) -> list[float]:
+        return [size / x / 1e6 for x in seconds[name]]
+
+    label = f"{size / 1e6:,.0f} MB of conversions"
+    plain_read = "plain csv.reader"
+    rows = [
+        benchrows.row(f"Submission check (Conversions schema) vs {plain_read}, {label}", "MB/s",
+                      rates("check"), rates("plain csv"), theirs_name=plain_read),
+        benchrows.row(f"Processor pass (receipt to result file) vs {plain_read}, {label}",
+                      "MB/s", rates("processor"), rates("plain csv"), theirs_name=plain_read),
+    ]
+    if "check gzip" in seconds:
+        rows.append(benchrows.row(f"Submission check of the same file gzipped, {label}",
+                                  "MB/s", rates("check gzip")))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="file size in MB (1e6 bytes)")
-    parser.add_argument("--rounds", type=int, default=2, help="turns of plain and check")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of plain and check")
     parser.add_argument("--gzip", action="store_true", help="also check the file gzipped")
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default /tmp)")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write the rows, every round's figures, to PATH")
     options = parser.parse_args()
     now = datetime.datetime.now(datetime.UTC)
     folder = Path(tempfile.mkdtemp(prefix="cx-bench-check-", dir=options.dir))
@@ -150,6 +181,7 @@ def main() -> int:
             while handle.read(1 << 24):
                 pass
         best: dict[str, float] = {}
+        every: dict[str, list[float]] = {}
         for turn in range(options.rounds):
             for name, run in (("plain csv", lambda: plain(path)),
                               ("check", lambda: checked(path, now)),
@@ -158,6 +190,7 @@ def main() -> int:
                 if counted != rows:
                     raise SystemExit(f"{name} counted {counted:,} rows, not {rows:,}")
                 best[name] = min(seconds, best.get(name, seconds))
+                every.setdefault(name, []).append(seconds)
                 print(f"round {turn + 1}: " + line(name, seconds, rows, size))
         if options.gzip:
             packed = folder / "conversions.csv.gz"
@@ -165,6 +198,7 @@ def main() -> int:
                 shutil.copyfileobj(source, sink, 1 << 20)
             seconds, _ = checked(packed, now)
             best["check gzip"] = seconds
+            every["check gzip"] = [seconds]
             print(f"gzip ({packed.stat().st_size / 1e6:.0f} MB): "
                   + line("check gzip", seconds, rows, size))
         print("best of each:")
@@ -174,6 +208,10 @@ def main() -> int:
         print(f"  processor / plain csv: {best['processor'] / best['plain csv']:.2f}x the time")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"  peak memory of this process: {peak:.0f} MB")
+        benchrows.write(options.json, "check", json_rows(every, size), {
+            "size_mb": options.size_mb, "bytes": size, "rows": rows,
+            "rounds": options.rounds, "gzip": options.gzip,
+            "peak_rss_mb": round(peak)})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0

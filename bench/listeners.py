@@ -9,8 +9,12 @@ connection setup included) and the ratio ours/theirs.
 Needs root (sshd, and a throw-away system user for vsftpd) and the Debian
 packages openssh-client, openssh-server, vsftpd and curl.
 
-    python bench/listeners.py                 # 1 GiB, 2 rounds, sftp and ftp
+    python bench/listeners.py                 # 1 GiB, 3 rounds, sftp and ftp
     python bench/listeners.py --size-mib 256 --rounds 1 --protocols sftp
+    python bench/listeners.py --json /tmp/listeners.json   # also the rows as JSON
+
+The console table shows MB/s of the median round; `--json PATH` writes each
+row with the figures of every round (bench/benchrows.py describes the format).
 
 Our upload includes what makes it safe and sshd/vsftpd do not do: a SHA-256
 of the data, fsync, rename and a receipt; the numbers include that cost. The
@@ -40,6 +44,11 @@ from connectors.api.accounts import Account, AccountTable, hash_password
 from connectors.devcluster.net import free_port, wait_for_port
 from connectors.devcluster.pki import ssh_keypair
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+# bench/benchrows.py, beside this file
+import benchrows
+
 USER = "bench"
 
 
@@ -58,7 +67,7 @@ def process(command: list[str], log: Path, port: int) -> Iterator[subprocess.Pop
     with log.open("wb") as output:
         proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port)
+        wait_for_port(port, 60, proc)
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -123,7 +132,8 @@ def bench_sftp_ours(setup: Setup) -> tuple[float, float, float]:
     port = free_port()
     command = [sys.executable, "-m", "connectors.cli", "listen", "sftp", "--address",
                "127.0.0.1", "--port", str(port), "--accounts-file", str(accounts),
-               "--data-root", str(data), "--host-key-file", str(setup.host_key)]
+               "--data-root", str(data), "--host-key-file", str(setup.host_key),
+               "--metrics-port", "0"]
     with process(command, setup.work / "ours-sftp.log", port):
         result = sftp_transfer(setup, port, USER, "up.bin", "up.bin", setup.work / "down.bin")
     shutil.rmtree(data / "bench")
@@ -189,26 +199,33 @@ def bench_ftp_ours(setup: Setup) -> tuple[float, float, float]:
     pasv = free_port()
     command = [sys.executable, "-m", "connectors.cli", "listen", "ftp", "--address",
                "127.0.0.1", "--port", str(port), "--accounts-file", str(accounts),
-               "--data-root", str(data), "--passive-ports", f"{pasv}-{pasv + 5}"]
+               "--data-root", str(data), "--passive-ports", f"{pasv}-{pasv + 5}",
+               "--metrics-port", "0"]
     with process(command, setup.work / "ours-ftp.log", port):
         result = curl_transfer(setup, port, USER, setup.work / "down.bin")
     shutil.rmtree(data / "bench")
     return result
 
 
-def bench_ftp_vsftpd(setup: Setup) -> tuple[float, float, float]:
-    port, pasv = free_port(), free_port()
+def write_vsftpd_config(config: Path, port: int, pasv: int, pasv_ports: int) -> Path:
+    """vsftpd on 127.0.0.1:`port` for local system users, plain FTP, writable,
+    passive ports `pasv` to `pasv` + `pasv_ports` - 1; bench/transfer.py uses it too."""
     Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
-    config = setup.work / "vsftpd.conf"
     config.write_text("\n".join([
         "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1", f"listen_port={port}",
         "background=NO", "anonymous_enable=NO", "local_enable=YES", "write_enable=YES",
         "local_umask=022", "pasv_enable=YES", f"pasv_min_port={pasv}",
-        f"pasv_max_port={pasv + 5}", "seccomp_sandbox=NO", "isolate=NO",
+        f"pasv_max_port={pasv + pasv_ports - 1}", "seccomp_sandbox=NO", "isolate=NO",
         "isolate_network=NO", "secure_chroot_dir=/var/run/vsftpd/empty",
         "pam_service_name=vsftpd", "xferlog_enable=NO", "dirmessage_enable=NO", "",
     ]))
     config.chmod(0o600)
+    return config
+
+
+def bench_ftp_vsftpd(setup: Setup) -> tuple[float, float, float]:
+    port, pasv = free_port(), free_port()
+    config = write_vsftpd_config(setup.work / "vsftpd.conf", port, pasv, 6)
     with system_user(setup.password) as (name, home), process(
         [shutil.which("vsftpd") or "/usr/sbin/vsftpd", str(config)],
         setup.work / "vsftpd.log", port,
@@ -223,8 +240,13 @@ def mb_per_s(size: int, seconds: float) -> float:
 Bench = Callable[[Setup], tuple[float, float, float]]
 
 
+PROTOCOL_NAMES = {"sftp": ("SFTP", "OpenSSH sshd"), "ftp": ("FTP", "vsftpd")}
+
+
 def run_pair(name: str, ours: Bench, theirs: Bench, setup: Setup, rounds: int,
-             theirs_name: str) -> list[dict[str, object]]:
+             theirs_name: str) -> tuple[list[dict[str, object]], list[benchrows.Row]]:
+    """The console rows (MB/s of the median round) and the JSON rows (MB/s of
+    every round)."""
     size = setup.source.stat().st_size
     samples: dict[str, list[float]] = {f"{side}-{kind}": [] for side in ("ours", "theirs")
                                        for kind in ("up", "down", "durable")}
@@ -242,7 +264,9 @@ def run_pair(name: str, ours: Bench, theirs: Bench, setup: Setup, rounds: int,
                   f" down {mb_per_s(size, down):.0f} MB/s,"
                   f" up until durable {mb_per_s(size, durable):.0f} MB/s", file=sys.stderr)
     rows = []
+    json_rows = []
     labels = {"up": "upload", "down": "download", "durable": "upload+fsync"}
+    protocol, server = PROTOCOL_NAMES[name]
     for direction, label in labels.items():
         ours_rate = mb_per_s(size, statistics.median(samples[f"ours-{direction}"]))
         theirs_rate = mb_per_s(size, statistics.median(samples[f"theirs-{direction}"]))
@@ -250,14 +274,21 @@ def run_pair(name: str, ours: Bench, theirs: Bench, setup: Setup, rounds: int,
                      "ours_MBps": round(ours_rate, 1), "theirs": theirs_name,
                      "theirs_MBps": round(theirs_rate, 1),
                      "ratio": round(ours_rate / theirs_rate, 2)})
-    return rows
+        json_rows.append(benchrows.row(
+            f"{protocol} listener {label} vs {server}, {benchrows.size_label(size)}", "MB/s",
+            [mb_per_s(size, x) for x in samples[f"ours-{direction}"]],
+            [mb_per_s(size, x) for x in samples[f"theirs-{direction}"]],
+            theirs_name=theirs_name))
+    return rows, json_rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="median of N rounds")
     parser.add_argument("--protocols", default="sftp,ftp")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write the rows, every round's figures, to PATH")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root: it starts sshd and creates a system user for vsftpd", file=sys.stderr)
@@ -267,13 +298,18 @@ def main() -> int:
         setup = Setup(work, source_file(args.size_mib), ssh_keypair(work / "client_key"),
                       ssh_keypair(work / "host_key"), "bench-" + secrets.token_urlsafe(12))
         rows: list[dict[str, object]] = []
+        json_rows: list[benchrows.Row] = []
         protocols = args.protocols.split(",")
-        if "sftp" in protocols:
-            rows += run_pair("sftp", bench_sftp_ours, bench_sftp_openssh, setup, args.rounds,
-                             "OpenSSH sshd (internal-sftp)")
-        if "ftp" in protocols:
-            rows += run_pair("ftp", bench_ftp_ours, bench_ftp_vsftpd, setup, args.rounds,
-                             "vsftpd")
+        pairs = [("sftp", bench_sftp_ours, bench_sftp_openssh, "OpenSSH sshd (internal-sftp)"),
+                 ("ftp", bench_ftp_ours, bench_ftp_vsftpd, "vsftpd")]
+        for name, ours, theirs, theirs_name in pairs:
+            if name in protocols:
+                console, measured = run_pair(name, ours, theirs, setup, args.rounds, theirs_name)
+                rows += console
+                json_rows += measured
+        benchrows.write(args.json, "listeners", json_rows, {
+            "size_mib": args.size_mib, "rounds": args.rounds, "protocols": protocols,
+            "client": {"sftp": "OpenSSH sftp", "ftp": "curl"}})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'protocol':8} {'direction':12} {'ours MB/s':>10} {'theirs MB/s':>12} {'ratio':>6}")
