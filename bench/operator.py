@@ -65,6 +65,23 @@ def manifests(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
     return credential, connection
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_processes(workdir: Path) -> dict[str, int]:
+    """The control plane's and the node's processes of this run, by name."""
+    found = {}
+    for name in ("kube-apiserver", "etcd", "kube-controller-manager", "kubelet"):
+        pids = subprocess.run(["pgrep", "-f", f"/{name} .*{workdir}"], text=True,
+                              stdout=subprocess.PIPE).stdout.split()
+        if pids:
+            found[name] = int(pids[0])
+    return found
+
+
 def peak_rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmHWM:\s+(\d+) kB", status)
@@ -120,56 +137,65 @@ def measure(args: argparse.Namespace, workdir: Path, plane: devcluster.NodeClust
         env=env,
         stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )
-    spy = None
-    if args.py_spy:
-        spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-o", args.py_spy,
-                                "--pid", str(operator.pid), "--rate", "50"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    api = config.new_client_from_config(config_file=plane.kubeconfig)
-    custom = client.CustomObjectsApi(api)
-    created: dict[str, float] = {}
-    ready: dict[str, float] = {}
-    done = threading.Event()
+    try:
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "-o", args.py_spy,
+                                    "--pid", str(operator.pid), "--rate", "50"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        api = config.new_client_from_config(config_file=plane.kubeconfig)
+        custom = client.CustomObjectsApi(api)
+        created: dict[str, float] = {}
+        ready: dict[str, float] = {}
+        done = threading.Event()
 
-    def watch_ready() -> None:
-        stream = watch.Watch()
-        for event in stream.stream(custom.list_namespaced_custom_object, "connectors.dev",
-                                   "v1alpha1", NAMESPACE, "connections",
-                                   timeout_seconds=int(args.timeout)):
-            obj = event["object"]
-            name = obj["metadata"]["name"]
-            conditions = (obj.get("status") or {}).get("conditions") or []
-            if name not in ready and any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in conditions):
-                ready[name] = time.monotonic()
-                if len(ready) == args.count:
-                    done.set()
-                    stream.stop()
+        def watch_ready() -> None:
+            stream = watch.Watch()
+            for event in stream.stream(custom.list_namespaced_custom_object, "connectors.dev",
+                                       "v1alpha1", NAMESPACE, "connections",
+                                       timeout_seconds=int(args.timeout)):
+                obj = event["object"]
+                name = obj["metadata"]["name"]
+                conditions = (obj.get("status") or {}).get("conditions") or []
+                if name not in ready and any(c["type"] == "Ready" and c["status"] == "True"
+                                             for c in conditions):
+                    ready[name] = time.monotonic()
+                    if len(ready) == args.count:
+                        done.set()
+                        stream.stop()
 
-    watcher = threading.Thread(target=watch_ready, daemon=True)
-    watcher.start()
-    time.sleep(3)  # the operator's start-up and the watch, before the clock starts
+        watcher = threading.Thread(target=watch_ready, daemon=True)
+        watcher.start()
+        time.sleep(3)  # the operator's start-up and the watch, before the clock starts
 
-    def create(i: int) -> None:
-        credential, connection = manifests(i)
-        custom.create_namespaced_custom_object("connectors.dev", "v1alpha1", NAMESPACE,
-                                               "credentials", credential)
-        created[connection["metadata"]["name"]] = time.monotonic()
-        custom.create_namespaced_custom_object("connectors.dev", "v1alpha1", NAMESPACE,
-                                               "connections", connection)
+        def create(i: int) -> None:
+            credential, connection = manifests(i)
+            custom.create_namespaced_custom_object("connectors.dev", "v1alpha1", NAMESPACE,
+                                                   "credentials", credential)
+            created[connection["metadata"]["name"]] = time.monotonic()
+            custom.create_namespaced_custom_object("connectors.dev", "v1alpha1", NAMESPACE,
+                                                   "connections", connection)
 
-    start = time.monotonic()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(create, range(args.count)))
-    applied = time.monotonic() - start
-    all_ready = done.wait(args.timeout)
-    finished = time.monotonic()
-    peak = peak_rss_mb(operator.pid)
-    if spy is not None:
-        spy.send_signal(signal.SIGINT)
-        spy.wait(timeout=120)
-    operator.send_signal(signal.SIGTERM)
-    operator.wait(timeout=60)
+        processes = {"operator": operator.pid, **cluster_processes(workdir)}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+        start = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, range(args.count)))
+        applied = time.monotonic() - start
+        all_ready = done.wait(args.timeout)
+        finished = time.monotonic()
+        peak = peak_rss_mb(operator.pid)
+        cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 1)
+               for name, pid in processes.items()}
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=120)
+        operator.send_signal(signal.SIGTERM)
+        operator.wait(timeout=60)
+    finally:
+        if operator.poll() is None:  # stopped early: never leave it running
+            operator.kill()
+            operator.wait()
     log = log_path.read_text(errors="replace")
     requests = re.search(r"stopped after (\d+) API requests", log)
     routes = re.search(r"API requests by route: (.*)", log)
@@ -190,6 +216,8 @@ def measure(args: argparse.Namespace, workdir: Path, plane: devcluster.NodeClust
         if requests else None,
         "operator_peak_rss_mb": round(peak, 1),
         "operator_api_requests_by_route": routes.group(1) if routes else None,
+        # Where the machine's two cores went meanwhile, in CPU seconds.
+        "cpu_seconds": cpu,
         "elapsed_seconds": round(finished - start, 1),
     }
     print(json.dumps(result, indent=2))

@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from connectors.api import GROUP, VERSION
 from connectors.api.accounts import AccountTable, shard_of, shard_secret_name
+from connectors.api.processing import Processed, ProcessingTable
 from connectors.planning.listeners import LABEL_ACCOUNTS
 from tests.conftest import Cluster
 from tests.support.secrets import assert_absent
@@ -117,6 +118,15 @@ def account_table(cluster: Cluster, namespace: str, protocol: str) -> AccountTab
     if not found:
         return None
     return AccountTable(accounts=[account for table in found for account in table.accounts])
+
+
+def processing_table(cluster: Cluster, namespace: str) -> list[Processed] | None:
+    """The whole processing table: every shard ConfigMap, read together."""
+    shards = client.CoreV1Api(cluster.api_client()).list_namespaced_config_map(
+        namespace, label_selector="app.kubernetes.io/component=processor").items
+    found = [ProcessingTable.parse(shard.data["processing.json"]) for shard in shards
+             if (shard.data or {}).get("processing.json")]
+    return [entry for table in found for entry in table.connections] if found else None
 
 
 def examples_reach_ready(cluster: Cluster, namespace: str) -> None:

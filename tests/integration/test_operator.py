@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
 from connectors import pgp
-from connectors.api.processing import Processed, ProcessingTable
+from connectors.api.processing import Processed
 from connectors.planning.credentials import certificate_facts
 from tests.conftest import Cluster
 from tests.integration import operator_scenarios as scenarios
@@ -344,10 +344,7 @@ spec:
 
     def table() -> dict[str, Processed] | None:
         # The namespace is shared with other tests: look at this test's Connections.
-        found = scenarios.read(crds, "ConfigMap", ns, "connectors-processing")
-        if not found:
-            return None
-        entries = ProcessingTable.parse(found.data["processing.json"]).connections
+        entries = scenarios.processing_table(crds, ns) or []
         mine = {e.connection: e for e in entries if e.connection.startswith("proc-")}
         return mine or None
     processing = eventually(table, 60, "the processing table")
@@ -362,8 +359,12 @@ spec:
     assert pod.containers[0].args == ["process"]
     assert "connectors-data" in [v.persistent_volume_claim.claim_name for v in pod.volumes
                                  if v.persistent_volume_claim]
-    assert "proc-clicks" in [o.name for o in deployment.metadata.owner_references]
-    assert "proc-reports" not in [o.name for o in deployment.metadata.owner_references]
+    # Owned by a sample of the namespace's Inbound Connections (planning/owners.py).
+    owners = [o.name for o in deployment.metadata.owner_references]
+    inbound = {e.connection for e in scenarios.processing_table(crds, ns) or []}
+    assert 0 < len(owners) <= 16
+    assert set(owners) <= inbound
+    assert "proc-reports" not in owners
 
     crds.kubectl("delete", "connection", "proc-clicks", "-n", ns)
     eventually(lambda: table() is None, 60, "proc-clicks to leave the processing table")
@@ -450,10 +451,7 @@ spec:
     scenarios.wait_configured(crds, ns, "sealed-conversions")
 
     def entry() -> Processed | None:
-        found = scenarios.read(crds, "ConfigMap", ns, "connectors-processing")
-        if not found:
-            return None
-        entries = ProcessingTable.parse(found.data["processing.json"]).connections
+        entries = scenarios.processing_table(crds, ns) or []
         mine = [e for e in entries if e.connection == "sealed-conversions" and e.decrypt_with]
         return mine[0] if mine else None
     assert eventually(entry, 60, "the decryption key in the table").decrypt_with == (

@@ -41,7 +41,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
+from . import shards
 from .common import Model
+from .shards import SHARDS as SHARDS
+from .shards import shard_of as shard_of
+from .shards import shard_suffix
 
 FORMAT_VERSION: Literal[1] = 1
 SECRET_KEY = "accounts.json"
@@ -60,9 +64,6 @@ GENERATED_LOG_N = 10
 # Where each listener pod says which table it serves: "<protocol> <digest>" under
 # its pod name (planning/readiness.py, listeners/core/state.py).
 STATE_CONFIGMAP = "connectors-listener-state"
-
-
-SHARDS = 16
 
 
 def table_digest(rendered: str | bytes) -> str:
@@ -88,27 +89,18 @@ def secret_name(protocol: str) -> str:
     return f"connectors-accounts-{protocol}"
 
 
-def shard_of(username: str) -> int:
-    """The shard of a login: fixed by its name, so it never moves."""
-    return hashlib.sha256(username.encode()).digest()[0] % SHARDS
-
-
 def shard_secret_name(protocol: str, shard: int) -> str:
-    return f"connectors-accounts-{protocol}-{shard:02d}"
+    return f"connectors-accounts-{protocol}-{shard_suffix(shard)}"
 
 
 def shard_number(protocol: str, name: str) -> int | None:
     """The shard a Secret of this name holds, or None if it is not one."""
-    prefix = f"connectors-accounts-{protocol}-"
-    number = name.removeprefix(prefix)
-    if number == name or not number.isdigit() or not 0 <= int(number) < SHARDS:
-        return None
-    return int(number)
+    return shards.shard_number(f"connectors-accounts-{protocol}-", name)
 
 
 def shard_file(shard: int) -> str:
     """The shard's file in the listener's accounts folder."""
-    return f"accounts-{shard:02d}.json"
+    return f"accounts-{shard_suffix(shard)}.json"
 
 
 def permissions_for(direction: str) -> list[Permission]:

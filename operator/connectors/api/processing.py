@@ -1,10 +1,12 @@
 """The processing table: how the operator tells a namespace's processor which
 Connections' files to check, and against what.
 
-The operator writes one ConfigMap per namespace, `connectors-processing`, whose
-key `processing.json` holds a ProcessingTable: one entry per Inbound Connection
+The operator writes the table of a namespace into up to 16 ConfigMaps split by
+Connection name (shards.py), `connectors-processing-<NN>`, each with the key
+`processing.json` holding a ProcessingTable: one entry per Inbound Connection
 (partner-initiated or not: a listener and a transfer job land files alike).
-The processor reads it from the mounted file and reloads it when it changes.
+The processor reads the files `processing-<NN>.json` of its mounted folder
+together and reloads them when they change.
 
     {"version": 1, "connections": [{"connection": "acme-conversions",
       "home": "acme-conversions", "dataType": "Conversions", "schema": null}]}
@@ -16,12 +18,28 @@ from typing import Literal
 
 from pydantic import Field
 
+from . import shards
 from .common import Model
 from .connection import ConnectionSpec, DataType, Sink
 from .file_schema import FileSchema
+from .shards import shard_of, shard_suffix
 
 CONFIGMAP = "connectors-processing"
+"""The single ConfigMap of the table from before shards; removed when found."""
 KEY = "processing.json"
+
+
+def configmap_name(shard: int) -> str:
+    return f"{CONFIGMAP}-{shard_suffix(shard)}"
+
+
+def shard_number(name: str) -> int | None:
+    return shards.shard_number(f"{CONFIGMAP}-", name)
+
+
+def shard_file(shard: int) -> str:
+    """The shard's file in the processor's table folder."""
+    return f"processing-{shard_suffix(shard)}.json"
 
 
 class Processed(Model):
@@ -79,3 +97,11 @@ class ProcessingTable(Model):
     @classmethod
     def parse(cls, text: str | bytes) -> ProcessingTable:
         return cls.model_validate_json(text)
+
+    def shards(self) -> dict[int, ProcessingTable]:
+        """The table split by Connection: only the shards that hold one."""
+        split: dict[int, list[Processed]] = {}
+        for entry in self.connections:
+            split.setdefault(shard_of(entry.connection), []).append(entry)
+        return {shard: ProcessingTable(connections=entries)
+                for shard, entries in sorted(split.items())}

@@ -40,6 +40,7 @@ from ..planning.config import (
 )
 from ..planning.listeners import HOST_KEY_SECRET, TLS_SECRET
 from ..planning.readiness import STATE_CONFIGMAP, ListenerPod
+from .caches import slim
 from .operator import Operator
 from .predicates import EchoFilter, rotation_requested, spec_changed, status_changed
 
@@ -98,7 +99,7 @@ class Watches:
             op.credentials.pop(key, None)
             self._dependents(*key)
             return
-        op.credentials[key] = body
+        op.credentials[key] = slim(body)
         if spec_changed(event_type, before, body) or rotation_requested(before, body):
             op.credential_queue.add(key)
         if status_changed(before, body):
@@ -113,7 +114,7 @@ class Watches:
             op.namespace_queue.add(namespace)  # its account leaves the listener
             return
         before = op.connections.get(key)
-        op.connections[key] = body
+        op.connections[key] = slim(body)
         op.note_connection(key, body)
         if spec_changed(event_type, before, body):
             op.connection_queue.add(key)
@@ -129,7 +130,7 @@ class Watches:
             key = (namespace, name)
             before = op.secrets.pop(key, None) if deleted else op.secrets.get(key)
             if not deleted:
-                op.secrets[key] = body
+                op.secrets[key] = slim(body)
             credential = labels.get(LABEL_CREDENTIAL, "")
             if deleted:
                 op.credential_queue.add((namespace, credential))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.processing import CONFIGMAP, KEY, Processed, ProcessingTable
+from ..api.processing import KEY, Processed, ProcessingTable, configmap_name, shard_file
+from ..api.shards import SHARDS
 from ..ports import PROCESSOR_METRICS_PORT
 from .config import OperatorConfig
 from .objects import (
@@ -36,15 +37,26 @@ def processor_labels() -> dict[str, str]:
     return base_labels("processor")
 
 
-def processing_configmap(namespace: str, table: ProcessingTable,
-                         owned_by: list[tuple[str, str]]) -> dict[str, Any]:
-    return {
+def processing_configmaps(namespace: str, table: ProcessingTable,
+                          owned_by: list[tuple[str, str]]) -> dict[int, dict[str, Any]]:
+    """Per shard that holds a Connection: its ConfigMap."""
+    owners = shared_owners(owned_by)
+    return {shard: {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": CONFIGMAP, "namespace": namespace, "labels": processor_labels(),
-                     "ownerReferences": shared_owners(owned_by)},
-        "data": {KEY: table.render()},
-    }
+        "metadata": {"name": configmap_name(shard), "namespace": namespace,
+                     "labels": processor_labels(), "ownerReferences": owners},
+        "data": {KEY: part.render()},
+    } for shard, part in table.shards().items()}
+
+
+def table_volume() -> dict[str, Any]:
+    """Every shard the table may have, each optional: one made later appears in
+    the folder at the kubelet's next refresh of the pod."""
+    return {"name": "table", "projected": {"defaultMode": 0o444, "sources": [
+        {"configMap": {"name": configmap_name(shard), "optional": True,
+                       "items": [{"key": KEY, "path": shard_file(shard)}]}}
+        for shard in range(SHARDS)]}}
 
 
 def processor_deployment(namespace: str, config: OperatorConfig,
@@ -64,7 +76,7 @@ def processor_deployment(namespace: str, config: OperatorConfig,
         {"name": "CONNECTORS_NAMESPACE",
          "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "CONNECTORS_DATA_ROOT", "value": "/data"},
-        {"name": "CONNECTORS_PROCESSING_FILE", "value": f"{TABLE_DIR}/{KEY}"},
+        {"name": "CONNECTORS_PROCESSING_FILE", "value": TABLE_DIR},
         {"name": "CONNECTORS_RETENTION_DAYS", "value": str(config.submission_retention_days)},
         *workload_env(config, PROCESSOR_METRICS_PORT),
     ]
@@ -92,7 +104,7 @@ def processor_deployment(namespace: str, config: OperatorConfig,
                     **image_pull_secrets(config),
                     "securityContext": pod_security_context(),
                     "volumes": [
-                        {"name": "table", "configMap": {"name": CONFIGMAP, "defaultMode": 0o444}},
+                        table_volume(),
                         data_volume(config),
                         tmp_volume(),
                         *secret_volumes,

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from .. import logs
 from ..api.processing import Processed, ProcessingTable
+from ..api.shards import read_shards
 from ..events import kubernetes_api_client
 from ..metrics import processor as processor_metrics
 from ..metrics.server import PROCESSOR_METRICS_PORT, add_metrics_options, serve_metrics
@@ -53,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option("--data-root", env="CONNECTORS_DATA_ROOT", default="/data",
            help="the data volume; a Connection's files are in <data-root>/<connection>")
     option("--table", env="CONNECTORS_PROCESSING_FILE",
-           default="/etc/connectors/processing/processing.json",
-           help="the processing table (processing.json from the ConfigMap)")
+           default="/etc/connectors/processing",
+           help="the processing table: a folder of shard files processing-NN.json (the "
+                "mounted ConfigMaps), or one table file")
     option("--poll-seconds", env="CONNECTORS_POLL_SECONDS", type=float, default=1.0,
            help="how often to look for landed files")
     option("--retention-days", env="CONNECTORS_RETENTION_DAYS", type=float, default=90.0,
@@ -76,17 +78,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class TableFile:
-    """The processing table from its mounted file, reloaded when it changes; a
-    table that does not parse leaves the last good one in force."""
+    """The processing table from its mounted shard files (or one table file),
+    reloaded when it changes; a table that does not parse leaves the last good
+    one in force."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._raw: bytes | None = None
+        self._raw: list[bytes] | None = None
         self.connections: dict[str, Processed] = {}
+
+    def _read(self) -> list[bytes]:
+        if not self.path.is_dir():
+            return [self.path.read_bytes()]
+        return read_shards(self.path, "processing-*.json")
 
     def reload(self) -> None:
         try:
-            raw = self.path.read_bytes()
+            raw = self._read()
         except OSError as err:
             if self._raw is not None:
                 log.warning("processing table %s unreadable: %s", self.path, err.strerror)
@@ -96,12 +104,12 @@ class TableFile:
             return
         self._raw = raw
         try:
-            table = ProcessingTable.parse(raw)
+            tables = [ProcessingTable.parse(shard) for shard in raw]
         except ValidationError as err:
             log.error("processing table %s invalid (%d errors); keeping the last good one",
                       self.path, err.error_count())
             return
-        self.connections = {c.connection: c for c in table.connections
+        self.connections = {c.connection: c for table in tables for c in table.connections
                             if c.home and "/" not in c.home and not c.home.startswith(".")}
         log.info("processing the files of %d Connections", len(self.connections))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from connectors.api.accounts import Account, AccountTable, table_digest
+from connectors.api.shards import read_shards
 from connectors.listeners.core.places import Login
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class AccountsFile:
         An empty folder is an empty table: every shard Secret is optional."""
         if not self.path.is_dir():
             return [self.path.read_bytes()]
-        return [shard.read_bytes() for shard in sorted(self.path.glob("accounts-*.json"))]
+        return read_shards(self.path, "accounts-*.json")
 
     def lookup(self, username: str) -> Login | None:
         """The login, or None if unknown or all its Connections are suspended."""
