@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -640,6 +641,61 @@ def test_transfer_job_pulls_from_the_partner_as_a_pod(
         assert json.loads(second["message"])["files"] == 0
     finally:
         forwarder.close()
+
+
+# ---- many partners at once ----------------------------------------------------------------------
+
+
+def test_two_hundred_partners_at_once_and_the_listener_pod_stays(
+        product: Product, partners: str, tmp_path: Path) -> None:
+    """200 OpenSSH sftp clients start at the same moment through the node port,
+    each uploading its own 1 MiB file. The listener holds at most 100 connections
+    (listeners.maxConnections) and refuses the others with SSH's "too many
+    connections" disconnect, which a partner's script retries, as it would with
+    sshd's MaxStartups. Every file lands whole, and the pod is the same pod,
+    never restarted (an OOM kill would restart it and cut every transfer)."""
+    need("sshpass")
+    pod = wait_listener_ready(product, partners, "sftp")
+    name = pod["metadata"]["name"]
+    password = product.secret(partners, "acme-sftp-credential", "password")
+    public = product.secret(partners, "connectors-sftp-hostkey", "ssh_host_ed25519_key.pub")
+    ip, port = product.cluster.node_ip, NODE_PORTS["sftp"]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[{ip}]:{port} {' '.join(public.split()[:2])}\n")
+    files = {f"conversions_crowd{i:03d}.csv": os.urandom(1 << 20) for i in range(200)}
+    for file_name, content in files.items():
+        (tmp_path / file_name).write_bytes(content)
+    start = threading.Barrier(len(files))
+
+    def partner(file_name: str) -> int:
+        """Uploads until it succeeds; returns how many tries were refused."""
+        start.wait()
+        for refused in range(60):
+            sent = subprocess.run(
+                ["sshpass", "-e", "sftp", "-o", "BatchMode=no", "-o",
+                 "PubkeyAuthentication=no", "-o", f"UserKnownHostsFile={known}", "-o",
+                 "StrictHostKeyChecking=yes", "-P", str(port), "-b", "-", f"acme@{ip}"],
+                input=f"put {tmp_path / file_name} {file_name}\n",
+                env={**os.environ, "SSHPASS": password}, capture_output=True, text=True,
+                timeout=300, check=False)
+            if sent.returncode == 0:
+                return refused
+            time.sleep(1 + refused % 3)
+        raise AssertionError(f"{file_name}: refused 60 times: {sent.stderr[-300:]}")
+
+    with ThreadPoolExecutor(len(files)) as pool:
+        refusals = list(pool.map(partner, files))
+    folder = volume_path(product, partners) / "acme-conversions"
+    for file_name, content in files.items():
+        assert_landed(folder, file_name, content)
+    after = listener_pod(product, partners, "sftp")
+    status = after["status"]["containerStatuses"][0]
+    assert after["metadata"]["name"] == name
+    assert status["restartCount"] == 0, status.get("lastState")
+    peak = exec_in(product.cluster, partners, name, "cat", "/sys/fs/cgroup/memory.peak")
+    print(f"200 partners: {sum(1 for r in refusals if r)} were refused at least once "
+          f"({sum(refusals)} refusals in all); the pod's memory peak: "
+          f"{peak.stdout.strip() or peak.stderr.strip()} bytes")
 
 
 # ---- two listener replicas -------------------------------------------------------------------

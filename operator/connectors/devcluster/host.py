@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 
 from .constants import BRIDGE, CHAIN_PREFIXES, GUARD_CHAIN, POD_CIDR, SAVED_SYSCTLS, SERVICE_CIDR
@@ -135,13 +136,19 @@ def _cgroup_roots() -> list[Path]:
     return [d / "connectors" for d in base.iterdir() if d.is_dir()]
 
 
+def _cgroup_folders(root: Path) -> list[Path]:
+    """Every cgroup under root, root first. os.walk, unlike Path.rglob, goes on
+    when a cgroup goes away under it: the kubelet removes a stopped pod's
+    cgroup at any moment, and rglob failed a teardown that way once."""
+    return [Path(folder) for folder, _, _ in os.walk(root)]
+
+
 def _cgroup_pids() -> list[int]:
     pids: set[int] = set()
     for root in _cgroup_roots():
-        if root.is_dir():
-            for procs in root.rglob("cgroup.procs"):
-                with contextlib.suppress(OSError):
-                    pids.update(int(p) for p in procs.read_text().split())
+        for folder in _cgroup_folders(root):
+            with contextlib.suppress(OSError):
+                pids.update(int(p) for p in (folder / "cgroup.procs").read_text().split())
     return sorted(pids)
 
 
@@ -150,7 +157,7 @@ def _remove_cgroups() -> None:
         if not root.is_dir():
             continue
         # Children before parents; a cgroup directory is removed with rmdir only.
-        for folder in sorted((p for p in root.rglob("*") if p.is_dir()),
+        for folder in sorted(_cgroup_folders(root)[1:],
                              key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
                 folder.rmdir()
