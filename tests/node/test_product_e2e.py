@@ -687,7 +687,13 @@ def test_two_hundred_partners_at_once_and_the_listener_pod_stays(
         refusals = list(pool.map(partner, files))
     folder = volume_path(product, partners) / "acme-conversions"
     for file_name, content in files.items():
-        assert_landed(folder, file_name, content)
+        assert (folder / file_name).read_bytes() == content
+        receipt = json.loads((folder / f"receipt_{file_name}.txt").read_text())
+        assert receipt["sha256"] == hashlib.sha256(content).hexdigest()
+    # No upload left half-written (the processor may be writing result files
+    # meanwhile, under the same kind of temporary name).
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".upload-")
+                and "result_" not in p.name]
     after = listener_pod(product, partners, "sftp")
     status = after["status"]["containerStatuses"][0]
     assert after["metadata"]["name"] == name
