@@ -297,11 +297,22 @@ def build_server(accounts: AccountsFile, data_root: Path, defender: Defender,
     return server
 
 
+STOP_CHECK_SECONDS = 0.5
+
+
 def serve_until(server: FTPServer, stop: Event) -> None:
-    """Runs the loop in short slices so that a signal can stop it."""
+    """Runs the loop in short slices so that a signal can stop it.
+
+    Each slice waits at most until the loop's next scheduled call (the
+    non-blocking loop returns when that is due): a fixed slice let an idle
+    loop run a landing's checks (Settlement) only every half second, so an
+    upload's 226 came up to half a second after its file had landed."""
+    timeout = STOP_CHECK_SECONDS
     try:
         while not stop.is_set():
-            server.ioloop.loop(timeout=0.5, blocking=False)
+            soonest = server.ioloop.loop(timeout=timeout, blocking=False)
+            timeout = STOP_CHECK_SECONDS if soonest is None else min(STOP_CHECK_SECONDS,
+                                                                      soonest)
     finally:
         server.close_all()
 
