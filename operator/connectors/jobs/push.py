@@ -15,7 +15,7 @@ import functools
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import describe
@@ -140,8 +140,44 @@ def push(
                 encryption.discard(file)
         else:
             per_file(summary, functools.partial(send, file))
-    for file in plan.send:
-        per_file(summary, functools.partial(send, file))
+    if encryption is None:
+        for start in range(0, len(plan.send), BATCH):
+            send_batch(client, plan.send[start:start + BATCH], landing=landing, ledger=ledger,
+                       summary=summary)
+    else:
+        for file in plan.send:
+            per_file(summary, functools.partial(send, file))
+
+
+# Files whose ledger records share one write and one fsync: the records before
+# and after their uploads cost two fsyncs per file otherwise, four times the
+# time OpenSSH's `put -r` takes for a small file.
+BATCH = 64
+
+
+def send_batch(client: PushClient, files: Sequence[OutboxFile], *, landing: LandingArea,
+               ledger: Ledger, summary: Summary) -> None:
+    """Sends files not encrypted, as send_one does, with their ledger records
+    written together: SENDING for all before the first upload, SENT for those
+    sent after the last. A run cut off in between finds them SENDING and asks
+    the remote for each one's size (push), so none is sent twice or lost."""
+    sending = [Entry(SENDING, f.name, f.size, f.mtime) for f in files
+               if not ledger.has(SENDING, f.name, f.size, f.mtime)]
+    if sending:
+        ledger.record_many(sending)
+    sent: list[OutboxFile] = []
+    for file in files:
+        def upload(file: OutboxFile = file) -> None:
+            client.upload(file.name, landing.outbox / file.name)
+            sent.append(file)
+        per_file(summary, upload)
+    if sent:
+        ledger.record_many([Entry(SENT, f.name, f.size, f.mtime,
+                                  sha256=hash_file(landing.outbox / f.name)) for f in sent])
+    for file in sent:
+        move_to_sent(landing, file)
+        log.info("sent %s (%d bytes)", file.name, file.size)
+        summary.transferred(file.size)
 
 
 def send_one(

@@ -251,6 +251,48 @@ def test_push_delivers_each_file_once(
     assert list(remote_dir.iterdir()) == []
 
 
+def test_push_of_many_files_records_them_in_batches_and_a_refused_one_alone(
+    job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
+) -> None:
+    """150 files go in batches (one ledger write before and one after each batch
+    of uploads); the partner's server refuses one (a folder holds its name): the
+    others are sent and moved to sent/, that one stays in the outbox, recorded
+    as sending, and the next run, once the folder is gone, sends it alone."""
+    job.configure(
+        push_spec(sshd.port, remote_dir, sshd.host_key_line),
+        [f"[127.0.0.1]:{sshd.port} {sshd.host_key_line}"],
+    )
+    job.credential(system_user.name, password=system_user.password)
+    outbox = job.home / "outbox"
+    outbox.mkdir(parents=True)
+    files = {f"r-{i:03d}.csv": os.urandom(500 + i) for i in range(150)}
+    for name, data in files.items():
+        (outbox / name).write_bytes(data)
+    blocker = remote_dir / "r-075.csv"
+    blocker.mkdir()
+    blocker.chmod(0o755)
+
+    first = job.run()
+    assert first.code != 0
+    assert first.summary["files"] == 149
+    assert first.summary["failed"] == 1
+    assert [p.name for p in outbox.iterdir()] == ["r-075.csv"]
+    assert {p.name: p.read_bytes() for p in remote_dir.iterdir() if p.is_file()} == {
+        name: data for name, data in files.items() if name != "r-075.csv"}
+    kinds = {(e["name"], e["kind"]) for e in ledger(job)}
+    assert ("r-075.csv", "sending") in kinds
+    assert ("r-075.csv", "sent") not in kinds
+    assert all((name, "sent") in kinds for name in files if name != "r-075.csv")
+
+    blocker.rmdir()
+    second = job.run()
+    assert second.code == 0, second.stderr
+    assert second.summary["files"] == 1
+    assert (remote_dir / "r-075.csv").read_bytes() == files["r-075.csv"]
+    assert list(outbox.iterdir()) == []
+    assert sorted(p.name for p in (job.home / "sent").iterdir()) == sorted(files)
+
+
 def test_files_of_every_size_in_one_pipelined_run(
     job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
 ) -> None:
