@@ -243,3 +243,20 @@ def test_the_fixture_is_what_the_scripts_write(run: ModuleType, results: dict[st
                               target=row["target"])
         for key in ("median_ours", "median_theirs", "ratio", "met"):
             assert again[key] == row[key], (row["name"], key)
+
+
+def test_comparisons_get_the_issues_ratio_targets(run: ModuleType) -> None:
+    rows = [
+        {"name": "FTP listener upload vs vsftpd, 1 GiB", "median_ours": 990.0, "ratio": 0.76},
+        {"name": "FTP listener download vs vsftpd, 1 GiB", "median_ours": 1500.0, "ratio": 1.02},
+        {"name": "FTP listener upload+fsync vs vsftpd, 1 GiB", "median_ours": 990.0,
+         "ratio": 0.82},
+        {"name": "SFTP pull job vs OpenSSH sftp get -r, 1,000 x 10 KB", "failed": "exit 1"},
+    ]
+    marked = run.with_targets(rows)
+    assert marked[0]["target"] == {"ratio_at_least": 0.9}
+    assert marked[0]["met"] is False
+    assert marked[1]["target"] == {"ratio_at_least": 1.0}
+    assert marked[1]["met"] is True
+    assert "target" not in marked[2]  # no target in the issue for it
+    assert "target" not in marked[3]  # a failed row keeps what it said
