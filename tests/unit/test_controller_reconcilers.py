@@ -322,3 +322,38 @@ def test_a_suspended_connection_is_not_ready(spec: dict[str, Any], words: str) -
     ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
     assert words in ready["message"]
     assert not [e for e in kube.events if e[2] == "Configured"]
+
+
+def test_a_state_change_rejudges_only_the_connections_of_the_shards_it_touched() -> None:
+    kube = FakeKube()
+    listener_sync = ListenerSync(kube, OperatorConfig(),  # type: ignore[arg-type]
+                                 lambda ns, name: None)
+    listener_sync.remember(NS, "sftp", "d-a1", {"a": "fp-a"})
+    listener_sync.remember(NS, "sftp", "d-a2", {"a": "fp-a2"})
+    listener_sync.remember(NS, "sftp", "d-b1", {"b": "fp-b", "c": "fp-c"})
+    before = {"pod-1": "sftp d-a1,d-b1"}
+    # pod-1 took up a new version of a's shard; b's shard is unchanged.
+    assert listener_sync.served_by(NS, before, {"pod-1": "sftp d-a2,d-b1"}) == {"a"}
+    # A second pod reporting the same shards changes what pod-2 serves: all of them.
+    assert listener_sync.served_by(NS, before, {**before, "pod-2": "sftp d-a1,d-b1"}) == {
+        "a", "b", "c"}
+    # A digest the operator does not remember serves no one either way.
+    assert listener_sync.served_by(NS, before, {"pod-1": "sftp d-a1,d-b1,d-zz"}) == set()
+
+
+def test_a_sync_result_names_the_connections_whose_outcome_changed() -> None:
+    first = SyncResult(accounts={"a": "fp-a", "b": "fp-b"}, inputs={"a": "1/10", "b": "1/11"},
+                       host_key_fingerprint="SHA256:x")
+    same = SyncResult(accounts={"a": "fp-a", "b": "fp-b"}, inputs={"a": "1/10", "b": "1/11"},
+                      host_key_fingerprint="SHA256:x")
+    assert same.changed_since(first) == []
+    edited = SyncResult(
+        accounts={"a": "fp-a", "b": "fp-b2"}, inputs={"a": "1/10", "b": "2/11", "c": "1/12"},
+        problems={"c": "username taken"}, host_key_fingerprint="SHA256:x")
+    assert edited.changed_since(first) == ["b", "c"]
+    assert edited.covers("b", "2/11")
+    assert not edited.covers("b", "1/11")
+    rekeyed = SyncResult(accounts=dict(same.accounts), inputs=dict(same.inputs),
+                         host_key_fingerprint="SHA256:y")
+    assert rekeyed.changed_since(first) == ["a", "b"]
+    assert first.changed_since(None) == ["a", "b"]

@@ -22,7 +22,7 @@ Key = tuple[str, str]
 
 
 # Kept out of the cached bodies: nothing the operator decides reads them, and
-# they were a third of its memory with 10,000 Connections.
+# every cached Connection, Credential and Secret would carry them.
 UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
@@ -96,8 +96,8 @@ class Caches:
     listener_pods: dict[Key, ListenerPod] = field(default_factory=dict)
     listener_state: dict[str, dict[str, str]] = field(default_factory=dict)
     # Per Connection: (uid, generation) -> its validated spec. Each namespace sync
-    # reads every Connection of the namespace, and validating 10,000 specs each
-    # time cost seconds.
+    # reads every Connection of the namespace; validating 10,000 specs took about
+    # 0.1 s here, each sync.
     _validated: dict[Key, tuple[tuple[str, int], ConnectionSpec | None, Verdict]] = field(
         default_factory=dict)
 

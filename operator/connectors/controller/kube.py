@@ -218,9 +218,10 @@ class Kube:
 
         An object of a kind the operator watches is sent only when it differs
         from what was last applied, or the object changed since (observed): a
-        resync of 10,000 Connections would otherwise send 10,000 CronJobs that
-        change nothing. Returns the server's answer, or the object as given when
-        nothing needed sending."""
+        resync (every 5 minutes) would otherwise send again the CronJob and
+        ConfigMap of every Connection the platform starts, changing nothing.
+        Returns the server's answer, or the object as given when nothing
+        needed sending."""
         meta = obj["metadata"]
         key = (obj["kind"], meta["namespace"], meta["name"])
         watched = obj["kind"] in WATCHED_KINDS

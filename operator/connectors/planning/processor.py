@@ -1,9 +1,9 @@
-"""Pure planning for the namespace's processor: the processing table ConfigMap and
-the Deployment that runs `connectors process` on the data volume.
+"""Pure planning for the namespace's processor: the processing table's shard
+ConfigMaps and the Deployment that runs `connectors process` on the data volume.
 
 Every valid Inbound Connection of a namespace is in the table, whoever starts
 its transfers: listeners and transfer jobs land files alike. The objects are
-owned by every such Connection, so they go with the last one.
+owned by a sample of those Connections (owners.py), so they go with the last one.
 """
 
 from __future__ import annotations
