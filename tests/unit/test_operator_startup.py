@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from connectors.controller.main import add_arguments, operator_config
-from connectors.controller.peering import Peering
+from connectors.controller.peering import Peering, decide
 from connectors.controller.startup import MissingPrerequisite, check_crds, summary_lines
 
 
@@ -93,3 +94,37 @@ def test_crds_that_appear_within_the_grace_are_waited_for() -> None:
 
     check_crds(discovery, grace=60, sleep=nap)  # type: ignore[arg-type]
     assert naps == [0.5, 0.5]
+
+
+class PeeringApi:
+    """The peering CRD is served; the peering object appears after `refusals` tries,
+    until then creating it is refused (403), as under the chart's RBAC."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.tries = 0
+
+    def serves(self, group_version: str, plural: str) -> bool:
+        return True
+
+    def ensure_peering(self, kind: str, plural: str, name: str, namespace: str | None) -> bool:
+        self.tries += 1
+        if self.tries <= self.refusals:
+            raise ApiException(status=403, reason="Forbidden")
+        return False
+
+
+def test_a_peering_object_made_moments_later_is_waited_for() -> None:
+    """Helm makes the chart's ClusterKopfPeering after the operator's Deployment."""
+    api = PeeringApi(refusals=2)
+    peering = decide(api, "connectors", [], required=True)  # type: ignore[arg-type]
+    assert api.tries == 3
+    assert not peering.standalone
+
+
+def test_a_peering_object_that_never_comes_is_one_line_and_exit() -> None:
+    api = PeeringApi(refusals=10**6)
+    with pytest.raises(MissingPrerequisite, match=r"^peering connectors was asked for "
+                                                  r"\(--peering\), but ClusterKopfPeering "
+                                                  r"connectors does not exist"):
+        decide(api, "connectors", [], required=True, wait_seconds=0)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import time
 from dataclasses import dataclass
 
 from kubernetes.client.exceptions import ApiException
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 GROUP = "kopf.dev"
 VERSION = "v1"
 CRD_FILE = "charts/connectors/crds/kopf-peering.yaml"
+# How long an operator asked to peer waits for a peering object it may not create:
+# Helm creates the chart's after the Deployment, so the first pod of an install
+# usually starts before it exists (CI saw that pod exit once and restart).
+PEERING_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,33 @@ def _is_pattern(namespace: str) -> bool:
     return bool(set(namespace) & set("*?["))
 
 
-def decide(kube: Kube, name: str, namespaces: list[str], required: bool = False) -> Peering:
+def _ensure_or_wait(kube: Kube, kind: str, plural: str, name: str, namespace: str | None,
+                    wait_seconds: float) -> bool:
+    """kube.ensure_peering; while it may not create the object, asks again every
+    second for up to `wait_seconds` in case someone else makes it."""
+    deadline = time.monotonic() + wait_seconds
+    said = False
+    while True:
+        try:
+            return kube.ensure_peering(kind, plural, name, namespace)
+        except ApiException as error:
+            if error.status not in (401, 403) or time.monotonic() >= deadline:
+                raise
+            if not said:
+                log.info("waiting up to %.0f s for %s %s, which the operator may not create "
+                         "(the Helm chart makes it right after the operator's Deployment)",
+                         wait_seconds, kind, name)
+                said = True
+            time.sleep(1.0)
+
+
+def decide(kube: Kube, name: str, namespaces: list[str], required: bool = False,
+           wait_seconds: float = PEERING_WAIT_SECONDS) -> Peering:
     """Checks the peering CRD and objects for an operator watching `namespaces` (all
     of them when empty), makes missing objects, and says how kopf should peer.
     `required`: peering was asked for by name, so what it needs and lacks is a
-    MissingPrerequisite, not a reason to run standalone."""
+    MissingPrerequisite, not a reason to run standalone; an object it may not
+    create is waited for `wait_seconds` first."""
     clusterwide = not namespaces
     kind, plural = (("ClusterKopfPeering", "clusterkopfpeerings") if clusterwide
                     else ("KopfPeering", "kopfpeerings"))
@@ -85,7 +112,8 @@ def decide(kube: Kube, name: str, namespaces: list[str], required: bool = False)
     for namespace in targets:
         where = f" in namespace {namespace}" if namespace else ""
         try:
-            created = kube.ensure_peering(kind, plural, name, namespace)
+            created = (_ensure_or_wait(kube, kind, plural, name, namespace, wait_seconds)
+                       if required else kube.ensure_peering(kind, plural, name, namespace))
         except ApiException as error:
             if error.status not in (401, 403):
                 raise
