@@ -67,6 +67,10 @@ def load_api_client(kubeconfig: str | None = None,
 # The kinds of the operator's children, which it watches (watches.py): an apply
 # of one may be skipped when nothing changed (Kube.apply).
 WATCHED_KINDS = frozenset({"Secret", "ConfigMap", "Service", "Deployment", "CronJob"})
+# How long a skipped apply may rest on what was last sent: a watch that lost its
+# place re-lists, and a deletion in that gap is never an event, so each object is
+# sent again at least this often (by the periodic resync).
+APPLIED_KEPT_SECONDS = 1800.0
 
 
 def route(path: str) -> str:
@@ -94,9 +98,9 @@ class Kube:
     requests: int = 0
     # Per "METHOD resource[/subresource]": where the requests go, said when the operator stops.
     routes: Counter[str] = field(default_factory=Counter)
-    # Per watched object the operator applied: the digest of what it sent and the
-    # resourceVersion the server answered (see apply and observed).
-    applied: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
+    # Per watched object the operator applied: the digest of what it sent, the
+    # resourceVersion the server answered and when (see apply and observed).
+    applied: dict[tuple[str, str, str], tuple[str, str, float]] = field(default_factory=dict)
 
     def path(self, kind: str, namespace: str, name: str | None = None) -> str:
         prefix, plural = PATHS[kind]
@@ -217,8 +221,9 @@ class Kube:
         """Server-side apply with force: the operator owns the fields it sets.
 
         An object of a kind the operator watches is sent only when it differs
-        from what was last applied, or the object changed since (observed): a
-        resync (every 5 minutes) would otherwise send again the CronJob and
+        from what was last applied, when the object changed since (observed),
+        or when APPLIED_KEPT_SECONDS have passed since it was sent. Otherwise
+        each resync (every 5 minutes) would send again the CronJob and
         ConfigMap of every Connection the platform starts, changing nothing.
         Returns the server's answer, or the object as given when nothing
         needed sending."""
@@ -226,7 +231,9 @@ class Kube:
         key = (obj["kind"], meta["namespace"], meta["name"])
         watched = obj["kind"] in WATCHED_KINDS
         digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-        if watched and self.applied.get(key, ("", ""))[0] == digest:
+        known = self.applied.get(key)
+        if (watched and known is not None and known[0] == digest
+                and time.monotonic() - known[2] < APPLIED_KEPT_SECONDS):
             return obj
         result: dict[str, Any] = self.request(
             "PATCH",
@@ -236,7 +243,8 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
         if watched:
-            self.applied[key] = (digest, str(result["metadata"].get("resourceVersion")))
+            self.applied[key] = (digest, str(result["metadata"].get("resourceVersion")),
+                                 time.monotonic())
         return result
 
     def observed(self, kind: str, namespace: str, name: str,
