@@ -137,6 +137,9 @@ def test_without_the_peering_crd_it_warns_once_and_runs_standalone(
     bare_cluster: Cluster, tmp_path: Path
 ) -> None:
     bare_cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    # Served before the test applies a Credential (CI once saw "no matches for kind").
+    bare_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                         "crd/credentials.connectors.dev", "crd/connections.connectors.dev")
     operator = PeeringOperator(bare_cluster.kubeconfig, [], tmp_path / "operator.log").start()
     try:
         reconciles_a_credential(bare_cluster, "first")

@@ -271,7 +271,11 @@ def test_counts_reach_the_connection_status_and_events(
     [last] = submissions["last"]
     assert last["name"] == "conversions_counted.csv"
     assert last["firstError"].startswith("line 7: Amount:")
-    events = client.CoreV1Api(api).list_namespaced_event(
-        namespace, field_selector="involvedObject.name=acme-conversions").items
+    def posted() -> list[Any] | None:
+        # The event and the status are two requests: either may be seen first.
+        found = client.CoreV1Api(api).list_namespaced_event(
+            namespace, field_selector="involvedObject.name=acme-conversions").items
+        return found or None
+    events = eventually(posted, 30, "the RowsRejected event")
     assert [(e.type, e.reason) for e in events] == [("Warning", "RowsRejected")]
     assert "99 rows accepted, 1 rejected" in events[0].message
