@@ -221,16 +221,19 @@ def push_spec(port: int, folder: Path, host_key: str) -> dict[str, Any]:
     }
 
 
+def setup_push(job: Job, port: int, host_key: str, user: SystemUser, folder: Path) -> Path:
+    """Configures an Outbound Push to `folder` through `port`; returns the empty outbox."""
+    job.configure(push_spec(port, folder, host_key), [f"[127.0.0.1]:{port} {host_key}"])
+    job.credential(user.name, password=user.password)
+    outbox = job.home / "outbox"
+    outbox.mkdir(parents=True)
+    return outbox
+
+
 def test_push_delivers_each_file_once(
     job: Job, sshd: Sshd, system_user: SystemUser, remote_dir: Path
 ) -> None:
-    job.configure(
-        push_spec(sshd.port, remote_dir, sshd.host_key_line),
-        [f"[127.0.0.1]:{sshd.port} {sshd.host_key_line}"],
-    )
-    job.credential(system_user.name, password=system_user.password)
-    outbox = job.home / "outbox"
-    outbox.mkdir(parents=True)
+    outbox = setup_push(job, sshd.port, sshd.host_key_line, system_user, remote_dir)
     (outbox / "report-1.csv").write_bytes(b"one" * 1000)
     (outbox / "report-2.csv").write_bytes(os.urandom(3 * 1024 * 1024))
     expected = {p.name: p.read_bytes() for p in outbox.iterdir()}
@@ -258,13 +261,7 @@ def test_push_of_many_files_records_them_in_batches_and_a_refused_one_alone(
     of uploads); the partner's server refuses one (a folder holds its name): the
     others are sent and moved to sent/, that one stays in the outbox, recorded
     as sending, and the next run, once the folder is gone, sends it alone."""
-    job.configure(
-        push_spec(sshd.port, remote_dir, sshd.host_key_line),
-        [f"[127.0.0.1]:{sshd.port} {sshd.host_key_line}"],
-    )
-    job.credential(system_user.name, password=system_user.password)
-    outbox = job.home / "outbox"
-    outbox.mkdir(parents=True)
+    outbox = setup_push(job, sshd.port, sshd.host_key_line, system_user, remote_dir)
     files = {f"r-{i:03d}.csv": os.urandom(500 + i) for i in range(150)}
     for name, data in files.items():
         (outbox / name).write_bytes(data)
@@ -356,13 +353,7 @@ def test_push_interrupted_after_upload_is_not_sent_again(
 ) -> None:
     """The previous run uploaded the file and died before recording it as sent:
     the ledger says 'sending', the remote has the whole file."""
-    job.configure(
-        push_spec(sshd.port, remote_dir, sshd.host_key_line),
-        [f"[127.0.0.1]:{sshd.port} {sshd.host_key_line}"],
-    )
-    job.credential(system_user.name, password=system_user.password)
-    outbox = job.home / "outbox"
-    outbox.mkdir(parents=True)
+    outbox = setup_push(job, sshd.port, sshd.host_key_line, system_user, remote_dir)
     data = b"report\n" * 100
     (outbox / "r.csv").write_bytes(data)
     os.utime(outbox / "r.csv", (1_700_000_000, 1_700_000_000))
@@ -484,14 +475,8 @@ def test_push_retries_after_the_sftp_subsystem_dies(
 
     from tests.integration.transfer.transfer_servers import descendants
 
-    port = sshd_subsystem.port
-    job.configure(
-        push_spec(port, remote_dir, sshd_subsystem.host_key_line),
-        [f"[127.0.0.1]:{port} {sshd_subsystem.host_key_line}"],
-    )
-    job.credential(system_user.name, password=system_user.password)
-    outbox = job.home / "outbox"
-    outbox.mkdir(parents=True)
+    outbox = setup_push(job, sshd_subsystem.port, sshd_subsystem.host_key_line, system_user,
+                        remote_dir)
     data = os.urandom(96 * 1024 * 1024)
     (outbox / "r.csv").write_bytes(data)
 
@@ -519,13 +504,7 @@ def test_push_cut_by_the_network_completes_without_leftovers(
 ) -> None:
     proxy = CuttingProxy(sshd.port, limit=40_000)
     try:
-        job.configure(
-            push_spec(proxy.port, remote_dir, sshd.host_key_line),
-            [f"[127.0.0.1]:{proxy.port} {sshd.host_key_line}"],
-        )
-        job.credential(system_user.name, password=system_user.password)
-        outbox = job.home / "outbox"
-        outbox.mkdir(parents=True)
+        outbox = setup_push(job, proxy.port, sshd.host_key_line, system_user, remote_dir)
         data = os.urandom(32 * 1024 * 1024)
         (outbox / "r.csv").write_bytes(data)
         result = job.run("--retries", "2")
