@@ -177,11 +177,9 @@ class AccountTable(Model):
         return cls.model_validate_json(text)
 
     def shards(self) -> dict[int, AccountTable]:
-        """The table split by login: only the shards that hold an account."""
-        split: dict[int, list[Account]] = {}
-        for account in self.accounts:
-            split.setdefault(shard_of(account.username), []).append(account)
-        return {shard: AccountTable(accounts=accounts) for shard, accounts in sorted(split.items())}
+        """The table split by login: only the shards that hold one."""
+        return {shard: AccountTable(accounts=entries) for shard, entries
+                in shards.split(self.accounts, lambda entry: entry.username).items()}
 
 
 def _b64(data: bytes) -> str:

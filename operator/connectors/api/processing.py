@@ -22,7 +22,7 @@ from . import shards
 from .common import Model
 from .connection import ConnectionSpec, DataType, Sink
 from .file_schema import FileSchema
-from .shards import shard_of, shard_suffix
+from .shards import shard_suffix
 
 CONFIGMAP = "connectors-processing"
 """The single ConfigMap of the table from before shards; removed when found."""
@@ -100,8 +100,5 @@ class ProcessingTable(Model):
 
     def shards(self) -> dict[int, ProcessingTable]:
         """The table split by Connection: only the shards that hold one."""
-        split: dict[int, list[Processed]] = {}
-        for entry in self.connections:
-            split.setdefault(shard_of(entry.connection), []).append(entry)
-        return {shard: ProcessingTable(connections=entries)
-                for shard, entries in sorted(split.items())}
+        return {shard: ProcessingTable(connections=entries) for shard, entries
+                in shards.split(self.connections, lambda entry: entry.connection).items()}

@@ -11,7 +11,11 @@ as an optional source of one projected volume and reads them together.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 SHARDS = 16
 
@@ -35,14 +39,26 @@ def shard_number(prefix: str, name: str) -> int | None:
     return int(number)
 
 
-def read_shards(folder: Path, pattern: str) -> list[bytes]:
-    """The bytes of each shard file in a mounted folder, in shard order.
+def split(items: Iterable[T], key: Callable[[T], str]) -> dict[int, list[T]]:
+    """The items by shard of their key, in shard order; only shards that hold one."""
+    found: dict[int, list[T]] = {}
+    for item in items:
+        found.setdefault(shard_of(key(item)), []).append(item)
+    return dict(sorted(found.items()))
+
+
+def read_shards(path: Path, pattern: str) -> list[bytes]:
+    """The bytes of each shard file in a mounted folder, in shard order; of the
+    one file when `path` is a file. An empty folder is an empty table: every
+    shard's object is optional.
 
     The kubelet swaps the folder's `..data` link first and adds or removes the
     files' own links after, so a file whose shard just went can dangle for a
     moment: it is skipped, as the shard it named is no longer there."""
+    if not path.is_dir():
+        return [path.read_bytes()]
     found = []
-    for shard in sorted(folder.glob(pattern)):
+    for shard in sorted(path.glob(pattern)):
         try:
             found.append(shard.read_bytes())
         except FileNotFoundError:

@@ -87,14 +87,9 @@ class TableFile:
         self._raw: list[bytes] | None = None
         self.connections: dict[str, Processed] = {}
 
-    def _read(self) -> list[bytes]:
-        if not self.path.is_dir():
-            return [self.path.read_bytes()]
-        return read_shards(self.path, "processing-*.json")
-
     def reload(self) -> None:
         try:
-            raw = self._read()
+            raw = read_shards(self.path, "processing-*.json")
         except OSError as err:
             if self._raw is not None:
                 log.warning("processing table %s unreadable: %s", self.path, err.strerror)

@@ -58,7 +58,7 @@ class AccountsFile:
     def reload(self) -> bool:
         """Reads the file; True when a new table took effect."""
         try:
-            raw = self._read()
+            raw = read_shards(self.path, "accounts-*.json")
         except OSError as err:
             if self._raw is not None or not self._accounts:
                 log.warning("account table %s unreadable: %s", self.path, err.strerror)
@@ -93,13 +93,6 @@ class AccountsFile:
         if self.on_load is not None:
             self.on_load([table_digest(shard) for shard in raw])
         return True
-
-    def _read(self) -> list[bytes]:
-        """The bytes of each shard, in shard order; one file when the path is a file.
-        An empty folder is an empty table: every shard Secret is optional."""
-        if not self.path.is_dir():
-            return [self.path.read_bytes()]
-        return read_shards(self.path, "accounts-*.json")
 
     def lookup(self, username: str) -> Login | None:
         """The login, or None if unknown or all its Connections are suspended."""

@@ -4,10 +4,10 @@ The operator calls a listener Connection Ready only when a Ready listener pod
 has loaded a table that holds the Connection's account as configured
 (planning/readiness.py). After every table it loads, the listener writes
 `<pod name>: "<protocol> <digest>,..."` (one digest per shard) into the
-namespace's state ConfigMap, the
-one object its role may patch besides Connection statuses and events; on a
-clean stop it removes its line. Reports go through one worker thread and only
-the latest counts, so a slow API server never holds up a login.
+namespace's state ConfigMap, the one object its role may patch besides
+Connection statuses and events; on a clean stop it removes its line. Reports
+go through one worker thread and only the latest counts, so a slow API server
+never holds up a login.
 """
 
 from __future__ import annotations
