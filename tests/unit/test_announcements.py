@@ -38,7 +38,7 @@ def test_waiting_that_lasts_past_the_grace_is_a_warning_once() -> None:
     now = datetime.now(UTC)
     fresh = body(("WorkloadReady", FALSE, "AccountNotLoaded", now))
     assert announcer.events(("ns", "a"), fresh, [WAITING, NOT_READY], "done") == []
-    old = now - PENDING_GRACE - timedelta(seconds=5)
+    old = now - timedelta(seconds=PENDING_GRACE + 5)
     stuck = body(("WorkloadReady", FALSE, "AccountNotLoaded", old))
     assert reasons(announcer.events(("ns", "a"), stuck, [WAITING, NOT_READY], "done")) == [
         ("Warning", "AccountNotLoaded")]

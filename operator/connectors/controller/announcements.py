@@ -9,10 +9,10 @@ would otherwise announce the same thing twice.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import time
 from typing import Any
 
-from ..clock import now_rfc3339
+from ..metrics.operator import parse_time
 from ..planning.conditions import FALSE, TRUE, Verdict
 
 Key = tuple[str, str]
@@ -24,7 +24,7 @@ Event = tuple[str, str, str]
 # when they follow a True condition (something broke) or have lasted PENDING_GRACE
 # (the periodic resync judges again).
 PENDING_REASONS = frozenset({"ListenerNotReady", "AccountNotLoaded", "VolumeNotBound"})
-PENDING_GRACE = timedelta(minutes=2)
+PENDING_GRACE = 120.0  # seconds
 
 
 class Announcer:
@@ -69,8 +69,5 @@ def _lasted(condition: dict[str, Any] | None, reason: str) -> bool:
     """Whether the stored condition has been False for `reason` for PENDING_GRACE."""
     if condition is None or condition.get("status") != FALSE or condition.get("reason") != reason:
         return False
-    try:
-        since = datetime.fromisoformat(str(condition.get("lastTransitionTime")))
-    except ValueError:
-        return True
-    return datetime.fromisoformat(now_rfc3339()) - since >= PENDING_GRACE
+    since = parse_time(condition.get("lastTransitionTime"))
+    return since is None or time.time() - since >= PENDING_GRACE

@@ -31,15 +31,12 @@ class Coalescer(Generic[R]):
         self.latest: dict[str, R] = {}
 
     async def request(self, key: str) -> R:
-        return await self._enqueue(key)
-
-    def _enqueue(self, key: str) -> asyncio.Future[R]:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(future)
         runner = self._runners.get(key)
         if runner is None or runner.done():
             self._runners[key] = asyncio.create_task(self._run(key))
-        return future
+        return await future
 
     async def _run(self, key: str) -> None:
         loop = asyncio.get_running_loop()
