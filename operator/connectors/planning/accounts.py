@@ -7,10 +7,13 @@ Connections share the login, each at its own place (listeners/core/places.py).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 from ..api.accounts import Account, AccountTable, permissions_for
 from ..api.connection import ConnectionSpec
+from .owners import shared_owners
 from .readiness import table_digest
 
 
@@ -43,6 +46,12 @@ class AccountPlan:
     owners: list[AccountSource]
     # Connection name -> why it has no account (a username another Connection holds).
     conflicts: dict[str, str]
+
+    @functools.cached_property
+    def owner_references(self) -> list[dict[str, Any]]:
+        """Of the listener's objects: the sample of owners (owners.py), made once
+        for the account Secrets, the Deployment and the Service alike."""
+        return shared_owners((source.connection, source.uid) for source in self.owners)
 
 
 def plan_accounts(sources: list[AccountSource],

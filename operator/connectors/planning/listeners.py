@@ -29,7 +29,6 @@ from .objects import (
     tmp_volume,
     workload_env,
 )
-from .owners import shared_owners
 from .readiness import STATE_CONFIGMAP
 
 PROTOCOL_OF_METHOD = {"SFTP": "sftp", "FTP": "ftp", "Email": "smtp"}
@@ -79,10 +78,6 @@ def listener_labels(protocol: str) -> dict[str, str]:
     return {**base_labels("listener"), LABEL_LISTENER: protocol}
 
 
-def _owners(plan: AccountPlan) -> list[dict[str, Any]]:
-    return shared_owners((source.connection, source.uid) for source in plan.owners)
-
-
 # On each shard Secret of an account table: which protocol's table it is part of.
 LABEL_ACCOUNTS = "connectors.dev/accounts"
 # On each listener pod: the account table the operator last wrote for it; a change
@@ -93,7 +88,7 @@ ANNOTATION_ACCOUNTS = "connectors.dev/account-table"
 def account_secrets(namespace: str, protocol: str, plan: AccountPlan
                     ) -> dict[int, tuple[dict[str, Any], str, AccountTable]]:
     """Per shard that holds an account: its Secret, its rendered text, its table."""
-    owners = _owners(plan)
+    owners = plan.owner_references
     planned = {}
     for shard, table in plan.table.shards().items():
         secret = account_secret(namespace, protocol, shard, table, owners)
@@ -249,7 +244,7 @@ def listener_deployment(namespace: str, protocol: str, config: OperatorConfig,
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                     "ownerReferences": _owners(plan)},
+                     "ownerReferences": plan.owner_references},
         "spec": {
             "replicas": config.listener_replicas,
             "selector": {"matchLabels": labels},
@@ -305,7 +300,7 @@ def listener_service(namespace: str, protocol: str, config: OperatorConfig,
         spec["externalTrafficPolicy"] = config.listener_external_traffic_policy
     metadata: dict[str, Any] = {"name": listener_name(protocol), "namespace": namespace,
                                 "labels": listener_labels(protocol),
-                                "ownerReferences": _owners(plan)}
+                                "ownerReferences": plan.owner_references}
     if config.listener_service_annotations:
         metadata["annotations"] = dict(config.listener_service_annotations)
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
